@@ -1,0 +1,285 @@
+"""Command inputs: one pydantic model per command, shared by the CLI, `import` and the simulator.
+
+Each model turns raw input (CLI strings or JSON values) into normalized JSON-able
+arguments, or raises BadInput with one line naming the field. Normalized
+arguments are what a command's signature covers and what its digest hashes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ledger import rules, units
+from ledger.errors import BadInput
+
+
+class CommandInput(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def args(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def _v(parser, *a):  # wrap a ledger.units parser as a pydantic "before" validator
+    def check(cls, value):  # noqa: ANN001
+        if value is None:
+            return None
+        try:
+            return parser(value, *a)
+        except BadInput as e:
+            raise ValueError(str(e)) from None
+
+    return classmethod(check)
+
+
+class Init(CommandInput):
+    regulator: str
+    require_signatures: bool = False
+    public_key: str | None = None
+    _r = field_validator("regulator", mode="before")(_v(units.parse_id, "actor id"))
+
+
+class ActorAdd(CommandInput):
+    actor_id: str
+    role: str
+    firm: str | None = None
+    public_key: str | None = None
+    _a = field_validator("actor_id", mode="before")(_v(units.parse_id, "actor id"))
+    _r = field_validator("role", mode="before")(_v(units.parse_choice, units.ROLES, "role"))
+    _f = field_validator("firm", mode="before")(_v(units.parse_id, "firm id"))
+
+
+class ActorKey(CommandInput):
+    actor_id: str
+    public_key: str
+    _a = field_validator("actor_id", mode="before")(_v(units.parse_id, "actor id"))
+
+
+class FirmRegister(CommandInput):
+    firm_id: str
+    name: str
+    sector: str
+    region: str
+    unit_type: str | None = None
+    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
+    _n = field_validator("name", mode="before")(_v(units.parse_text, "name"))
+    _s = field_validator("sector", mode="before")(_v(units.parse_choice, units.SECTORS, "sector"))
+    _g = field_validator("region", mode="before")(_v(units.parse_text, "region"))
+    _u = field_validator("unit_type", mode="before")(_v(units.parse_choice, rules.UNIT_TYPES, "unit type"))
+
+
+class AccountOpen(CommandInput):
+    account_id: str
+    holder: str
+    kind: str = "trading"
+    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
+    _h = field_validator("holder", mode="before")(_v(units.parse_text, "holder"))
+    _k = field_validator("kind", mode="before")(_v(units.parse_choice, units.ACCOUNT_KINDS, "kind"))
+
+
+class YearOpen(CommandInput):
+    year: str
+    deadline: str | None = None
+
+    @field_validator("year", mode="before")
+    @classmethod
+    def _year(cls, value: Any) -> str:
+        try:
+            return units.period_label(*units.parse_period(value))
+        except BadInput as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _deadline(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        try:
+            return units.parse_date(value, "deadline").isoformat()
+        except BadInput as e:
+            raise ValueError(str(e)) from None
+
+
+class YearClose(CommandInput):
+    year: int
+    fine_multiple: str | None = None
+    _y = field_validator("year", mode="before")(_v(units.parse_year))
+
+    @field_validator("fine_multiple", mode="before")
+    @classmethod
+    def _multiple(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        lo, hi = rules.PENALTY_MULTIPLE_RANGE
+        try:
+            m = units.parse_price(value, "fine multiple")
+        except BadInput as e:
+            raise ValueError(str(e)) from None
+        if not lo <= m <= hi:
+            raise ValueError(f"fine multiple {m} must be from {lo} to {hi}")
+        return str(m.normalize())
+
+
+class Issue(CommandInput):
+    account_id: str
+    unit: str
+    vintage: int
+    quantity: int
+    basis: str
+    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
+    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
+    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
+    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
+    _b = field_validator("basis", mode="before")(_v(units.parse_choice, units.ISSUE_BASES, "basis"))
+
+
+class Allocate(CommandInput):
+    firm_id: str
+    year: int
+    step: str
+    factors: dict[str, str] | None = None
+    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
+    _y = field_validator("year", mode="before")(_v(units.parse_year))
+    _s = field_validator("step", mode="before")(_v(units.parse_choice, ("pre", "true-up"), "step"))
+
+    @field_validator("factors", mode="before")
+    @classmethod
+    def _factors(cls, value: Any) -> dict[str, str] | None:
+        if not value:
+            return None
+        out = {}
+        for name, raw in dict(value).items():
+            if name not in rules.FACTOR_BOUNDS:
+                raise ValueError(f"factor {name!r} must be one of: {', '.join(rules.FACTOR_BOUNDS)}")
+            lo, hi = rules.FACTOR_BOUNDS[name]
+            try:
+                f = units.Decimal(str(raw))
+            except Exception:
+                raise ValueError(f"factor {name}={raw!r} is not a number") from None
+            if not lo <= f <= hi:
+                raise ValueError(f"factor {name}={raw} must be from {lo} to {hi}")
+            out[name] = str(f)
+        return out
+
+
+class Transfer(CommandInput):
+    from_account: str
+    to_account: str
+    unit: str
+    vintage: int
+    quantity: int
+    _f = field_validator("from_account", mode="before")(_v(units.parse_id, "account id"))
+    _t = field_validator("to_account", mode="before")(_v(units.parse_id, "account id"))
+    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
+    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
+    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
+
+
+class Trade(CommandInput):
+    buyer: str
+    seller: str
+    unit: str
+    vintage: int
+    quantity: int
+    price: str
+    mode: str
+    date: str
+    _b = field_validator("buyer", mode="before")(_v(units.parse_id, "buyer"))
+    _s = field_validator("seller", mode="before")(_v(units.parse_id, "seller"))
+    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
+    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
+    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
+    _m = field_validator("mode", mode="before")(_v(units.parse_choice, units.TRADE_MODES, "mode"))
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _price(cls, value: Any) -> str:
+        try:
+            return str(units.parse_price(value))
+        except BadInput as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> str:
+        try:
+            return units.parse_date(value, "trade date").isoformat()
+        except BadInput as e:
+            raise ValueError(str(e)) from None
+
+
+class EmissionsVerify(CommandInput):
+    firm_id: str
+    year: int
+    tonnes: int
+    output: int | None = None
+    output_unit: str | None = None
+    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
+    _y = field_validator("year", mode="before")(_v(units.parse_year))
+    _t = field_validator("tonnes", mode="before")(_v(units.parse_tonnes_nonnegative, "tonnes"))
+    _o = field_validator("output", mode="before")(_v(units.parse_tonnes_nonnegative, "output"))
+    _ou = field_validator("output_unit", mode="before")(_v(units.parse_choice, ("MWh", "GJ", "t"), "output unit"))
+
+
+class Surrender(CommandInput):
+    firm_id: str
+    year: int
+    unit: str
+    vintage: int
+    quantity: int
+    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
+    _y = field_validator("year", mode="before")(_v(units.parse_year))
+    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
+    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
+    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
+
+
+class Cancel(CommandInput):
+    account_id: str
+    unit: str
+    vintage: int
+    quantity: int
+    reason: str = "voluntary"
+    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
+    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
+    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
+    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
+    _r = field_validator("reason", mode="before")(_v(units.parse_choice, units.CANCEL_REASONS, "reason"))
+
+
+INPUTS: dict[str, type[CommandInput]] = {
+    "init": Init,
+    "actor add": ActorAdd,
+    "actor key": ActorKey,
+    "firm register": FirmRegister,
+    "account open": AccountOpen,
+    "year open": YearOpen,
+    "year close": YearClose,
+    "issue": Issue,
+    "allocate": Allocate,
+    "transfer": Transfer,
+    "trade": Trade,
+    "emissions verify": EmissionsVerify,
+    "surrender": Surrender,
+    "cancel": Cancel,
+}
+
+
+def parse_command(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate raw arguments of command `name`; return normalized arguments or raise BadInput."""
+    model = INPUTS.get(name)
+    if model is None:
+        raise BadInput(f"unknown command {name!r}; one of: {', '.join(INPUTS)}")
+    try:
+        return model.model_validate(raw).args()
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "input"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown argument {field!r} for {name}"
+        elif err["type"] == "missing":
+            msg = f"{name} needs {field!r}"
+        raise BadInput(msg) from None

@@ -1,0 +1,403 @@
+"""The domain model: the ledger's write-side state and the checks every command runs.
+
+The hash chain orders every event of the ledger in one global sequence, so the
+whole ledger is one consistency boundary: `LedgerState` is the aggregate root
+(version == position), holding Firm, Account, ComplianceYear (period) and Market
+entities. Commands (ledger.registry) check against it, then record events;
+`apply` is the only place state changes, and it runs both live and on replay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ledger import rules
+from ledger.errors import Refused
+from ledger.units import money, period_label
+
+HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
+
+
+@dataclass
+class Firm:
+    firm_id: str
+    name: str
+    sector: str
+    region: str
+    unit_type: str | None
+
+
+@dataclass
+class Account:
+    account_id: str
+    holder: str
+    kind: str
+    open: bool = True
+
+
+@dataclass
+class Period:
+    """A compliance period: one year, or a multi-year cycle with one pooled obligation."""
+
+    first: int
+    last: int
+    deadline: str | None
+    closed: bool = False
+
+    @property
+    def label(self) -> str:
+        return period_label(self.first, self.last)
+
+    def years(self) -> range:
+        return range(self.first, self.last + 1)
+
+
+@dataclass
+class Actor:
+    actor_id: str
+    role: str
+    firm_id: str | None = None
+    public_key: str | None = None
+
+
+@dataclass
+class Market:
+    """Per unit: the current trading day's totals and the previous day's close (VWAP)."""
+
+    last_date: str | None = None
+    day_qty: int = 0
+    day_value: Decimal = Decimal(0)
+    prev_close: Decimal | None = None
+    trades: int = 0
+
+    def close_of_last_day(self) -> Decimal | None:
+        if not self.day_qty:
+            return None
+        return money(self.day_value / self.day_qty)
+
+    def reference_close(self, trade_date: str) -> Decimal | None:
+        """The previous trading day's close for a trade on `trade_date`."""
+        if self.last_date is None:
+            return None
+        if trade_date > self.last_date:
+            return self.close_of_last_day()
+        return self.prev_close
+
+
+@dataclass
+class LedgerState:
+    position: int = 0
+    enforced: bool = False
+    require_signatures: bool = False
+    actors: dict[str, Actor] = field(default_factory=dict)
+    firms: dict[str, Firm] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)
+    holdings: dict[HoldingKey, int] = field(default_factory=dict)
+    periods: dict[str, Period] = field(default_factory=dict)
+    year_period: dict[int, str] = field(default_factory=dict)
+    verified: dict[tuple[str, int], tuple[int, int | None, str | None]] = field(default_factory=dict)
+    surrendered: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (firm, period, unit)
+    allocated: dict[tuple[str, int], int] = field(default_factory=dict)  # net free allocation by firm-year
+    pre_allocated: dict[tuple[str, int], int] = field(default_factory=dict)
+    deductions: dict[str, tuple[int, int]] = field(default_factory=dict)  # firm -> (qty, from penalty year)
+    markets: dict[str, Market] = field(default_factory=dict)
+    months: dict[str, tuple[int, Decimal]] = field(default_factory=dict)  # CEA "YYYY-MM" -> (qty, value)
+    bought: dict[str, tuple[str, dict[tuple[str, int], int]]] = field(default_factory=dict)  # T+1
+    penalized: set[tuple[str, str]] = field(default_factory=set)
+
+    # --- queries --------------------------------------------------------------
+    def holding(self, account_id: str, unit: str, vintage: int) -> int:
+        return self.holdings.get((account_id, unit, vintage), 0)
+
+    def period_of(self, year: int) -> Period | None:
+        label = self.year_period.get(year)
+        return self.periods[label] if label else None
+
+    def verified_in(self, firm_id: str, period: Period) -> int | None:
+        """Verified emissions over the period's years; None when no year of it is verified."""
+        values = [self.verified[(firm_id, y)][0] for y in period.years() if (firm_id, y) in self.verified]
+        return sum(values) if values else None
+
+    def free_allocation(self, firm_id: str, period: Period) -> int:
+        return sum(self.allocated.get((firm_id, y), 0) for y in period.years())
+
+    def surrendered_in(self, firm_id: str, period: Period, unit: str | None = None) -> int:
+        units = (unit,) if unit else ("CEA", "CCER")
+        return sum(self.surrendered.get((firm_id, period.label, u), 0) for u in units)
+
+    def obligation(self, firm_id: str, period: Period) -> int | None:
+        """Verified emissions, capped by the gap cap for power (gas: at most its free allocation)."""
+        verified = self.verified_in(firm_id, period)
+        if verified is None:
+            return None
+        firm = self.firms.get(firm_id)
+        if firm is None or firm.sector != "power":
+            return verified
+        free = self.free_allocation(firm_id, period)
+        if firm.unit_type == "gas":
+            cap = free
+        else:
+            cap = free + int(rules.GAP_CAP_SHARE * verified)
+        return min(verified, cap)
+
+    def has_obligation(self, firm_id: str, period: Period) -> bool:
+        firm = self.firms[firm_id]
+        return (
+            any(rules.is_covered(firm.sector, y) for y in period.years())
+            or self.verified_in(firm_id, period) is not None
+            or self.free_allocation(firm_id, period) > 0
+        )
+
+    def sellable(self, account_id: str, unit: str, vintage: int, trade_date: str) -> int:
+        """Holding less what was bought on the same trade date (T+1)."""
+        held = self.holding(account_id, unit, vintage)
+        day = self.bought.get(account_id)
+        if day and day[0] == trade_date:
+            held -= day[1].get((unit, vintage), 0)
+        return held
+
+    def market(self, unit: str) -> Market:
+        m = self.markets.get(unit)
+        if m is None:
+            m = self.markets[unit] = Market()
+        return m
+
+    def month_price(self, month: str) -> Decimal | None:
+        entry = self.months.get(month)
+        if not entry or not entry[0]:
+            return None
+        return money(entry[1] / entry[0])
+
+    # --- checks (raise Refused with a precise reason) ---------------------------
+    def check_account_open(self, account_id: str) -> Account:
+        acc = self.accounts.get(account_id)
+        if acc is None:
+            raise Refused(f"account {account_id} does not exist", code="unknown_account")
+        if not acc.open:
+            raise Refused(f"account {account_id} is closed", code="account_closed")
+        return acc
+
+    def check_firm(self, firm_id: str) -> Firm:
+        firm = self.firms.get(firm_id)
+        if firm is None:
+            raise Refused(f"firm {firm_id} is not registered", code="unknown_firm")
+        return firm
+
+    def check_holding_covers(self, account_id: str, unit: str, vintage: int, quantity: int) -> None:
+        held = self.holding(account_id, unit, vintage)
+        if held < quantity:
+            raise Refused(
+                f"account {account_id} holds {held} t of {unit} {vintage}, fewer than {quantity} t",
+                code="insufficient_holding",
+            )
+
+    def check_open_period(self, year: int) -> Period:
+        period = self.period_of(year)
+        if period is None:
+            raise Refused(f"compliance year {year} is not open", code="year_not_open")
+        if period.closed:
+            raise Refused(f"compliance year {period.label} is closed", code="year_closed")
+        return period
+
+    # --- the only place state changes ---------------------------------------------
+    def apply(self, event: dict[str, Any]) -> None:
+        handler = _APPLY[event["type"]]
+        handler(self, event["data"])
+        self.position = event["position"]
+
+    def _add(self, key: HoldingKey, delta: int) -> None:
+        new = self.holdings.get(key, 0) + delta
+        assert new >= 0, f"negative holding {key}"
+        if new:
+            self.holdings[key] = new
+        else:
+            self.holdings.pop(key, None)
+
+    # --- snapshot (a cache of the fold; the log stays the truth) -------------------
+    def to_snapshot(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "enforced": self.enforced,
+            "require_signatures": self.require_signatures,
+            "actors": [[a.actor_id, a.role, a.firm_id, a.public_key] for a in self.actors.values()],
+            "firms": [[f.firm_id, f.name, f.sector, f.region, f.unit_type] for f in self.firms.values()],
+            "accounts": [[a.account_id, a.holder, a.kind, a.open] for a in self.accounts.values()],
+            "holdings": [[*k, v] for k, v in self.holdings.items()],
+            "periods": [[p.first, p.last, p.deadline, p.closed] for p in self.periods.values()],
+            "verified": [[*k, *v] for k, v in self.verified.items()],
+            "surrendered": [[*k, v] for k, v in self.surrendered.items()],
+            "allocated": [[*k, v] for k, v in self.allocated.items()],
+            "pre_allocated": [[*k, v] for k, v in self.pre_allocated.items()],
+            "deductions": [[k, *v] for k, v in self.deductions.items()],
+            "markets": [[u, m.last_date, m.day_qty, str(m.day_value), None if m.prev_close is None
+                         else str(m.prev_close), m.trades] for u, m in self.markets.items()],
+            "months": [[k, q, str(v)] for k, (q, v) in self.months.items()],
+            "bought": [[a, d, [[u, v, q] for (u, v), q in b.items()]] for a, (d, b) in self.bought.items()],
+            "penalized": [list(k) for k in self.penalized],
+        }
+
+    @classmethod
+    def from_snapshot(cls, s: dict[str, Any]) -> LedgerState:
+        st = cls(position=s["position"], enforced=s["enforced"], require_signatures=s["require_signatures"])
+        st.actors = {a[0]: Actor(*a) for a in s["actors"]}
+        st.firms = {f[0]: Firm(*f) for f in s["firms"]}
+        st.accounts = {a[0]: Account(*a) for a in s["accounts"]}
+        st.holdings = {(a, u, v): q for a, u, v, q in s["holdings"]}
+        for first, last, deadline, closed in s["periods"]:
+            p = Period(first, last, deadline, closed)
+            st.periods[p.label] = p
+            for y in p.years():
+                st.year_period[y] = p.label
+        st.verified = {(f, y): (t, o, ou) for f, y, t, o, ou in s["verified"]}
+        st.surrendered = {(f, p, u): q for f, p, u, q in s["surrendered"]}
+        st.allocated = {(f, y): q for f, y, q in s["allocated"]}
+        st.pre_allocated = {(f, y): q for f, y, q in s["pre_allocated"]}
+        st.deductions = {f: (q, y) for f, q, y in s["deductions"]}
+        st.markets = {
+            u: Market(d, q, Decimal(v), None if pc is None else Decimal(pc), n) for u, d, q, v, pc, n in s["markets"]
+        }
+        st.months = {k: (q, Decimal(v)) for k, q, v in s["months"]}
+        st.bought = {a: (d, {(u, v): q for u, v, q in b}) for a, d, b in s["bought"]}
+        st.penalized = {tuple(k) for k in s["penalized"]}  # type: ignore[misc]
+        return st
+
+
+# --- apply handlers, one per event type ---------------------------------------------
+
+
+def _initialized(st: LedgerState, d: dict[str, Any]) -> None:
+    st.enforced = True
+    st.require_signatures = bool(d["require_signatures"])
+    st.actors[d["regulator"]] = Actor(d["regulator"], "regulator", None, d.get("public_key"))
+
+
+def _actor_added(st: LedgerState, d: dict[str, Any]) -> None:
+    st.actors[d["actor_id"]] = Actor(d["actor_id"], d["role"], d.get("firm_id"), d.get("public_key"))
+
+
+def _actor_key(st: LedgerState, d: dict[str, Any]) -> None:
+    st.actors[d["actor_id"]].public_key = d["public_key"]
+
+
+def _firm_registered(st: LedgerState, d: dict[str, Any]) -> None:
+    st.firms[d["firm_id"]] = Firm(d["firm_id"], d["name"], d["sector"], d["region"], d.get("unit_type"))
+
+
+def _account_opened(st: LedgerState, d: dict[str, Any]) -> None:
+    st.accounts[d["account_id"]] = Account(d["account_id"], d["holder"], d["kind"])
+
+
+def _year_opened(st: LedgerState, d: dict[str, Any]) -> None:
+    p = Period(d["year"], d.get("last_year") or d["year"], d.get("surrender_deadline"))
+    st.periods[p.label] = p
+    for y in p.years():
+        st.year_period[y] = p.label
+
+
+def _issued(st: LedgerState, d: dict[str, Any]) -> None:
+    st._add((d["account_id"], d["unit"], d["vintage"]), d["quantity"])
+    if d["basis"] in ("pre-allocation", "true-up") and d["account_id"] in st.firms:
+        key = (d["account_id"], d.get("year") or d["vintage"])
+        st.allocated[key] = st.allocated.get(key, 0) + d["quantity"]
+        if d["basis"] == "pre-allocation":
+            st.pre_allocated[key] = st.pre_allocated.get(key, 0) + d["quantity"]
+
+
+def _transferred(st: LedgerState, d: dict[str, Any]) -> None:
+    q = d["quantity"]
+    st._add((d["from_account"], d["unit"], d["vintage"]), -q)
+    st._add((d["to_account"], d["unit"], d["vintage"]), q)
+
+
+def _traded(st: LedgerState, d: dict[str, Any]) -> None:
+    q, unit, vintage, date = d["quantity"], d["unit"], d["vintage"], d["trade_date"]
+    st._add((d["seller"], unit, vintage), -q)
+    st._add((d["buyer"], unit, vintage), q)
+    price = Decimal(d["price"])
+    m = st.market(unit)
+    if m.last_date is None or date > m.last_date:
+        m.prev_close = m.close_of_last_day()
+        m.last_date, m.day_qty, m.day_value = date, 0, Decimal(0)
+    m.day_qty += q
+    m.day_value += price * q
+    m.trades += 1
+    if unit == "CEA":
+        month = date[:7]
+        mq, mv = st.months.get(month, (0, Decimal(0)))
+        st.months[month] = (mq + q, mv + price * q)
+    day = st.bought.get(d["buyer"])
+    if day is None or day[0] != date:
+        day = st.bought[d["buyer"]] = (date, {})
+    day[1][(unit, vintage)] = day[1].get((unit, vintage), 0) + q
+
+
+def _verified(st: LedgerState, d: dict[str, Any]) -> None:
+    st.verified[(d["firm_id"], d["year"])] = (d["tonnes"], d.get("output"), d.get("output_unit"))
+
+
+def _surrendered(st: LedgerState, d: dict[str, Any]) -> None:
+    st._add((d["firm_id"], d["unit"], d["vintage"]), -d["quantity"])
+    label = st.year_period[d["year"]]
+    key = (d["firm_id"], label, d["unit"])
+    st.surrendered[key] = st.surrendered.get(key, 0) + d["quantity"]
+
+
+def _cancelled(st: LedgerState, d: dict[str, Any]) -> None:
+    st._add((d["account_id"], d["unit"], d["vintage"]), -d["quantity"])
+
+
+def _withdrawn(st: LedgerState, d: dict[str, Any]) -> None:
+    st._add((d["account_id"], d["unit"], d["vintage"]), -d["quantity"])
+    firm = d.get("firm_id") or d["account_id"]
+    if d["reason"] == "true-up clawback":
+        key = (firm, d.get("year") or d["vintage"])
+        st.allocated[key] = st.allocated.get(key, 0) - d["quantity"]
+    if d["reason"] in ("true-up clawback", "penalty deduction"):
+        outstanding = d.get("outstanding") or 0
+        since = d.get("penalty_year") or d.get("year") or d["vintage"]
+        if d["reason"] == "penalty deduction":
+            if outstanding:
+                st.deductions[firm] = (outstanding, st.deductions.get(firm, (0, since))[1])
+            else:
+                st.deductions.pop(firm, None)
+        elif outstanding:
+            prev = st.deductions.get(firm, (0, since))
+            st.deductions[firm] = (prev[0] + outstanding, prev[1])
+
+
+def _closed(st: LedgerState, d: dict[str, Any]) -> None:
+    st.periods[st.year_period[d["year"]]].closed = True
+
+
+def _penalty(st: LedgerState, d: dict[str, Any]) -> None:
+    label = st.year_period[d["year"]]
+    st.penalized.add((d["firm_id"], label))
+    if d["deduction"]:
+        prev = st.deductions.get(d["firm_id"], (0, d["year"]))
+        st.deductions[d["firm_id"]] = (prev[0] + d["deduction"], max(prev[1], st.periods[label].last))
+
+
+_APPLY = {
+    "LedgerInitialized": _initialized,
+    "ActorAdded": _actor_added,
+    "ActorKeyRegistered": _actor_key,
+    "FirmRegistered": _firm_registered,
+    "AccountOpened": _account_opened,
+    "ComplianceYearOpened": _year_opened,
+    "AllowancesIssued": _issued,
+    "AllowancesTransferred": _transferred,
+    "TradeExecuted": _traded,
+    "EmissionsVerified": _verified,
+    "AllowancesSurrendered": _surrendered,
+    "AllowancesCancelled": _cancelled,
+    "AllowancesWithdrawn": _withdrawn,
+    "ComplianceYearClosed": _closed,
+    "PenaltyAssessed": _penalty,
+}
+
+
+def default_deadline(last_year: int) -> str:
+    return dt.date(last_year + 1, 12, 31).isoformat()

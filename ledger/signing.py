@@ -1,0 +1,69 @@
+"""Ed25519 keys and signatures (the `cryptography` library): actors sign commands, regulators sign checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ledger.errors import BadInput
+
+
+def command_payload(name: str, command_id: str, args: dict[str, Any]) -> bytes:
+    """The canonical bytes an actor signs: command name, command id and normalized arguments."""
+    return orjson.dumps({"command": name, "command_id": command_id, "args": args}, option=orjson.OPT_SORT_KEYS)
+
+
+def generate(path: str | os.PathLike[str]) -> str:
+    """Write a new private key (PEM, mode 0600) to `path`; return the public key as hex."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    p = Path(path)
+    if p.exists():
+        raise BadInput(f"key file {p} exists already; refusing to overwrite it")
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    return public_hex(key)
+
+
+def load_private(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    try:
+        data = Path(path).read_bytes()
+        key = serialization.load_pem_private_key(data, password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise BadInput(f"cannot read private key {path}: {e}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BadInput(f"key {path} is not an Ed25519 private key")
+    return key
+
+
+def public_hex(key: Ed25519PrivateKey) -> str:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+def parse_public(text: str) -> str:
+    try:
+        raw = bytes.fromhex(text.strip())
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise BadInput("public key must be 64 hex digits (a raw Ed25519 key)") from None
+    return raw.hex()
+
+
+def sign(key: Ed25519PrivateKey, payload: bytes) -> str:
+    return key.sign(payload).hex()
+
+
+def verify(public_key_hex: str, signature_hex: str, payload: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex)).verify(bytes.fromhex(signature_hex), payload)
+        return True
+    except (InvalidSignature, ValueError):
+        return False

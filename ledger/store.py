@@ -1,0 +1,316 @@
+"""The store: open a SQLite file (default) or a PostgreSQL database from a URL.
+
+Events are stored by the eventsourcing library's recorders. Our recorder adds, in
+the same transaction as the events: the hash chain (`ledger_chain`), the command
+ids already applied (`ledger_commands`), a snapshot of the write-side fold
+(`ledger_snapshot`), and the read models with their tracked positions
+(`rm_state`, `rm_history`, `rm_checkpoint`). This module is the only place with SQL.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+from ledger.errors import BadInput
+from ledger.events import GENESIS_HASH, chain_hash
+
+DEFAULT_STORE = "carbon-ledger.db"
+PAGE_SIZE = 2000  # events per page when reading the log
+
+EXTRA_TABLES = [
+    "CREATE TABLE IF NOT EXISTS ledger_chain (position INTEGER PRIMARY KEY, notification_id INTEGER NOT NULL,"
+    " hash TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_commands (command_id TEXT PRIMARY KEY, digest TEXT NOT NULL,"
+    " first_position INTEGER NOT NULL, last_position INTEGER NOT NULL, result BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_snapshot (name TEXT PRIMARY KEY, position INTEGER NOT NULL, state BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rm_state (name TEXT PRIMARY KEY, position INTEGER NOT NULL, state BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rm_history (account_id TEXT NOT NULL, position INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (account_id, position, seq))",
+    "CREATE TABLE IF NOT EXISTS rm_checkpoint (name TEXT NOT NULL, position INTEGER NOT NULL, state BLOB NOT NULL,"
+    " PRIMARY KEY (name, position))",
+]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the ledger lives: a SQLite file or a PostgreSQL URL."""
+
+    url: str
+    kind: str  # "sqlite" | "postgres"
+    path: str | None = None
+
+    def env(self) -> dict[str, str]:
+        if self.kind == "sqlite":
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": self.path or DEFAULT_STORE,
+                "SQLITE_LOCK_TIMEOUT": "30",
+                "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerSQLiteRecorder",
+            }
+        u = urlparse(self.url)
+        q = parse_qs(u.query)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": (u.path or "/").lstrip("/") or "postgres",
+            "POSTGRES_HOST": u.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(u.port or 5432),
+            "POSTGRES_USER": u.username or "postgres",
+            "POSTGRES_PASSWORD": u.password or "",
+            "POSTGRES_SCHEMA": q.get("schema", ["public"])[0],
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            "APPLICATION_RECORDER_TOPIC": "ledger.pgstore:LedgerPostgresRecorder",
+        }
+
+
+def parse_store(url: str | None) -> StoreConfig:
+    url = url or os.environ.get("CARBON_LEDGER_STORE") or DEFAULT_STORE
+    if url.startswith(("postgresql://", "postgres://")):
+        return StoreConfig(url=url, kind="postgres")
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+    elif "://" in url:
+        raise BadInput(f"store {url!r}: use a file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    else:
+        path = url
+    return StoreConfig(url=url, kind="sqlite", path=path)
+
+
+def store_exists(cfg: StoreConfig) -> bool:
+    return cfg.kind != "sqlite" or os.path.exists(cfg.path or DEFAULT_STORE)
+
+
+class LedgerRecorderMixin:
+    """The ledger's extra reads and writes, in terms of a DB-API cursor (`?` placeholders)."""
+
+    def _extra_tables(self) -> list[str]:
+        return list(EXTRA_TABLES)
+
+    # ---- writes (inside the events' transaction) ----------------------------------------
+    def _chain_and_extras(self, c: Any, stored_events: Sequence[StoredEvent], ids: Sequence[int],
+                          commands: Sequence[tuple] = (), snapshot: tuple | None = None) -> None:
+        c.execute(self._q("SELECT position, hash FROM ledger_chain ORDER BY position DESC LIMIT 1"))
+        row = c.fetchone()
+        position, h = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        chain = []
+        for s, nid in zip(stored_events, ids, strict=True):
+            position += 1
+            h = chain_hash(h, bytes(s.state))
+            chain.append((position, nid, h))
+        if chain:
+            c.executemany(self._q("INSERT INTO ledger_chain VALUES (?,?,?)"), chain)
+        if commands:
+            c.executemany(self._q("INSERT INTO ledger_commands VALUES (?,?,?,?,?)"), list(commands))
+        if snapshot is not None:
+            self._upsert(c, "ledger_snapshot", ("name", "position", "state"), snapshot)
+
+    # ---- reads ----------------------------------------------------------------------
+    def head(self) -> tuple[int, str]:
+        with self._read() as c:
+            c.execute(self._q("SELECT position, hash FROM ledger_chain ORDER BY position DESC LIMIT 1"))
+            row = c.fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def hash_at(self, position: int) -> str | None:
+        if position == 0:
+            return GENESIS_HASH
+        with self._read() as c:
+            c.execute(self._q("SELECT hash FROM ledger_chain WHERE position = ?"), (position,))
+            row = c.fetchone()
+        return row[0] if row else None
+
+    def read_events(self, after: int = 0, upto: int | None = None, page: int = PAGE_SIZE) -> Iterator[tuple]:
+        """(position, hash, state bytes) in position order, streamed in pages."""
+        while True:
+            limit = page if upto is None else min(page, upto - after)
+            if limit <= 0:
+                return
+            with self._read() as c:
+                c.execute(
+                    self._q(
+                        f"SELECT c.position, c.hash, e.state FROM ledger_chain c JOIN {self.events_table_name} e"
+                        f" ON e.{self._nid} = c.notification_id WHERE c.position > ? ORDER BY c.position LIMIT ?"
+                    ),
+                    (after, limit),
+                )
+                rows = c.fetchall()
+            for r in rows:
+                yield r[0], r[1], bytes(r[2])
+            if len(rows) < limit:
+                return
+            after = rows[-1][0]
+
+    def raw_rows(self, after_id: int = 0, page: int = PAGE_SIZE) -> Iterator[tuple]:
+        """Every stored event row in notification order: (notification id, version, topic, state)."""
+        while True:
+            with self._read() as c:
+                c.execute(
+                    self._q(
+                        f"SELECT {self._nid}, originator_version, topic, state FROM {self.events_table_name}"
+                        f" WHERE {self._nid} > ? ORDER BY {self._nid} LIMIT ?"
+                    ),
+                    (after_id, page),
+                )
+                rows = c.fetchall()
+            for r in rows:
+                yield r[0], r[1], r[2], bytes(r[3])
+            if len(rows) < page:
+                return
+            after_id = rows[-1][0]
+
+    def chain_rows(self, after: int = 0, page: int = PAGE_SIZE) -> Iterator[tuple]:
+        while True:
+            with self._read() as c:
+                c.execute(
+                    self._q("SELECT position, notification_id, hash FROM ledger_chain WHERE position > ?"
+                            " ORDER BY position LIMIT ?"),
+                    (after, page),
+                )
+                rows = c.fetchall()
+            yield from (tuple(r) for r in rows)
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    def lookup_commands(self, command_ids: Sequence[str]) -> dict[str, tuple[str, int, int, bytes]]:
+        out: dict[str, tuple[str, int, int, bytes]] = {}
+        ids = list(command_ids)
+        with self._read() as c:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                c.execute(
+                    self._q("SELECT command_id, digest, first_position, last_position, result FROM ledger_commands"
+                            f" WHERE command_id IN ({','.join('?' * len(chunk))})"),
+                    chunk,
+                )
+                for r in c.fetchall():
+                    out[r[0]] = (r[1], r[2], r[3], bytes(r[4]))
+        return out
+
+    def load_snapshot(self, name: str = "ledger") -> tuple[int, bytes] | None:
+        with self._read() as c:
+            c.execute(self._q("SELECT position, state FROM ledger_snapshot WHERE name = ?"), (name,))
+            row = c.fetchone()
+        return (row[0], bytes(row[1])) if row else None
+
+    # ---- read models ------------------------------------------------------------------
+    def load_readmodel(self, name: str) -> tuple[int, bytes] | None:
+        with self._read() as c:
+            c.execute(self._q("SELECT position, state FROM rm_state WHERE name = ?"), (name,))
+            row = c.fetchone()
+        return (row[0], bytes(row[1])) if row else None
+
+    def readmodel_positions(self) -> dict[str, int]:
+        with self._read() as c:
+            c.execute(self._q("SELECT name, position FROM rm_state"))
+            return {r[0]: r[1] for r in c.fetchall()}
+
+    def save_readmodels(self, expected: dict[str, int], states: dict[str, tuple[int, bytes]],
+                        history: Sequence[tuple] = (), checkpoints: Sequence[tuple] = ()) -> bool:
+        """Write read models and their positions in one transaction, if nobody moved them meanwhile."""
+        with self._write() as c:
+            c.execute(self._q("SELECT name, position FROM rm_state"))
+            now = {r[0]: r[1] for r in c.fetchall()}
+            for name, pos in expected.items():
+                if now.get(name, 0) != pos:
+                    return False
+            for name, (pos, blob) in states.items():
+                self._upsert(c, "rm_state", ("name", "position", "state"), (name, pos, blob))
+            if history:
+                c.executemany(self._q("INSERT INTO rm_history VALUES (?,?,?,?)"), list(history))
+            for cp in checkpoints:
+                self._upsert(c, "rm_checkpoint", ("name", "position", "state"), cp)
+        return True
+
+    def history_rows(self, account_id: str, upto: int | None = None) -> list[tuple[int, bytes]]:
+        with self._read() as c:
+            if upto is None:
+                c.execute(self._q("SELECT position, row FROM rm_history WHERE account_id = ? ORDER BY position, seq"),
+                          (account_id,))
+            else:
+                c.execute(self._q("SELECT position, row FROM rm_history WHERE account_id = ? AND position <= ?"
+                                  " ORDER BY position, seq"), (account_id, upto))
+            return [(r[0], bytes(r[1])) for r in c.fetchall()]
+
+    def checkpoint_before(self, name: str, position: int) -> tuple[int, bytes] | None:
+        with self._read() as c:
+            c.execute(self._q("SELECT position, state FROM rm_checkpoint WHERE name = ? AND position <= ?"
+                              " ORDER BY position DESC LIMIT 1"), (name, position))
+            row = c.fetchone()
+        return (row[0], bytes(row[1])) if row else None
+
+    def reset_readmodels(self) -> None:
+        with self._write() as c:
+            for t in ("rm_state", "rm_history", "rm_checkpoint"):
+                c.execute(f"DELETE FROM {t}")
+
+
+class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
+    """SQLite recorder: events, chain and extras in one BEGIN IMMEDIATE transaction."""
+
+    _nid = "rowid"
+
+    @staticmethod
+    def _q(sql: str) -> str:
+        return sql
+
+    def construct_create_table_statements(self) -> list[str]:
+        return super().construct_create_table_statements() + self._extra_tables()
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        with self.datastore.get_connection(commit=True) as conn:
+            raw: sqlite3.Connection = conn._sqlite_conn
+            cur = raw.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                yield cur
+                raw.commit()
+            except BaseException as e:
+                if raw.in_transaction:
+                    raw.rollback()
+                if isinstance(e, sqlite3.IntegrityError):
+                    raise IntegrityError(e) from e
+                if isinstance(e, sqlite3.OperationalError):
+                    raise OperationalError(e) from e
+                if isinstance(e, sqlite3.Error):
+                    raise PersistenceError(e) from e
+                raise
+            finally:
+                cur.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=False) as c:
+            yield c
+
+    @staticmethod
+    def _upsert(c: Any, table: str, cols: tuple[str, ...], values: tuple) -> None:
+        c.execute(f"INSERT OR REPLACE INTO {table} ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", values)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        with self._write() as c:
+            return self._insert_events(c, stored_events, **kwargs)
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
+        start = (c.fetchone()[0] or 0) + 1
+        c.executemany(
+            self.insert_events_statement,
+            [
+                (s.originator_id.hex if hasattr(s.originator_id, "hex") else s.originator_id,
+                 s.originator_version, s.topic, s.state)
+                for s in stored_events
+            ],
+        )
+        ids = list(range(start, start + len(stored_events)))
+        self._chain_and_extras(c, stored_events, ids, kwargs.get("commands", ()), kwargs.get("snapshot"))
+        return ids

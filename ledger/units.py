@@ -1,0 +1,159 @@
+"""Value types: whole tonnes, exact prices and money, vintages, unit kinds, sectors.
+
+Every parser here either returns a clean value or raises BadInput with one line
+naming what was wrong. Limits are named constants (see STYLE.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from ledger.errors import BadInput
+
+MAX_QUANTITY_T = 10_000_000_000  # 10 Gt: more than any single movement in any ETS
+MAX_PRICE_YUAN = Decimal("100000.00")  # a sanity bound, 1,000x the market's highest price
+MIN_VINTAGE = 2013
+MAX_VINTAGE = 2100
+MAX_ID_LENGTH = 64
+MAX_TEXT_LENGTH = 200
+
+CENT = Decimal("0.01")
+
+UNIT_KINDS = ("CEA", "CCER")
+SECTORS = ("power", "steel", "cement", "aluminium", "chemicals", "paper", "aviation", "other")
+ACCOUNT_KINDS = ("compliance", "trading", "government")
+ISSUE_BASES = ("pre-allocation", "true-up", "auction", "offset", "reserve")
+TRADE_MODES = ("listed", "block", "auction")
+CANCEL_REASONS = ("voluntary", "correction", "expiry")
+ROLES = ("regulator", "exchange", "verifier", "firm")
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+_PRICE_RE = re.compile(r"^\d+(\.\d{1,2})?$")
+
+
+def parse_id(value: object, what: str = "id") -> str:
+    """An identifier: letters, digits, '_', '.', ':', '-', at most MAX_ID_LENGTH characters."""
+    if not isinstance(value, str) or not value:
+        raise BadInput(f"{what} must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH:
+        raise BadInput(f"{what} {value[:20]!r}... is longer than {MAX_ID_LENGTH} characters")
+    if not _ID_RE.match(value):
+        raise BadInput(f"{what} {value!r} may hold only letters, digits and _ . : -")
+    return value
+
+
+def parse_text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(f"{what} must be non-empty text")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise BadInput(f"{what} is longer than {MAX_TEXT_LENGTH} characters")
+    return value.strip()
+
+
+def parse_quantity(value: object, what: str = "quantity") -> int:
+    """Whole tonnes, 1..MAX_QUANTITY_T. Accepts an int or a string of digits; never a fraction."""
+    if isinstance(value, bool):
+        raise BadInput(f"{what} must be a whole number of tonnes")
+    if isinstance(value, int):
+        q = value
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        q = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        q = int(value)
+    else:
+        raise BadInput(f"{what} {value!r} is not a whole number of tonnes")
+    if q <= 0:
+        raise BadInput(f"{what} must be positive, got {q}")
+    if q > MAX_QUANTITY_T:
+        raise BadInput(f"{what} {q} exceeds the limit of {MAX_QUANTITY_T} t")
+    return q
+
+
+def parse_tonnes_nonnegative(value: object, what: str = "tonnes") -> int:
+    """Whole tonnes that may be zero (verified emissions of an idle plant)."""
+    if isinstance(value, (int, str)) and not isinstance(value, bool) and str(value).strip() == "0":
+        return 0
+    return parse_quantity(value, what)
+
+
+def parse_price(value: object, what: str = "price") -> Decimal:
+    """Yuan per tonne: positive, at most 2 decimal places (the tick is 0.01), never a float."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise BadInput(f"{what} must be given as a decimal string such as \"88.50\", not a float")
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+    elif isinstance(value, (int, str)):
+        text = str(value).strip()
+    else:
+        raise BadInput(f"{what} {value!r} is not a price")
+    if not _PRICE_RE.match(text):
+        raise BadInput(f"{what} {text!r} must be a positive decimal with at most 2 decimal places")
+    try:
+        p = Decimal(text).quantize(CENT)
+    except InvalidOperation:
+        raise BadInput(f"{what} {text!r} is not a number") from None
+    if p <= 0:
+        raise BadInput(f"{what} must be positive, got {text}")
+    if p > MAX_PRICE_YUAN:
+        raise BadInput(f"{what} {text} exceeds the limit of {MAX_PRICE_YUAN} yuan")
+    return p
+
+
+def money(value: Decimal) -> Decimal:
+    """Round an exact amount of yuan to fen (2 places), half up."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def fmt_money(value: Decimal) -> str:
+    """The JSON form of a price or an amount: a string with exactly two places."""
+    return str(money(value))
+
+
+def parse_vintage(value: object, what: str = "vintage") -> int:
+    if isinstance(value, bool):
+        raise BadInput(f"{what} must be a year")
+    try:
+        v = int(str(value).strip()) if isinstance(value, (int, str)) else None
+    except ValueError:
+        v = None
+    if v is None or not (MIN_VINTAGE <= v <= MAX_VINTAGE):
+        raise BadInput(f"{what} {value!r} must be a year from {MIN_VINTAGE} to {MAX_VINTAGE}")
+    return v
+
+
+def parse_year(value: object, what: str = "year") -> int:
+    return parse_vintage(value, what)
+
+
+def parse_period(value: object) -> tuple[int, int]:
+    """A compliance period: '2024' or a multi-year cycle '2021-2022'."""
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d{4})(?:-(\d{4}))?", text)
+    if not m:
+        raise BadInput(f"year {text!r} must be YYYY or a cycle YYYY-YYYY")
+    first = parse_year(m.group(1))
+    last = parse_year(m.group(2)) if m.group(2) else first
+    if last < first or last - first > 4:
+        raise BadInput(f"cycle {text!r} must run forwards over at most 5 years")
+    return first, last
+
+
+def period_label(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def parse_choice(value: object, choices: tuple[str, ...], what: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise BadInput(f"{what} {value!r} must be one of: {', '.join(choices)}")
+    return value
+
+
+def parse_date(value: object, what: str = "date") -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise BadInput(f"{what} {value!r} must be a date YYYY-MM-DD") from None
