@@ -133,15 +133,8 @@ class LedgerState:
         verified = self.verified_in(firm_id, period)
         if verified is None:
             return None
-        firm = self.firms.get(firm_id)
-        if firm is None or firm.sector != "power":
-            return verified
-        free = self.free_allocation(firm_id, period)
-        if firm.unit_type == "gas":
-            cap = free
-        else:
-            cap = free + int(rules.GAP_CAP_SHARE * verified)
-        return min(verified, cap)
+        firm = self.firms[firm_id]
+        return rules.obligation(firm.sector, firm.unit_type, verified, self.free_allocation(firm_id, period))
 
     def has_obligation(self, firm_id: str, period: Period) -> bool:
         firm = self.firms[firm_id]

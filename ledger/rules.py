@@ -128,6 +128,15 @@ FACTOR_BOUNDS = {"cooling": (D("1.00"), D("1.05")), "heat_supply": (D("0.90"), D
 NEW_SECTOR_ALLOCATION_SHARE = {2024: D("1.000"), 2025: D("0.990")}
 
 
+def obligation(sector: str, unit_type: str | None, verified: int, free_allocation: int) -> int:
+    """What a firm must surrender: verified emissions, capped for power by the gap cap
+    (free allocation + 20% of verified emissions; gas units: at most their free allocation)."""
+    if sector != "power":
+        return verified
+    cap = free_allocation if unit_type == "gas" else free_allocation + int(GAP_CAP_SHARE * verified)
+    return min(verified, cap)
+
+
 @dataclass(frozen=True)
 class RulesInForce:
     year: int

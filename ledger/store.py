@@ -10,12 +10,13 @@ ids already applied (`ledger_commands`), a snapshot of the write-side fold
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
@@ -57,23 +58,36 @@ class StoreConfig:
                 "APPLICATION_RECORDER_TOPIC": "ledger.store:LedgerSQLiteRecorder",
             }
         u = urlparse(self.url)
-        q = parse_qs(u.query)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": (u.path or "/").lstrip("/") or "postgres",
+            "POSTGRES_DBNAME": unquote((u.path or "/").lstrip("/")) or "postgres",
             "POSTGRES_HOST": u.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(u.port or 5432),
-            "POSTGRES_USER": u.username or "postgres",
-            "POSTGRES_PASSWORD": u.password or "",
-            "POSTGRES_SCHEMA": q.get("schema", ["public"])[0],
+            "POSTGRES_USER": unquote(u.username or "") or "postgres",
+            "POSTGRES_PASSWORD": unquote(u.password or ""),
+            "POSTGRES_SCHEMA": pg_schema(self.url),
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             "APPLICATION_RECORDER_TOPIC": "ledger.pgstore:LedgerPostgresRecorder",
         }
 
 
+def pg_schema(url: str) -> str:
+    """The schema of a postgresql:// URL (`?schema=NAME`, default public), checked.
+
+    The eventsourcing library looks its composite type up by the unquoted name
+    `schema.type`, so only plain lower-case identifiers work.
+    """
+    schema = parse_qs(urlparse(url).query).get("schema", ["public"])[0]
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise BadInput(f"store {url!r}: schema {schema!r} must be a lower-case identifier"
+                       " (letters a-z, digits and _, at most 63)")
+    return schema
+
+
 def parse_store(url: str | None) -> StoreConfig:
     url = url or os.environ.get("CARBON_LEDGER_STORE") or DEFAULT_STORE
     if url.startswith(("postgresql://", "postgres://")):
+        pg_schema(url)
         return StoreConfig(url=url, kind="postgres")
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
@@ -239,6 +253,21 @@ class LedgerRecorderMixin:
                 c.execute(self._q("SELECT position, row FROM rm_history WHERE account_id = ? AND position <= ?"
                                   " ORDER BY position, seq"), (account_id, upto))
             return [(r[0], bytes(r[1])) for r in c.fetchall()]
+
+    def history_rows_all(self, page: int = 20_000) -> Iterator[tuple]:
+        """Every stored history row in event order: (account, position, seq, row bytes)."""
+        after = (0, -1)
+        while True:
+            with self._read() as c:
+                c.execute(self._q("SELECT account_id, position, seq, row FROM rm_history WHERE position > ?"
+                                  " OR (position = ? AND seq > ?) ORDER BY position, seq LIMIT ?"),
+                          (after[0], after[0], after[1], page))
+                rows = c.fetchall()
+            for r in rows:
+                yield r[0], r[1], r[2], bytes(r[3])
+            if len(rows) < page:
+                return
+            after = (rows[-1][1], rows[-1][2])
 
     def checkpoint_before(self, name: str, position: int) -> tuple[int, bytes] | None:
         with self._read() as c:

@@ -1,0 +1,1 @@
+"""carbon-ledger's faces: the click CLI, import, and the scenarios."""

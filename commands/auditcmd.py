@@ -1,0 +1,123 @@
+"""Audit commands: verify (chain, signatures, checkpoint), replay, checkpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import click
+import orjson
+
+from ledger.errors import BadInput, IntegrityFailure, Refused
+
+
+def _checkpoint_payload(cp: dict[str, Any]) -> bytes:
+    return orjson.dumps({k: cp[k] for k in ("position", "hash", "time", "actor")}, option=orjson.OPT_SORT_KEYS)
+
+
+def run_checkpoint(c: Any) -> None:
+    from commands.output import emit_json
+    from ledger import signing
+
+    if not c.key:
+        raise BadInput("audit checkpoint needs the regulator's private key: --key FILE")
+    reg = c.registry
+    key = signing.load_private(c.key)
+    pub = signing.public_hex(key)
+    st = reg.state
+    actor = c.actor
+    if st.enforced:
+        a = st.actors.get(actor or "")
+        if a is None or a.role != "regulator":
+            raise Refused(f"actor {actor} (not a regulator) lacks the right to sign a checkpoint")
+        if a.public_key and a.public_key != pub:
+            raise Refused(f"the key given is not the registered key of {actor}")
+    pos, h = reg.head()
+    cp = {"position": pos, "hash": h, "time": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+          "actor": actor or "operator"}
+    cp["public_key"] = pub
+    cp["signature"] = signing.sign(key, _checkpoint_payload(cp))
+    emit_json(cp)
+
+
+def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
+    from commands.output import emit_json
+    from ledger import signing
+    from projections.audit import signatures, verify_chain
+
+    rec = c.existing_recorder()
+    res = verify_chain(rec)
+    out: dict[str, Any] = {"ok": res["ok"], "position": res["position"]}
+    if not res["ok"]:
+        out["reason"] = res["reason"]
+    else:
+        out["hash"] = res["hash"]
+        head = rec.head()
+        if head[0] != res["position"]:
+            out.update(ok=False, reason=f"the head says {head[0]} but the log ends at {res['position']}")
+    if out["ok"]:
+        sig = signatures(rec)
+        out["signatures_checked"] = sig.get("checked", 0)
+        out["roles_enforced"] = sig.get("enforced", False)
+        if not sig["ok"]:
+            out.update(ok=False, position=sig["position"], reason=sig["reason"])
+    if out["ok"] and checkpoint:
+        try:
+            cp = orjson.loads(open(checkpoint, "rb").read())
+            payload = _checkpoint_payload(cp)
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
+            raise BadInput(f"checkpoint {checkpoint} is not a checkpoint file: {e}") from None
+        if not signing.verify(cp.get("public_key", ""), cp.get("signature", ""), payload):
+            raise IntegrityFailure(f"the checkpoint's signature does not verify", position=cp.get("position"))
+        at = rec.hash_at(int(cp["position"]))
+        if at is None:
+            out.update(ok=False, position=int(cp["position"]),
+                       reason=f"the log is shorter than the checkpoint at position {cp['position']} (truncated?)")
+        elif at != cp["hash"]:
+            out.update(ok=False, position=int(cp["position"]),
+                       reason=f"the log does not extend the checkpoint: hash at {cp['position']} differs (rewritten?)")
+        else:
+            out["checkpoint"] = {"position": cp["position"], "time": cp["time"], "actor": cp["actor"]}
+    if as_json:
+        emit_json(out)
+    elif out["ok"]:
+        roles = "roles enforced" if out["roles_enforced"] else "open store: roles are not enforced"
+        extra = f"; extends checkpoint {cp['position']}" if checkpoint else ""
+        click.echo(f"chain verified: {out['position']} events, head {out['hash']}; "
+                   f"{out['signatures_checked']} signatures checked; {roles}{extra}")
+    if not out["ok"]:
+        raise IntegrityFailure(f"integrity failure at position {out['position']}: {out['reason']}",
+                               position=out["position"])
+
+
+def run_replay(c: Any, as_json: bool) -> None:
+    import sys
+
+    from commands.output import emit_json
+    from projections.audit import replay_compare
+
+    rec = c.existing_recorder()
+    progress = None
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task("replaying", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+    try:
+        res = replay_compare(rec, progress)
+    finally:
+        if progress is not None:
+            bar.stop()
+    if as_json:
+        emit_json(res)
+    elif res["ok"]:
+        click.echo(f"replay from 0 to {res['position']} matches the stored read models ({', '.join(res['projections'])})")
+    else:
+        for d in res["differences"]:
+            click.echo(d)
+    if not res["ok"]:
+        raise IntegrityFailure(f"replay differs from the stored read models: {'; '.join(res['differences'])}")

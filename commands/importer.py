@@ -1,0 +1,87 @@
+"""`carbon-ledger import FILE`: JSON lines of commands, validated whole before anything is appended,
+then applied in order in atomic batches. Rerunning a file appends only what is missing (command ids)."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+import click
+import orjson
+
+from ledger.errors import BadInput, LedgerError, Refused
+
+MAX_LINE_BYTES = 64 * 1024
+
+
+def parse_lines(file: TextIO) -> list[tuple[int, Any]]:
+    """Every line as (line number, Command); the first bad line refuses the whole file."""
+    from ledger.inputs import parse_command
+    from ledger.registry import Command
+
+    cmds = []
+    for n, line in enumerate(file, 1):
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_BYTES:
+            raise BadInput(f"line {n}: longer than {MAX_LINE_BYTES} bytes")
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            raise BadInput(f"line {n}: not JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise BadInput(f"line {n}: not a JSON object")
+        name = obj.pop("command", None)
+        cid = obj.pop("command_id", None)
+        actor = obj.pop("actor", None)
+        if not isinstance(name, str):
+            raise BadInput(f"line {n}: no \"command\"")
+        if not isinstance(cid, str) or not cid:
+            raise BadInput(f"line {n}: no \"command_id\" (every imported command needs one, so a rerun is safe)")
+        try:
+            parse_command(name, obj)
+        except BadInput as e:
+            raise BadInput(f"line {n} ({cid}): {e.message}") from None
+        cmds.append((n, Command(name, obj, cid, actor if isinstance(actor, str) else None)))
+    return cmds
+
+
+def run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json: bool) -> None:
+    from commands.output import emit_json
+
+    cmds = parse_lines(file)
+    if c.actor:
+        for _n, cmd in cmds:
+            cmd.actor = cmd.actor or c.actor
+    reg = c.registry
+    applied = replayed = 0
+    refusals: list[dict[str, Any]] = []
+    stopped = False
+    for i in range(0, len(cmds), batch_size):
+        chunk = cmds[i : i + batch_size]
+        results = reg.execute_batch([cmd for _n, cmd in chunk], on_refusal=on_refusal)
+        for (n, cmd), r in zip(chunk, results):
+            if isinstance(r, LedgerError):
+                refusals.append({"line": n, "command_id": cmd.command_id, "error": r.message, "exit_code": r.exit_code})
+            elif r.replayed:
+                replayed += 1
+            else:
+                applied += 1
+        if refusals and on_refusal == "stop":
+            stopped = True
+            break
+    pos, h = reg.head()
+    summary = {"lines": len(cmds), "applied": applied, "already_applied": replayed, "refused": refusals,
+               "stopped": stopped, "position": pos, "hash": h}
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"applied {applied}, already applied {replayed}, refused {len(refusals)}; head {pos}")
+    for r in refusals:
+        click.echo(f"line {r['line']} ({r['command_id']}): {r['error']}", err=True)
+    if refusals:
+        first = refusals[0]
+        raise_code = max(r["exit_code"] for r in refusals)
+        if stopped:
+            raise Refused(f"import stopped at line {first['line']} ({first['command_id']}); "
+                          f"{applied} commands before it were applied")
+        raise SystemExit(raise_code)

@@ -1,0 +1,71 @@
+"""Charts (matplotlib, the optional `plot` extra): the market's daily close and cumulative volume;
+compliance status counts per period and sector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.errors import BadInput
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise BadInput("plotting needs matplotlib: pip install 'carbon-ledger[plot]'") from None
+    return plt
+
+
+def plot_market(report: dict[str, Any], path: str) -> None:
+    import datetime as dt
+
+    plt = _pyplot()
+    days = report["days"]
+    if not days:
+        raise BadInput("no trades to plot")
+    dates = [dt.date.fromisoformat(d["date"]) for d in days]
+    closes = [float(d["close"]) for d in days]
+    cum, total = [], 0
+    for d in days:
+        total += d["volume"]
+        cum.append(total / 1e6)
+    fig, ax1 = plt.subplots(figsize=(10, 5))
+    ax1.plot(dates, closes, color="tab:blue", linewidth=1.2, label="daily close (VWAP)")
+    ax1.set_ylabel("yuan per tonne", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(dates, cum, color="tab:green", linewidth=1.2, label="cumulative volume")
+    ax2.set_ylabel("cumulative volume (Mt)", color="tab:green")
+    ax1.set_title(f"{report['unit']}: daily close and cumulative volume")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_compliance(rows: list[dict[str, Any]], path: str) -> None:
+    plt = _pyplot()
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        key = (r["period"], r["sector"])
+        s = r["status"].rstrip("*")
+        counts.setdefault(key, {}).setdefault(s, 0)
+        counts[key][s] += 1
+    if not counts:
+        raise BadInput("no compliance rows to plot")
+    keys = sorted(counts)
+    labels = [f"{p}\n{s}" for p, s in keys]
+    fig, ax = plt.subplots(figsize=(max(6, len(keys) * 0.9), 5))
+    bottom = [0] * len(keys)
+    for status, color in (("A", "tab:green"), ("B", "tab:red"), ("C", "tab:orange"), ("-", "tab:gray")):
+        vals = [counts[k].get(status, 0) for k in keys]
+        ax.bar(labels, vals, bottom=bottom, color=color, label=status)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylabel("firms")
+    ax.set_title("Compliance status per period and sector")
+    ax.legend(title="status")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""The read side: pure folds over the global event order (balances, history, market, compliance, coverage)."""

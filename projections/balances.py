@@ -1,0 +1,136 @@
+"""Balances per account, unit and vintage; totals per unit and vintage; and each account's history.
+
+`movements(event)` is the one place that says how an event moves units; the
+balances fold and the history fold both use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Key = tuple[str, str, int]
+MOVING = ("AllowancesIssued", "AllowancesTransferred", "TradeExecuted", "AllowancesSurrendered",
+          "AllowancesCancelled", "AllowancesWithdrawn")
+TOTAL_FIELDS = ("issued", "held", "surrendered", "cancelled", "withdrawn")
+
+
+def movements(event: dict[str, Any]) -> list[tuple[str, str, int, int, str | None]]:
+    """(account, unit, vintage, signed quantity, counterparty) for each holding an event changes."""
+    t, d = event["type"], event["data"]
+    if t not in MOVING:
+        return []
+    u, v, q = d["unit"], d["vintage"], d["quantity"]
+    if t == "AllowancesIssued":
+        return [(d["account_id"], u, v, q, None)]
+    if t == "AllowancesTransferred":
+        return [(d["from_account"], u, v, -q, d["to_account"]), (d["to_account"], u, v, q, d["from_account"])]
+    if t == "TradeExecuted":
+        return [(d["seller"], u, v, -q, d["buyer"]), (d["buyer"], u, v, q, d["seller"])]
+    if t == "AllowancesSurrendered":
+        return [(d["firm_id"], u, v, -q, None)]
+    return [(d["account_id"], u, v, -q, None)]
+
+
+class Balances:
+    name = "balances"
+
+    def initial(self) -> dict[str, Any]:
+        return {"holdings": {}, "totals": {}}
+
+    def apply(self, state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+        t = event["type"]
+        if t not in MOVING:
+            return state
+        holdings = state["holdings"]
+        for account, unit, vintage, delta, _ in movements(event):
+            key = (account, unit, vintage)
+            new = holdings.get(key, 0) + delta
+            if new:
+                holdings[key] = new
+            else:
+                holdings.pop(key, None)
+        d = event["data"]
+        tk = (d["unit"], d["vintage"])
+        tot = state["totals"].get(tk)
+        if tot is None:
+            tot = state["totals"][tk] = dict.fromkeys(TOTAL_FIELDS, 0)
+        q = d["quantity"]
+        if t == "AllowancesIssued":
+            tot["issued"] += q
+            tot["held"] += q
+        elif t == "AllowancesSurrendered":
+            tot["surrendered"] += q
+            tot["held"] -= q
+        elif t == "AllowancesCancelled":
+            tot["cancelled"] += q
+            tot["held"] -= q
+        elif t == "AllowancesWithdrawn":
+            tot["withdrawn"] += q
+            tot["held"] -= q
+        return state
+
+    def dump(self, state: dict[str, Any]) -> Any:
+        return {"holdings": [[*k, v] for k, v in state["holdings"].items()],
+                "totals": [[u, v, t] for (u, v), t in state["totals"].items()]}
+
+    def load(self, data: Any) -> dict[str, Any]:
+        return {"holdings": {(a, u, v): q for a, u, v, q in data["holdings"]},
+                "totals": {(u, v): t for u, v, t in data["totals"]}}
+
+
+class History:
+    """Every movement of each account in order, with the running balance: rows are emitted, not held."""
+
+    name = "history"
+    emits_rows = True
+
+    def initial(self) -> dict[str, Any]:
+        return {"holdings": {}}
+
+    def apply(self, state: dict[str, Any], event: dict[str, Any], out: list | None = None) -> dict[str, Any]:
+        moves = movements(event)
+        if not moves:
+            return state
+        holdings = state["holdings"]
+        d = event["data"]
+        for seq, (account, unit, vintage, delta, counterparty) in enumerate(moves):
+            key = (account, unit, vintage)
+            bal = holdings.get(key, 0) + delta
+            if bal:
+                holdings[key] = bal
+            else:
+                holdings.pop(key, None)
+            if out is not None:
+                row = {"position": event["position"], "recorded_at": event["recorded_at"], "type": event["type"],
+                       "unit": unit, "vintage": vintage, "quantity": delta, "balance": bal,
+                       "counterparty": counterparty}
+                if event["type"] == "TradeExecuted":
+                    row.update(trade_id=d["trade_id"], price=d["price"], trade_date=d["trade_date"])
+                elif "basis" in d:
+                    row["basis"] = d["basis"]
+                elif "reason" in d:
+                    row["reason"] = d["reason"]
+                elif event["type"] == "AllowancesSurrendered":
+                    row["year"] = d["year"]
+                out.append((account, event["position"], seq, row))
+        return state
+
+    def dump(self, state: dict[str, Any]) -> Any:
+        return {"holdings": [[*k, v] for k, v in state["holdings"].items()]}
+
+    def load(self, data: Any) -> dict[str, Any]:
+        return {"holdings": {(a, u, v): q for a, u, v, q in data["holdings"]}}
+
+
+def balance_rows(state: dict[str, Any], account_id: str | None = None) -> list[dict[str, Any]]:
+    rows = [
+        {"account_id": a, "unit": u, "vintage": v, "quantity": q}
+        for (a, u, v), q in state["holdings"].items()
+        if q and (account_id is None or a == account_id)
+    ]
+    rows.sort(key=lambda r: (r["account_id"], r["unit"], r["vintage"]))
+    return rows
+
+
+def total_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"unit": u, "vintage": v, **t} for (u, v), t in sorted(state["totals"].items())]

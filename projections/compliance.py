@@ -1,0 +1,140 @@
+"""Compliance per firm and period: verified emissions, surrendered CEA and CCER, obligation, shortfall, status,
+fine and deduction; and coverage per sector. Status codes (DOMAIN.md): A surrendered at least the obligation,
+B less, C no verified emissions, `-` no obligation; `*` marks a status that changed after the period closed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from ledger import rules
+from ledger.units import fmt_money, period_label
+
+
+class Compliance:
+    name = "compliance"
+
+    def initial(self) -> dict[str, Any]:
+        return {"firms": {}, "periods": {}, "year_period": {}, "verified": {}, "allocated": {}, "surrendered": {},
+                "penalties": {}, "deducted": {}, "at_close": {}}
+
+    def apply(self, s: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+        t, d = event["type"], event["data"]
+        if t == "FirmRegistered":
+            s["firms"][d["firm_id"]] = [d["sector"], d.get("unit_type"), d["name"], d["region"]]
+        elif t == "ComplianceYearOpened":
+            first, last = d["year"], d.get("last_year") or d["year"]
+            label = period_label(first, last)
+            s["periods"][label] = [first, last, d.get("surrender_deadline"), False]
+            for y in range(first, last + 1):
+                s["year_period"][y] = label
+        elif t == "EmissionsVerified":
+            s["verified"][(d["firm_id"], d["year"])] = d["tonnes"]
+        elif t == "AllowancesIssued":
+            if d["basis"] in ("pre-allocation", "true-up") and d["account_id"] in s["firms"]:
+                k = (d["account_id"], d.get("year") or d["vintage"])
+                s["allocated"][k] = s["allocated"].get(k, 0) + d["quantity"]
+        elif t == "AllowancesWithdrawn":
+            firm = d.get("firm_id") or d["account_id"]
+            k = (firm, d.get("year") or d["vintage"])
+            if d["reason"] == "true-up clawback":
+                s["allocated"][k] = s["allocated"].get(k, 0) - d["quantity"]
+            elif d["reason"] == "penalty deduction":
+                s["deducted"][k] = s["deducted"].get(k, 0) + d["quantity"]
+        elif t == "AllowancesSurrendered":
+            k = (d["firm_id"], s["year_period"][d["year"]], d["unit"])
+            s["surrendered"][k] = s["surrendered"].get(k, 0) + d["quantity"]
+        elif t == "PenaltyAssessed":
+            s["penalties"][(d["firm_id"], s["year_period"][d["year"]])] = [d["fine"], d["deduction"], d["shortfall"]]
+        elif t == "ComplianceYearClosed":
+            label = s["year_period"][d["year"]]
+            s["periods"][label][3] = True
+            for fid in s["firms"]:
+                s["at_close"][(fid, label)] = _row(s, fid, label)["status"]
+        return s
+
+    def dump(self, s: dict[str, Any]) -> Any:
+        return {
+            "firms": s["firms"], "periods": s["periods"],
+            "verified": [[*k, v] for k, v in s["verified"].items()],
+            "allocated": [[*k, v] for k, v in s["allocated"].items()],
+            "surrendered": [[*k, v] for k, v in s["surrendered"].items()],
+            "penalties": [[*k, *v] for k, v in s["penalties"].items()],
+            "deducted": [[*k, v] for k, v in s["deducted"].items()],
+            "at_close": [[*k, v] for k, v in s["at_close"].items()],
+        }
+
+    def load(self, data: Any) -> dict[str, Any]:
+        s = self.initial()
+        s["firms"] = data["firms"]
+        s["periods"] = data["periods"]
+        for label, (first, last, _d, _c) in data["periods"].items():
+            for y in range(first, last + 1):
+                s["year_period"][y] = label
+        s["verified"] = {(f, y): v for f, y, v in data["verified"]}
+        s["allocated"] = {(f, y): v for f, y, v in data["allocated"]}
+        s["surrendered"] = {(f, p, u): v for f, p, u, v in data["surrendered"]}
+        s["penalties"] = {(f, p): [fine, ded, sh] for f, p, fine, ded, sh in data["penalties"]}
+        s["deducted"] = {(f, y): v for f, y, v in data["deducted"]}
+        s["at_close"] = {(f, p): v for f, p, v in data["at_close"]}
+        return s
+
+
+def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
+    first, last, deadline, closed = s["periods"][label]
+    sector, unit_type = s["firms"][fid][0], s["firms"][fid][1]
+    years = range(first, last + 1)
+    vs = [s["verified"][(fid, y)] for y in years if (fid, y) in s["verified"]]
+    verified = sum(vs) if vs else None
+    free = sum(s["allocated"].get((fid, y), 0) for y in years)
+    cea = s["surrendered"].get((fid, label, "CEA"), 0)
+    ccer = s["surrendered"].get((fid, label, "CCER"), 0)
+    covered = any(rules.is_covered(sector, y) for y in years) or verified is not None or free > 0
+    obligation = rules.obligation(sector, unit_type, verified, free) if verified is not None else None
+    if not covered:
+        status = "-"
+    elif obligation is None:
+        status = "C"
+    else:
+        status = "A" if cea + ccer >= obligation else "B"
+    fine, deduction, _ = s["penalties"].get((fid, label), [None, 0, 0])
+    return {"firm_id": fid, "year": first, "period": label, "sector": sector, "verified": verified,
+            "free_allocation": free, "surrendered_cea": cea, "surrendered_ccer": ccer, "obligation": obligation,
+            "shortfall": max(obligation - cea - ccer, 0) if obligation is not None else None, "status": status,
+            "fine": fine, "deduction": deduction, "closed": closed, "deadline": deadline}
+
+
+def rows(s: dict[str, Any], year: int | None = None, firm: str | None = None) -> list[dict[str, Any]]:
+    out = []
+    labels = sorted(s["periods"], key=lambda lb: s["periods"][lb][0])
+    if year is not None:
+        label = s["year_period"].get(year)
+        labels = [label] if label else []
+    for label in labels:
+        for fid in sorted(s["firms"]):
+            if firm is not None and fid != firm:
+                continue
+            r = _row(s, fid, label)
+            closed_status = s["at_close"].get((fid, label))
+            if closed_status is not None and closed_status != r["status"]:
+                r["status"] += "*"
+            out.append(r)
+    return out
+
+
+def coverage(s: dict[str, Any], year: int, national_total: int | None = None) -> dict[str, Any]:
+    sectors: dict[str, dict[str, Any]] = {}
+    for fid, (sector, *_rest) in s["firms"].items():
+        e = sectors.setdefault(sector, {"sector": sector, "firms": 0, "verified_firms": 0, "verified": 0})
+        e["firms"] += 1
+        v = s["verified"].get((fid, year))
+        if v is not None:
+            e["verified_firms"] += 1
+            e["verified"] += v
+    total = sum(e["verified"] for e in sectors.values())
+    out: dict[str, Any] = {"year": year, "sectors": sorted(sectors.values(), key=lambda e: e["sector"]),
+                           "total_verified": total}
+    if national_total:
+        out["national_total"] = national_total
+        out["covered_share"] = fmt_money(Decimal(total) * 100 / Decimal(national_total))  # percent, 2 places
+    return out
