@@ -630,6 +630,19 @@ def audit_checkpoint(c: Ctx) -> None:
 
 
 @cli.command()
+@click.option("--follow", is_flag=True, help="Keep running: apply new events as they arrive (stop with SIGTERM).")
+@click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
+              help="Longest wait between checks for new events, in seconds.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def project(c: Ctx, follow: bool, interval: float, as_json: bool) -> None:
+    """Bring every read model up to the head; with --follow, keep them current."""
+    from commands.follow import run_follow
+
+    run_follow(c, follow, interval, as_json)
+
+
+@cli.command()
 @click.argument("scenario", type=click.Choice(["china-2021-2024"]))
 @click.option("--scale", type=click.FloatRange(0.0001, 2.0), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

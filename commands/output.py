@@ -33,4 +33,7 @@ def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
         t.add_column(c, justify="right" if numeric else "left")
     for r in rows:
         t.add_row(*["" if r.get(c) is None else (f"{r[c]:,}" if isinstance(r.get(c), int) and not isinstance(r.get(c), bool) and c not in ("year", "vintage", "position") else str(r[c])) for c in cols])
-    Console().print(t)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 160))
+    console.print(t)
