@@ -60,8 +60,11 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # one line, as every other error (click's own show() prints three)
+        hint = ""
+        if isinstance(e, click.UsageError) and e.ctx is not None:
+            hint = f" (see {e.ctx.command_path} --help)"
+        click.echo(f"error: {e.format_message()}{hint}".replace("\n", " "), err=True)
         sys.exit(2 if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
