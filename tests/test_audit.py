@@ -1,0 +1,220 @@
+"""Audit (issues 2 and 3): the hash chain catches any change, deletion, insertion or reordering of stored
+events, naming the first bad position; replay rebuilds every read model and catches a doctored one."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from ledger.events import GENESIS_HASH, canonical_bytes, chain_hash, decode
+from ledger.registry import Registry
+from ledgerkit import events, invoke, invoke_json, raw_db, rehash_chain, rewrite_event, run_main
+from projections.audit import verify_chain
+
+V = 2024
+
+
+@pytest.fixture
+def store(registry: Registry, ledger_db: str) -> str:
+    """Ten events: two firms, a year, an issue, transfers and a trade."""
+    r = registry
+    r.register_firm("F1", "U1", "power", "Hubei")  # 1-2
+    r.register_firm("F2", "U2", "power", "Hebei")  # 3-4
+    r.open_year(V)  # 5
+    r.issue("F1", "CEA", V, 1000, "pre-allocation")  # 6
+    r.transfer("F1", "F2", "CEA", V, 100)  # 7
+    r.transfer("F1", "F2", "CEA", V, 200)  # 8
+    r.trade("F2", "F1", "CEA", V, 50, "80.00", "listed", "2024-06-03")  # 9
+    r.cancel("F2", "CEA", V, 10)  # 10
+    assert r.head()[0] == 10
+    return ledger_db
+
+
+def verify(store: str) -> tuple[int, int | None, str]:
+    """`audit verify` through main(): (exit code, the position named on stderr, stderr)."""
+    r = run_main(store, "audit", "verify")
+    m = re.search(r"position (\d+)", r.err)
+    return r.code, int(m.group(1)) if m else None, r.err
+
+
+def test_an_untouched_store_verifies(store: str) -> None:
+    r = run_main(store, "audit", "verify")
+    assert r.code == 0 and r.err == ""
+    assert "chain verified: 10 events" in r.out
+    out = invoke_json(store, "audit", "verify")
+    head = invoke_json(store, "audit", "head")
+    assert out["ok"] is True and out["position"] == 10 and out["hash"] == head["hash"]
+
+
+def test_the_chain_is_sha256_over_the_previous_hash_and_the_stored_bytes(store: str) -> None:
+    h = GENESIS_HASH
+    with raw_db(store) as conn:
+        rows = conn.execute("SELECT c.position, c.hash, e.state FROM ledger_chain c JOIN stored_events e"
+                            " ON e.rowid = c.notification_id ORDER BY c.position").fetchall()
+    for pos, stored_hash, state in rows:
+        assert decode(bytes(state))["position"] == pos
+        assert canonical_bytes(decode(bytes(state))) == bytes(state)  # stored canonically
+        h = chain_hash(h, bytes(state))
+        assert h == stored_hash
+    assert invoke_json(store, "audit", "head")["hash"] == h
+
+
+def test_an_edited_stored_event_fails_verify_at_its_position(store: str) -> None:
+    with raw_db(store) as conn:
+        (state,) = conn.execute("SELECT state FROM stored_events WHERE rowid = 7").fetchone()
+        edited = bytes(state).replace(b'"quantity":100', b'"quantity":900')
+        assert edited != bytes(state)
+        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = 7", (edited,))
+    code, pos, err = verify(store)
+    assert (code, pos) == (3, 7), err
+    assert err.count("\n") == 1
+
+
+def test_an_edit_that_keeps_the_json_valid_and_canonical_is_still_caught(store: str) -> None:
+    with raw_db(store) as conn:
+        rewrite_event(conn, 9, lambda e: e["data"].update(price="8.00"))
+    assert verify(store)[:2] == (3, 9)
+
+
+def test_a_deleted_stored_event_fails_verify_at_its_position(store: str) -> None:
+    with raw_db(store) as conn:
+        conn.execute("DELETE FROM stored_events WHERE rowid = 4")
+    assert verify(store)[:2] == (3, 4)
+
+
+def test_the_deleted_last_event_fails_verify(store: str) -> None:
+    with raw_db(store) as conn:
+        conn.execute("DELETE FROM stored_events WHERE rowid = 10")
+    assert verify(store)[:2] == (3, 10)
+
+
+def test_two_swapped_events_fail_verify_at_the_first_of_them(store: str) -> None:
+    with raw_db(store) as conn:
+        (a,) = conn.execute("SELECT state FROM stored_events WHERE rowid = 7").fetchone()
+        (b,) = conn.execute("SELECT state FROM stored_events WHERE rowid = 8").fetchone()
+        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = 7", (b,))
+        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = 8", (a,))
+    assert verify(store)[:2] == (3, 7)
+
+
+def test_swapped_events_with_their_positions_rewritten_and_rehashed_still_fail(store: str) -> None:
+    """A forger swaps two events, fixes their position fields, and can't fix the chain without the key rows."""
+    with raw_db(store) as conn:
+        (a,) = conn.execute("SELECT state FROM stored_events WHERE rowid = 7").fetchone()
+        (b,) = conn.execute("SELECT state FROM stored_events WHERE rowid = 8").fetchone()
+        ea, eb = decode(bytes(a)), decode(bytes(b))
+        ea["position"], eb["position"] = 8, 7
+        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = 7", (canonical_bytes(eb),))
+        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = 8", (canonical_bytes(ea),))
+    assert verify(store)[:2] == (3, 7)
+
+
+def test_an_event_inserted_at_the_end_fails_verify(store: str) -> None:
+    with raw_db(store) as conn:
+        row = conn.execute("SELECT originator_id, originator_version, topic, state FROM stored_events"
+                           " WHERE rowid = 10").fetchone()
+        env = decode(bytes(row[3]))
+        env["position"] = 11
+        conn.execute("INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state)"
+                     " VALUES (11, ?, 11, ?, ?)", (row[0], row[2], canonical_bytes(env)))
+    assert verify(store)[:2] == (3, 11)
+
+
+def test_an_event_inserted_in_the_middle_fails_verify(store: str) -> None:
+    with raw_db(store) as conn:
+        template = conn.execute("SELECT originator_id, topic, state FROM stored_events WHERE rowid = 7").fetchone()
+        for rowid in range(10, 5, -1):  # make room after 5
+            conn.execute("UPDATE stored_events SET rowid = rowid + 100 WHERE rowid = ?", (rowid,))
+        conn.execute("UPDATE stored_events SET rowid = rowid - 99 WHERE rowid > 100")
+        conn.execute("INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state)"
+                     " VALUES (6, ?, 106, ?, ?)", template)
+    code, pos, _err = verify(store)
+    assert code == 3 and pos == 6
+
+
+def test_an_edited_chain_hash_fails_verify(store: str) -> None:
+    with raw_db(store) as conn:
+        conn.execute("UPDATE ledger_chain SET hash = ? WHERE position = 5", ("0" * 64,))
+    assert verify(store)[:2] == (3, 5)
+
+
+def test_an_edit_rehashed_from_there_on_passes_the_chain_but_not_a_pinned_head(store: str) -> None:
+    """Without a published head the chain alone cannot catch a full rehash: the head hash must differ."""
+    pinned = invoke_json(store, "audit", "head")
+    with raw_db(store) as conn:
+        rewrite_event(conn, 6, lambda e: e["data"].update(quantity=5000))
+        rehash_chain(conn)
+    assert verify(store)[0] == 0
+    after = invoke_json(store, "audit", "head")
+    assert after["position"] == pinned["position"] and after["hash"] != pinned["hash"]
+
+
+def test_verify_chain_stops_at_a_given_position(registry: Registry, store: str) -> None:
+    with raw_db(store) as conn:
+        conn.execute("DELETE FROM stored_events WHERE rowid = 9")
+    assert verify_chain(registry.recorder, upto=8)["ok"] is True
+    res = verify_chain(registry.recorder)
+    assert res["ok"] is False and res["position"] == 9
+
+
+# ---- replay ----------------------------------------------------------------------------------------
+
+
+def test_replay_of_a_healthy_store_matches_the_stored_read_models(store: str) -> None:
+    invoke_json(store, "balances")  # the read models catch up and are stored
+    r = run_main(store, "audit", "replay")
+    assert r.code == 0, r.err
+    assert "matches" in r.out
+    res = invoke_json(store, "audit", "replay")
+    assert res["ok"] is True and res["differences"] == [] and res["position"] == 10
+
+
+def test_replay_catches_a_doctored_balances_read_model(store: str) -> None:
+    invoke_json(store, "balances")
+    with raw_db(store) as conn:
+        (blob,) = conn.execute("SELECT state FROM rm_state WHERE name = 'balances'").fetchone()
+        data = json.loads(blob)
+        for row in data["holdings"]:
+            if row[0] == "F2":
+                row[3] += 1000
+        conn.execute("UPDATE rm_state SET state = ? WHERE name = 'balances'", (json.dumps(data).encode(),))
+    r = run_main(store, "audit", "replay")
+    assert r.code == 3
+    assert "balances" in r.err
+
+
+def test_replay_catches_a_doctored_account_history(store: str) -> None:
+    invoke_json(store, "history", "F2")
+    with raw_db(store) as conn:
+        conn.execute("DELETE FROM rm_history WHERE account_id = 'F2' AND position = 8")
+    r = run_main(store, "audit", "replay")
+    assert r.code == 3 and "history" in r.err
+
+
+def test_export_reproduces_every_stored_event(registry: Registry, store: str) -> None:
+    r = invoke(store, "audit", "export")
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    stored = events(registry)
+    assert len(lines) == len(stored) == 10
+    for line, env in zip(lines, stored, strict=True):
+        assert {k: line[k] for k in env} == env
+
+
+def test_export_as_of_a_position_stops_there(store: str) -> None:
+    r = invoke(store, "audit", "export", "--as-of", "4")
+    assert [json.loads(x)["position"] for x in r.stdout.splitlines()] == [1, 2, 3, 4]
+
+
+def test_verify_reads_the_rows_not_the_cached_state(store: str) -> None:
+    """A registry that opened the store before the tampering is no defence: verify reads the rows."""
+    other = Registry(store)
+    try:
+        assert other.head()[0] == 10
+        with raw_db(store) as conn:
+            conn.execute("UPDATE stored_events SET state = CAST(? AS BLOB) WHERE rowid = 3", ("{}",))
+        assert verify_chain(other.recorder)["position"] == 3
+    finally:
+        other.close()
+
