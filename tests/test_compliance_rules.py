@@ -1,0 +1,577 @@
+"""China ETS compliance rules (issue 4): a worked example per rule, with the numbers worked out by hand here.
+
+Benchmarks (ledger.rules, 2024 table "power-2024-approx"): coal above 300 MW 0.7921 tCO2/MWh, coal at or
+under 300 MW 0.8455, gas 0.3779; heat (coal) 0.1077 tCO2/GJ. Pre-allocation = 70% x base-year output x
+benchmark; true-up = actual output x benchmark x factors, minus what was allocated. Fractions of a tonne
+are dropped (floor).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+import pytest
+
+from ledger import rules
+from ledger.errors import BadInput, Refused
+from ledger.registry import Registry
+from ledgerkit import events, export_lines, invoke, invoke_json, refusal, run_main
+
+D = Decimal
+
+
+def test_the_benchmarks_used_below_are_the_rules_tables() -> None:
+    b = rules.benchmarks_for(2024)
+    assert b.version == "power-2024-approx"
+    assert b.electricity["coal-above-300mw"] == D("0.7921")
+    assert b.electricity["coal-300mw-or-less"] == D("0.8455")
+    assert b.electricity["gas"] == D("0.3779")
+    assert b.heat["coal-above-300mw"] == D("0.1077")
+    assert rules.benchmarks_for(2025) is b  # the latest table not after the year
+    assert rules.benchmarks_for(2019).electricity["coal-above-300mw"] == D("0.877")  # DOMAIN.md
+    assert rules.benchmarks_for(2020).electricity["gas"] == D("0.392")
+    assert rules.PRE_ALLOCATION_SHARE == D("0.70")
+
+
+def power_firm(reg: Registry, fid: str = "P1", unit_type: str | None = None, *, base_output: int = 1_000_000,
+               output_unit: str = "MWh") -> None:
+    """A power firm with verified 2023 output, 2023 and 2024 open."""
+    reg.register_firm(fid, f"Power {fid}", "power", "Shanxi", unit_type)
+    if 2023 not in reg.state.year_period:
+        reg.open_year(2023, "2024-12-31")
+        reg.open_year(2024, "2025-12-31")
+    reg.verify_emissions(fid, 2023, 850_000, base_output, output_unit)
+
+
+def issued(out: Any, etype: str = "AllowancesIssued") -> list[dict[str, Any]]:
+    return [e["data"] for e in out.events if e["type"] == etype]
+
+
+# ---- allocation ------------------------------------------------------------------------------------
+
+
+def test_pre_allocation_is_70_percent_of_base_year_output_times_the_benchmark(registry: Registry) -> None:
+    power_firm(registry)
+    out = registry.allocate("P1", 2024, "pre")
+    (d,) = issued(out)
+    assert d["quantity"] == 554_470  # 0.70 x 1,000,000 MWh x 0.7921
+    assert d["basis"] == "pre-allocation" and d["vintage"] == 2024
+    assert (d["benchmark"], d["output"], d["output_unit"], d["base_year"], d["share"]) == (
+        "0.7921", 1_000_000, "MWh", 2023, "0.70")
+    assert (d["rule_version"], d["unit_type"], d["computed"]) == ("power-2024-approx", "coal-above-300mw", 554_470)
+    assert registry.state.holding("P1", "CEA", 2024) == 554_470
+
+
+def test_pre_allocation_uses_the_benchmark_of_the_unit_type(registry: Registry) -> None:
+    power_firm(registry, "P2", "coal-300mw-or-less", base_output=500_000)
+    power_firm(registry, "G1", "gas", base_output=1_000_000)
+    assert issued(registry.allocate("P2", 2024, "pre"))[0]["quantity"] == 295_925  # 0.7 x 500,000 x 0.8455
+    assert issued(registry.allocate("G1", 2024, "pre"))[0]["quantity"] == 264_530  # 0.7 x 1,000,000 x 0.3779
+
+
+def test_pre_allocation_for_heat_uses_the_heat_benchmark(registry: Registry) -> None:
+    power_firm(registry, base_output=2_000_000, output_unit="GJ")
+    (d,) = issued(registry.allocate("P1", 2024, "pre"))
+    assert d["quantity"] == 150_780  # 0.7 x 2,000,000 GJ x 0.1077
+    assert d["benchmark_unit"] == "tCO2/GJ"
+
+
+def test_pre_allocation_drops_the_fraction_of_a_tonne(registry: Registry) -> None:
+    power_firm(registry, base_output=1_001)
+    assert issued(registry.allocate("P1", 2024, "pre"))[0]["quantity"] == 555  # 0.7 x 1,001 x 0.7921 = 555.02
+
+
+def test_pre_allocation_of_the_first_cycle_uses_the_2019_2020_benchmarks(registry: Registry) -> None:
+    registry.register_firm("G1", "Gas", "power", "Jiangsu", "gas")
+    registry.open_year("2019-2020", "2021-12-31")
+    registry.verify_emissions("G1", 2019, 300_000, 1_000_000, "MWh")
+    (d,) = issued(registry.allocate("G1", 2020, "pre"))
+    assert d["quantity"] == 274_400  # 0.7 x 1,000,000 x 0.392
+    assert d["rule_version"] == "power-2019-2020"
+
+
+def test_pre_allocation_twice_for_a_year_is_refused(registry: Registry) -> None:
+    power_firm(registry)
+    registry.allocate("P1", 2024, "pre")
+    assert refusal(registry.allocate, "P1", 2024, "pre").code == "already_allocated"
+
+
+def test_pre_allocation_without_base_year_output_is_refused(registry: Registry) -> None:
+    registry.register_firm("P1", "Coal", "power", "Shanxi")
+    registry.open_year(2024)
+    assert refusal(registry.allocate, "P1", 2024, "pre").code == "no_base_year"
+
+
+def test_true_up_issues_the_difference_when_actual_output_is_higher(registry: Registry) -> None:
+    power_firm(registry)
+    registry.allocate("P1", 2024, "pre")  # 554,470
+    registry.verify_emissions("P1", 2024, 900_000, 1_100_000, "MWh")
+    out = registry.allocate("P1", 2024, "true-up")
+    (d,) = issued(out)
+    assert d["computed"] == 871_310  # 1,100,000 x 0.7921
+    assert d["previously_allocated"] == 554_470
+    assert d["quantity"] == 316_840 and d["basis"] == "true-up"  # 871,310 - 554,470
+    assert registry.state.holding("P1", "CEA", 2024) == 871_310
+
+
+def test_true_up_claws_back_the_excess_when_actual_output_is_lower(registry: Registry) -> None:
+    power_firm(registry)
+    registry.allocate("P1", 2024, "pre")  # 554,470
+    registry.verify_emissions("P1", 2024, 500_000, 600_000, "MWh")
+    out = registry.allocate("P1", 2024, "true-up")
+    assert [e["type"] for e in out.events] == ["AllowancesWithdrawn"]
+    (d,) = issued(out, "AllowancesWithdrawn")
+    assert d["computed"] == 475_260  # 600,000 x 0.7921
+    assert d["quantity"] == 79_210  # 554,470 - 475,260
+    assert d["reason"] == "true-up clawback" and d["previously_allocated"] == 554_470
+    assert registry.state.holding("P1", "CEA", 2024) == 475_260
+
+
+def test_true_up_applies_the_correction_factors(registry: Registry) -> None:
+    power_firm(registry)
+    registry.allocate("P1", 2024, "pre")
+    registry.verify_emissions("P1", 2024, 900_000, 1_000_000, "MWh")
+    (d,) = issued(registry.allocate("P1", 2024, "true-up", {"cooling": "1.05", "load": "1.10"}))
+    assert d["computed"] == 914_875  # floor(1,000,000 x 0.7921 x 1.05 x 1.10) = floor(914,875.5)
+    assert d["quantity"] == 360_405  # 914,875 - 554,470
+    assert d["factors"] == {"cooling": "1.05", "load": "1.10"}
+
+
+@pytest.mark.parametrize("factors", [{"cooling": "1.06"}, {"heat_supply": "0.89"}, {"luck": "1.00"}])
+def test_correction_factors_outside_their_bounds_are_bad_input(registry: Registry, factors: dict) -> None:
+    power_firm(registry)
+    registry.verify_emissions("P1", 2024, 900_000, 1_000_000, "MWh")
+    assert isinstance(refusal(registry.allocate, "P1", 2024, "true-up", factors), BadInput)
+
+
+def test_a_true_up_that_changes_nothing_is_refused(registry: Registry) -> None:
+    power_firm(registry)
+    registry.allocate("P1", 2024, "pre")
+    registry.verify_emissions("P1", 2024, 500_000, 700_000, "MWh")  # 700,000 x 0.7921 = 554,470 exactly
+    assert refusal(registry.allocate, "P1", 2024, "true-up").code == "nothing_to_allocate"
+
+
+def test_a_clawback_beyond_holdings_takes_what_is_held_and_deducts_the_rest_next_year(registry: Registry) -> None:
+    power_firm(registry)
+    registry.register_firm("B1", "Buyer", "steel", "Hebei")
+    registry.allocate("P1", 2024, "pre")  # 554,470
+    registry.transfer("P1", "B1", "CEA", 2024, 544_470)  # P1 keeps 10,000
+    registry.verify_emissions("P1", 2024, 500_000, 600_000, "MWh")  # excess 79,210
+    (d,) = issued(registry.allocate("P1", 2024, "true-up"), "AllowancesWithdrawn")
+    assert (d["quantity"], d["outstanding"]) == (10_000, 69_210)
+    registry.open_year(2025, "2026-12-31")
+    out = registry.allocate("P1", 2025, "pre")  # 0.7 x 600,000 x 0.7921 = 332,682
+    pre, = issued(out)
+    assert pre["quantity"] == 332_682
+    (ded,) = issued(out, "AllowancesWithdrawn")
+    assert (ded["quantity"], ded["vintage"], ded.get("outstanding")) == (69_210, 2025, None)
+    assert registry.state.holding("P1", "CEA", 2025) == 332_682 - 69_210
+
+
+def test_allocate_all_allocates_every_covered_firm_and_lists_the_skipped(ledger_db: str) -> None:
+    reg = Registry(ledger_db)
+    try:
+        power_firm(reg, "P1")
+        power_firm(reg, "P2", base_output=500_000)
+        reg.register_firm("S1", "Steel", "steel", "Hebei")
+        reg.register_firm("V1", "Voluntary", "other", "Hubei")
+        reg.register_firm("P3", "No output", "power", "Hubei")
+    finally:
+        reg.close()
+    out = invoke_json(ledger_db, "allocate", "--all", "--year", "2024", "--step", "pre")
+    assert {a["firm_id"]: a["issued"] for a in out["allocated"]} == {"P1": 554_470, "P2": 277_235}
+    assert sorted(s["firm_id"] for s in out["skipped"]) == ["P3", "S1"]  # V1 is not covered at all
+    assert run_main(ledger_db, "allocate", "P1", "--all", "--year", "2024", "--step", "pre").code == 2
+
+
+# ---- new sectors ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sector", ["steel", "cement", "aluminium"])
+def test_new_sectors_are_allocated_their_verified_2024_emissions(registry: Registry, sector: str) -> None:
+    registry.register_firm("N1", "New", sector, "Hebei")
+    registry.open_year(2024, "2025-12-31")
+    assert refusal(registry.allocate, "N1", 2024, "pre").code == "no_pre_allocation"
+    registry.verify_emissions("N1", 2024, 50_000, 40_000, "t")
+    (d,) = issued(registry.allocate("N1", 2024, "true-up"))
+    assert (d["quantity"], d["verified_emissions"], d["share"]) == (50_000, 50_000, "1.000")
+    registry.surrender("N1", 2024, "CEA", 2024, 50_000)  # no gap cap: the obligation is all of it
+
+
+def test_new_sectors_are_pre_allocated_70_percent_of_last_years_emissions_from_2025(registry: Registry) -> None:
+    registry.register_firm("S1", "Steel", "steel", "Hebei")
+    registry.open_year(2024, "2025-12-31")
+    registry.open_year(2025, "2026-12-31")
+    registry.verify_emissions("S1", 2024, 50_000)
+    assert issued(registry.allocate("S1", 2025, "pre"))[0]["quantity"] == 35_000  # 0.7 x 50,000
+    registry.verify_emissions("S1", 2025, 60_000)
+    (d,) = issued(registry.allocate("S1", 2025, "true-up"))
+    assert d["computed"] == 59_400 and d["quantity"] == 24_400  # 0.990 x 60,000 - 35,000
+
+
+def test_sectors_not_covered_in_a_year_are_not_allocated(registry: Registry) -> None:
+    registry.register_firm("S1", "Steel", "steel", "Hebei")
+    registry.open_year(2023, "2024-12-31")
+    registry.verify_emissions("S1", 2023, 50_000)
+    assert refusal(registry.allocate, "S1", 2023, "true-up").code == "not_covered"
+
+
+# ---- obligation: gap cap and offsets --------------------------------------------------------------------
+
+
+def test_gap_cap_coal_owes_at_most_free_allocation_plus_20_percent_of_verified(registry: Registry,
+                                                                                ledger_db: str) -> None:
+    power_firm(registry)
+    registry.allocate("P1", 2024, "pre")  # free allocation 554,470
+    registry.issue("P1", "CEA", 2024, 300_000, "auction")
+    registry.verify_emissions("P1", 2024, 1_000_000)
+    # obligation = min(1,000,000, 554,470 + 0.20 x 1,000,000) = 754,470
+    e = refusal(registry.surrender, "P1", 2024, "CEA", 2024, 754_471)
+    assert e.code == "beyond_obligation" and "754470" in str(e)
+    registry.surrender("P1", 2024, "CEA", 2024, 754_470)
+    (row,) = invoke_json(ledger_db, "compliance", "--year", "2024", "--firm", "P1")["rows"]
+    assert (row["verified"], row["obligation"], row["shortfall"], row["status"]) == (1_000_000, 754_470, 0, "A")
+
+
+def test_gap_cap_does_not_bind_a_firm_close_to_its_allocation(registry: Registry) -> None:
+    power_firm(registry)
+    registry.allocate("P1", 2024, "pre")  # 554,470
+    registry.verify_emissions("P1", 2024, 600_000)  # 554,470 + 120,000 > 600,000: owes all 600,000
+    assert registry.state.obligation("P1", registry.state.period_of(2024)) == 600_000
+
+
+def test_gap_cap_gas_owes_at_most_its_free_allocation(registry: Registry, ledger_db: str) -> None:
+    power_firm(registry, "G1", "gas")
+    registry.allocate("G1", 2024, "pre")  # 0.7 x 1,000,000 x 0.3779 = 264,530
+    registry.issue("G1", "CEA", 2024, 200_000, "auction")
+    registry.verify_emissions("G1", 2024, 400_000)
+    assert refusal(registry.surrender, "G1", 2024, "CEA", 2024, 264_531).code == "beyond_obligation"
+    registry.surrender("G1", 2024, "CEA", 2024, 264_530)
+    (row,) = invoke_json(ledger_db, "compliance", "--year", "2024", "--firm", "G1")["rows"]
+    assert (row["obligation"], row["status"]) == (264_530, "A")
+
+
+def test_ccer_limit_is_5_percent_of_verified_emissions_rounded_down(registry: Registry, ledger_db: str) -> None:
+    registry.register_firm("S1", "Steel", "steel", "Hebei")
+    registry.open_year(2024, "2025-12-31")
+    registry.issue("S1", "CCER", 2024, 5_000, "offset")
+    registry.issue("S1", "CEA", 2024, 20_000, "auction")
+    registry.verify_emissions("S1", 2024, 12_345)  # 5% = 617.25: at most 617 t
+    e = refusal(registry.surrender, "S1", 2024, "CCER", 2024, 618)
+    assert e.code == "ccer_limit" and "617" in str(e)
+    registry.surrender("S1", 2024, "CCER", 2024, 600)
+    assert refusal(registry.surrender, "S1", 2024, "CCER", 2024, 18).code == "ccer_limit"
+    registry.surrender("S1", 2024, "CCER", 2024, 17)
+    registry.surrender("S1", 2024, "CEA", 2024, 12_345 - 617)
+    (row,) = invoke_json(ledger_db, "compliance", "--year", "2024")["rows"]
+    assert (row["surrendered_ccer"], row["surrendered_cea"], row["status"]) == (617, 11_728, "A")
+
+
+# ---- closing a year: penalties at the month-before-deadline price, deductions next year ------------------
+
+
+def penalty_setup(reg: Registry, deadline: str = "2025-12-31", november: bool = True) -> None:
+    """S1 (steel) verified 50,000 t for 2024, allocated 50,000, sells 5,500 t; surrenders 40,000: 10,000 short.
+
+    CEA trades: Oct 1,000 t at 66.00; Nov 1,000 t at 70.00 and 3,000 t at 72.00; Dec 500 t at 78.00 (auction).
+    November's volume-weighted average: (70,000 + 216,000) / 4,000 = 71.50.
+    """
+    reg.register_firm("S1", "Steel", "steel", "Hebei")
+    reg.register_firm("B1", "Buyer", "power", "Hubei")
+    reg.open_year(2024, deadline)
+    reg.verify_emissions("S1", 2024, 50_000, 40_000, "t")
+    reg.allocate("S1", 2024, "true-up")
+    trades = [("2025-10-15", 1000, "66.00", "listed"), ("2025-11-10", 1000, "70.00", "listed"),
+              ("2025-11-20", 3000, "72.00", "listed"), ("2025-12-01", 500, "78.00", "auction")]
+    for date, q, price, mode in trades:
+        if november or not date.startswith("2025-11"):
+            reg.trade("B1", "S1", "CEA", 2024, q, price, mode, date)
+    reg.surrender("S1", 2024, "CEA", 2024, 40_000)
+
+
+def penalty_of(out: Any) -> dict[str, Any]:
+    (d,) = [e["data"] for e in out.events if e["type"] == "PenaltyAssessed"]
+    return d
+
+
+def test_penalty_is_five_times_the_shortfall_at_the_average_price_of_the_month_before_the_deadline(
+        registry: Registry) -> None:
+    penalty_setup(registry)
+    out = registry.close_year(2024)
+    assert [e["type"] for e in out.events] == ["PenaltyAssessed", "ComplianceYearClosed"]
+    p = penalty_of(out)
+    assert (p["firm_id"], p["shortfall"], p["deduction"]) == ("S1", 10_000, 10_000)
+    assert (p["price"], p["price_month"], p["multiple"]) == ("71.50", "2025-11", "5")
+    assert p["fine"] == "3575000.00"  # 5 x 10,000 t x 71.50
+    assert (p["obligation"], p["surrendered"], p["regime"]) == (50_000, 40_000, "market-multiple")
+    assert out.result["fines"] == "3575000.00" and out.result["penalties"] == 1
+
+
+def test_penalty_with_a_fine_multiple(ledger_db: str) -> None:
+    reg = Registry(ledger_db)
+    try:
+        penalty_setup(reg)
+    finally:
+        reg.close()
+    assert run_main(ledger_db, "year", "close", "2024", "--fine-multiple", "4").code == 2  # 5 to 10 only
+    assert run_main(ledger_db, "year", "close", "2024", "--fine-multiple", "10.5").code == 2
+    invoke_json(ledger_db, "year", "close", "2024", "--fine-multiple", "7.5")
+    (pen,) = [e["data"] for e in export_lines(ledger_db) if e["type"] == "PenaltyAssessed"]
+    assert (pen["fine"], pen["multiple"]) == ("5362500.00", "7.5")  # 7.5 x 10,000 x 71.50
+
+
+def test_without_trades_in_the_month_before_the_deadline_the_latest_earlier_month_prices_it(
+        registry: Registry) -> None:
+    penalty_setup(registry, november=False)
+    p = penalty_of(registry.close_year(2024))
+    assert (p["price"], p["price_month"], p["fine"]) == ("66.00", "2025-10", "3300000.00")  # 5 x 10,000 x 66.00
+
+
+def test_before_the_interim_regulations_the_fine_is_fixed(registry: Registry) -> None:
+    penalty_setup(registry, deadline="2024-04-30")
+    p = penalty_of(registry.close_year(2024))
+    assert (p["fine"], p["regime"], p["multiple"], p["deduction"]) == ("20000.00", "fixed", None, 10_000)
+
+
+def test_a_firm_that_met_its_obligation_or_owes_nothing_is_not_penalized(registry: Registry) -> None:
+    penalty_setup(registry)
+    registry.register_firm("S2", "Steel 2", "steel", "Hebei")  # covered, never verified: status C, no fine
+    registry.surrender("S1", 2024, "CEA", 2024, 4_500)  # S1 still 5,500 short
+    out = registry.close_year(2024)
+    assert [penalty_of(out)["firm_id"]] == ["S1"] and penalty_of(out)["shortfall"] == 5_500
+
+
+def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(registry: Registry,
+                                                                              ledger_db: str) -> None:
+    penalty_setup(registry)
+    registry.close_year(2024)
+    registry.open_year(2025, "2026-12-31")
+    out = registry.allocate("S1", 2025, "pre")
+    assert [e["type"] for e in out.events] == ["AllowancesIssued", "AllowancesWithdrawn"]
+    pre, ded = (e["data"] for e in out.events)
+    assert pre["quantity"] == 35_000  # 0.7 x 50,000 verified in 2024
+    assert (ded["reason"], ded["quantity"], ded["vintage"], ded["penalty_year"]) == (
+        "penalty deduction", 10_000, 2025, 2024)
+    assert registry.state.holding("S1", "CEA", 2025) == 25_000
+    # the deduction is taken once
+    registry.verify_emissions("S1", 2025, 60_000)
+    out = registry.allocate("S1", 2025, "true-up")
+    assert [e["type"] for e in out.events] == ["AllowancesIssued"]
+    rows = {(r["firm_id"], r["year"]): r for r in invoke_json(ledger_db, "compliance")["rows"]}
+    assert (rows[("S1", 2024)]["fine"], rows[("S1", 2024)]["deduction"], rows[("S1", 2024)]["status"]) == (
+        "3575000.00", 10_000, "B")
+
+
+def test_a_deduction_larger_than_the_next_allocation_is_carried_on(registry: Registry) -> None:
+    penalty_setup(registry)
+    registry.transfer("S1", "B1", "CEA", 2024, 4_500)  # S1 gives away what it had left
+    registry.close_year(2024)  # short 10,000
+    registry.open_year(2025, "2026-12-31")
+    registry.verify_emissions("S1", 2024, 12_000)  # a late correction: pre-allocation 8,400
+    out = registry.allocate("S1", 2025, "pre")
+    ded = issued(out, "AllowancesWithdrawn")[0]
+    assert (ded["quantity"], ded["outstanding"]) == (8_400, 1_600)
+    registry.verify_emissions("S1", 2025, 60_000)
+    out = registry.allocate("S1", 2025, "true-up")  # 59,400 - 8,400 = 51,000 issued, then 1,600 deducted
+    assert issued(out)[0]["quantity"] == 51_000
+    assert issued(out, "AllowancesWithdrawn")[0]["quantity"] == 1_600
+
+
+def test_closing_a_year_twice_is_refused(registry: Registry) -> None:
+    penalty_setup(registry)
+    registry.close_year(2024)
+    before = registry.head()
+    e = refusal(registry.close_year, 2024)
+    assert e.code == "year_closed"
+    assert registry.head() == before
+
+
+def test_a_surrender_after_close_is_refused(registry: Registry) -> None:
+    penalty_setup(registry)
+    registry.close_year(2024)
+    e = refusal(registry.surrender, "S1", 2024, "CEA", 2024, 100)
+    assert isinstance(e, Refused) and e.code == "year_closed"
+
+
+def test_closing_a_year_that_was_never_opened_is_refused(registry: Registry) -> None:
+    assert refusal(registry.close_year, 2030).code == "year_not_open"
+
+
+# ---- multi-year cycles ---------------------------------------------------------------------------------
+
+
+def test_a_2021_2022_cycle_is_one_obligation(ledger_db: str) -> None:
+    reg = Registry(ledger_db)
+    try:
+        reg.register_firm("P1", "Coal", "power", "Shanxi")
+        reg.open_year("2021-2022", "2023-12-31")
+        assert refusal(reg.open_year, 2022).code == "year_exists"
+        reg.issue("P1", "CEA", 2021, 120_000, "pre-allocation")
+        reg.issue("P1", "CEA", 2022, 120_000, "pre-allocation")
+        reg.verify_emissions("P1", 2021, 100_000)
+        reg.verify_emissions("P1", 2022, 130_000)
+        # pooled: verified 230,000; cap 240,000 + 46,000; so the obligation is 230,000 for the cycle
+        reg.surrender("P1", 2021, "CEA", 2021, 110_000)  # more than 2021's own 100,000: allowed in a cycle
+        reg.surrender("P1", 2021, "CEA", 2022, 10_000)  # a 2022 vintage counts for the cycle
+        reg.surrender("P1", 2022, "CEA", 2022, 110_000)
+        assert refusal(reg.surrender, "P1", 2022, "CEA", 2021, 1).code in ("beyond_obligation",
+                                                                           "insufficient_holding")
+    finally:
+        reg.close()
+    rows = invoke_json(ledger_db, "compliance")["rows"]
+    assert [(r["period"], r["verified"], r["obligation"], r["surrendered_cea"], r["status"]) for r in rows] == [
+        ("2021-2022", 230_000, 230_000, 230_000, "A")]
+    assert invoke_json(ledger_db, "compliance", "--year", "2022")["rows"] == rows
+    invoke_json(ledger_db, "year", "close", "2021-2022")
+    assert run_main(ledger_db, "year", "close", "2022").code == 1  # the cycle is closed as a whole
+    exported = export_lines(ledger_db)
+    assert exported[-1]["type"] == "ComplianceYearClosed" and exported[-1]["data"]["year"] == 2021
+
+
+def test_a_cycle_shortfall_is_one_penalty_at_the_fixed_pre_2024_fine(registry: Registry) -> None:
+    registry.register_firm("S1", "Steel", "steel", "Hebei")
+    registry.open_year("2021-2022", "2023-12-31")
+    registry.issue("S1", "CEA", 2022, 10_000, "auction")
+    registry.verify_emissions("S1", 2021, 4_000)
+    registry.verify_emissions("S1", 2022, 5_000)
+    registry.surrender("S1", 2022, "CEA", 2022, 8_000)
+    p = penalty_of(registry.close_year(2022))
+    assert (p["year"], p["shortfall"], p["fine"], p["obligation"]) == (2021, 1_000, "20000.00", 9_000)
+
+
+# ---- T+1 -----------------------------------------------------------------------------------------------
+
+
+def test_allowances_bought_today_cannot_be_sold_today_but_can_tomorrow(registry: Registry) -> None:
+    for f in ("F1", "F2", "F3"):
+        registry.register_firm(f, f, "power", "Hubei")
+    registry.issue("F1", "CEA", 2024, 1000, "auction")
+    registry.issue("F2", "CEA", 2024, 30, "auction")  # F2's own, sellable any day
+    registry.issue("F2", "CEA", 2023, 10, "auction")
+    registry.trade("F2", "F1", "CEA", 2024, 100, "80.00", "listed", "2024-06-03")
+    e = refusal(registry.trade, "F3", "F2", "CEA", 2024, 31, "80.00", "listed", "2024-06-03")
+    assert e.code == "insufficient_holding" and "not sellable until the next day" in str(e)
+    registry.trade("F3", "F2", "CEA", 2024, 30, "80.00", "listed", "2024-06-03")
+    registry.trade("F3", "F2", "CEA", 2023, 10, "80.00", "listed", "2024-06-03")  # another vintage
+    registry.trade("F3", "F2", "CEA", 2024, 100, "80.00", "listed", "2024-06-04")
+    assert registry.state.holding("F3", "CEA", 2024) == 130
+
+
+# ---- rules show --------------------------------------------------------------------------------------
+
+
+def test_rules_show_prints_the_rules_in_force_for_a_year(tmp_path: Any) -> None:
+    store = str(tmp_path / "unused.db")
+    r24 = invoke_json(store, "rules", "show", "--year", "2024")
+    assert r24["rule_version"] == "power-2024-approx"
+    assert r24["benchmarks"]["electricity_t_per_mwh"]["coal-above-300mw"] == "0.7921"
+    assert (r24["pre_allocation_share"], r24["gap_cap_share_of_verified"], r24["ccer_limit_share_of_verified"]) == (
+        "0.70", "0.20", "0.05")
+    assert r24["price_band"] == {"listed": "0.10", "block": "0.30", "auction": None}
+    assert (r24["listed_max_quantity_t"], r24["block_min_quantity_t"]) == (99_999, 100_000)
+    assert r24["penalty"]["multiple_default"] == "5"
+    assert set(r24["covered_sectors"]) == {"power", "steel", "cement", "aluminium"}
+    r19 = invoke_json(store, "rules", "show", "--year", "2019")
+    assert r19["benchmarks"]["electricity_t_per_mwh"]["coal-above-300mw"] == "0.877"
+    assert r19["covered_sectors"] == ["power"]
+    text = invoke(store, "rules", "show", "--year", "2019")
+    assert text.exit_code == 0 and json.loads(text.stdout) == r19
+
+
+# ---- an auditor recomputes every number from the export alone -------------------------------------------
+
+
+def _floor(x: Decimal) -> int:
+    return int(x.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def _full_cycle(reg: Registry) -> None:
+    power_firm(reg, "P1")
+    power_firm(reg, "P2", "coal-300mw-or-less", base_output=400_000)
+    power_firm(reg, "G1", "gas", base_output=300_000)
+    reg.register_firm("S1", "Steel", "steel", "Hebei")
+    for f in ("P1", "P2", "G1"):
+        reg.allocate(f, 2024, "pre")
+    reg.verify_emissions("P1", 2024, 900_000, 1_100_000, "MWh")
+    reg.verify_emissions("P2", 2024, 300_000, 250_000, "MWh")
+    reg.verify_emissions("G1", 2024, 120_000, 310_000, "MWh")
+    reg.verify_emissions("S1", 2024, 50_000, 40_000, "t")
+    reg.allocate("P1", 2024, "true-up", {"cooling": "1.02"})
+    reg.allocate("P2", 2024, "true-up")  # a clawback
+    reg.allocate("G1", 2024, "true-up", {"load": "1.15", "heat_supply": "0.95"})
+    reg.allocate("S1", 2024, "true-up")
+    reg.trade("S1", "P1", "CEA", 2024, 20_000, "70.00", "listed", "2025-11-10")
+    reg.trade("S1", "P2", "CEA", 2024, 30_000, "72.00", "listed", "2025-11-20")
+    for f, q in (("P1", 850_000), ("P2", 200_000), ("G1", 100_000), ("S1", 40_000)):
+        reg.surrender(f, 2024, "CEA", 2024, min(q, reg.state.holding(f, "CEA", 2024)))
+    reg.close_year(2024)
+    reg.open_year(2025, "2026-12-31")
+    for f in ("P1", "P2", "G1", "S1"):
+        reg.allocate(f, 2025, "pre")
+
+
+def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alone(ledger_db: str) -> None:
+    reg = Registry(ledger_db)
+    try:
+        _full_cycle(reg)
+    finally:
+        reg.close()
+    lines = export_lines(ledger_db)
+    checked = defaultdict(int)
+    for line in lines:
+        t, d = line["type"], line["data"]
+        factor = math.prod((D(v) for v in (d.get("factors") or {}).values()), start=D(1))
+        if t == "AllowancesIssued" and d["basis"] == "pre-allocation":
+            if "benchmark" in d:
+                assert d["quantity"] == d["computed"] == _floor(D(d["share"]) * d["output"] * D(d["benchmark"]))
+            else:
+                assert d["quantity"] == d["computed"] == _floor(D(d["share"]) * d["verified_emissions"])
+            checked["pre"] += 1
+        elif t == "AllowancesIssued" and d["basis"] == "true-up":
+            if "benchmark" in d:
+                assert d["computed"] == _floor(d["output"] * D(d["benchmark"]) * factor)
+            else:
+                assert d["computed"] == _floor(D(d["share"]) * d["verified_emissions"] * factor)
+            assert d["quantity"] == d["computed"] - d["previously_allocated"] > 0
+            checked["true-up"] += 1
+        elif t == "AllowancesWithdrawn" and d["reason"] == "true-up clawback":
+            assert d["computed"] == _floor(d["output"] * D(d["benchmark"]) * factor)
+            assert d["quantity"] + (d.get("outstanding") or 0) == d["previously_allocated"] - d["computed"]
+            checked["clawback"] += 1
+        elif t == "PenaltyAssessed":
+            assert d["shortfall"] == d["obligation"] - d["surrendered"] == d["deduction"]
+            assert D(d["fine"]) == (D(d["multiple"]) * d["shortfall"] * D(d["price"])).quantize(D("0.01"))
+            month = [x["data"] for x in lines if x["type"] == "TradeExecuted" and x["data"]["unit"] == "CEA"
+                     and x["data"]["trade_date"].startswith(d["price_month"])]
+            vwap = sum(m["quantity"] * D(m["price"]) for m in month) / sum(m["quantity"] for m in month)
+            assert D(d["price"]) == vwap.quantize(D("0.01"))
+            checked["penalty"] += 1
+        elif t == "AllowancesWithdrawn" and d["reason"] == "penalty deduction":
+            pen = [x["data"] for x in lines if x["type"] == "PenaltyAssessed" and x["data"]["firm_id"] == d["firm_id"]
+                   and x["data"]["year"] == d["penalty_year"]]
+            assert pen and d["quantity"] + (d.get("outstanding") or 0) == pen[0]["deduction"]
+            checked["deduction"] += 1
+        if t == "AllowancesIssued" and d.get("benchmark"):  # the benchmark is the table's, by version
+            table = next(b for b in rules.BENCHMARKS.values() if b.version == d["rule_version"])
+            per = table.electricity if d["benchmark_unit"] == "tCO2/MWh" else table.heat
+            assert D(d["benchmark"]) == per[d["unit_type"]]
+    assert checked["pre"] == 7 and checked["true-up"] == 3 and checked["clawback"] == 1
+    assert checked["penalty"] >= 2 and checked["deduction"] >= 2
+    # and the ledger's own numbers agree with the events: what compliance shows is in the export
+    rows = {r["firm_id"]: r for r in invoke_json(ledger_db, "compliance", "--year", "2024")["rows"]}
+    pens = {x["data"]["firm_id"]: x["data"] for x in lines if x["type"] == "PenaltyAssessed"}
+    for f, p in pens.items():
+        assert (rows[f]["fine"], rows[f]["deduction"], rows[f]["shortfall"]) == (p["fine"], p["deduction"],
+                                                                              p["shortfall"])
+
+
+def test_every_event_of_a_full_cycle_fits_the_catalogue(registry: Registry) -> None:
+    from ledger.events import validate_event
+
+    _full_cycle(registry)
+    for env in events(registry):
+        validate_event(env)
