@@ -24,3 +24,47 @@ def registry(ledger_db: str) -> _Iterator[_Any]:
         yield reg
     finally:
         reg.close()
+
+
+# ---- stores: `store_url` runs a test on a SQLite file and on a fresh PostgreSQL schema ----------------
+# The PostgreSQL server is CARBON_LEDGER_TEST_POSTGRES (e.g. postgresql://postgres@127.0.0.1:5432/test);
+# without it the PostgreSQL cases are skipped. Each PostgreSQL case gets its own schema, dropped afterwards.
+import os  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+PG_ENV = "CARBON_LEDGER_TEST_POSTGRES"
+PG_SKIP_REASON = f"PostgreSQL tests need {PG_ENV}=postgresql://USER@HOST:PORT/DB (scratch schemas)"
+
+
+def _drop_pg_schema(base_url: str, schema: str) -> None:
+    import psycopg
+    from psycopg.sql import SQL, Identifier
+
+    with psycopg.connect(base_url.split("?", 1)[0], autocommit=True) as conn:
+        conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A URL naming a fresh PostgreSQL schema `t_<random>` (created on first open), dropped afterwards."""
+    base = os.environ.get(PG_ENV, "").strip()
+    if not base:
+        pytest.skip(PG_SKIP_REASON)
+    schema = "t_" + uuid.uuid4().hex[:16]
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    finally:
+        _drop_pg_schema(base, schema)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store: a SQLite file in tmp_path, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.db")
+    else:
+        yield request.getfixturevalue("pg_schema_url")
