@@ -69,6 +69,13 @@ def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
             raise BadInput(f"checkpoint {checkpoint} is not a checkpoint file: {e}") from None
         if not signing.verify(cp.get("public_key", ""), cp.get("signature", ""), payload):
             raise IntegrityFailure(f"the checkpoint's signature does not verify", position=cp.get("position"))
+        st = c.registry.state
+        if st.enforced:  # the key in the file proves nothing by itself: it must be the signing regulator's
+            signer = st.actors.get(str(cp.get("actor")))
+            if signer is None or signer.role != "regulator" or (
+                    signer.public_key is not None and signer.public_key != cp.get("public_key")):
+                raise IntegrityFailure(f"the checkpoint is not signed by the registered key of a regulator"
+                                       f" (it names {cp.get('actor')})", position=cp.get("position"))
         at = rec.hash_at(int(cp["position"]))
         if at is None:
             out.update(ok=False, position=int(cp["position"]),

@@ -57,24 +57,31 @@ class Clock:
     """A settable clock for `Registry(clock=...)`, so recorded_at is known to the test."""
 
     def __init__(self, start: str = "2024-06-03T09:30:00") -> None:
-        self.now = dt.datetime.fromisoformat(start).replace(tzinfo=dt.timezone.utc)
+        self.now = dt.datetime.fromisoformat(start).replace(tzinfo=dt.UTC)
 
     def __call__(self) -> dt.datetime:
         return self.now
 
     def set(self, when: str) -> None:
-        self.now = dt.datetime.fromisoformat(when).replace(tzinfo=dt.timezone.utc)
+        self.now = dt.datetime.fromisoformat(when).replace(tzinfo=dt.UTC)
 
 
 # ---- the CLI ----------------------------------------------------------------------------------
 
 
-def invoke(store: str, *args: str, input: str | None = None, env: dict[str, str | None] | None = None) -> Result:
+def invoke(
+    store: str, *args: str, input: str | None = None, env: dict[str, str | None] | None = None
+) -> Result:
     """`carbon-ledger --store STORE ARGS` through click's CliRunner."""
     from commands.cli import cli
 
-    return CliRunner().invoke(cli, ["--store", store, *args], input=input, env={**CLI_ENV_CLEAR, **(env or {})},
-                              catch_exceptions=True)
+    return CliRunner().invoke(
+        cli,
+        ["--store", store, *args],
+        input=input,
+        env={**CLI_ENV_CLEAR, **(env or {})},
+        catch_exceptions=True,
+    )
 
 
 def invoke_json(store: str, *args: str, **kw: Any) -> Any:
@@ -117,8 +124,9 @@ def run_exe(store: str, *args: str, stdin: str | None = None, env: dict[str, str
     assert EXE, "the carbon-ledger executable is not installed beside this python"
     e = {k: v for k, v in os.environ.items() if k not in CLI_ENV_CLEAR}
     e.update(env or {})
-    p = subprocess.run([EXE, "--store", store, *args], capture_output=True, text=True, input=stdin, env=e,
-                       timeout=60)
+    p = subprocess.run(
+        [EXE, "--store", store, *args], capture_output=True, text=True, input=stdin, env=e, timeout=60
+    )
     return Run(p.returncode, p.stdout, p.stderr)
 
 
@@ -148,8 +156,10 @@ def stored_rowids(conn: sqlite3.Connection) -> list[int]:
 def rehash_chain(conn: sqlite3.Connection) -> None:
     """Recompute every chain hash from the stored rows, as a forger who knows the scheme would."""
     h = GENESIS_HASH
-    rows = conn.execute("SELECT c.position, e.state FROM ledger_chain c JOIN stored_events e"
-                        " ON e.rowid = c.notification_id ORDER BY c.position").fetchall()
+    rows = conn.execute(
+        "SELECT c.position, e.state FROM ledger_chain c JOIN stored_events e"
+        " ON e.rowid = c.notification_id ORDER BY c.position"
+    ).fetchall()
     for pos, state in rows:
         h = chain_hash(h, bytes(state))
         conn.execute("UPDATE ledger_chain SET hash = ? WHERE position = ?", (h, pos))
@@ -159,7 +169,9 @@ def rewrite_event(conn: sqlite3.Connection, position: int, change: Any) -> None:
     """Decode the event at `position`, let `change(envelope)` edit it, store it back canonically."""
     from ledger.events import canonical_bytes
 
-    (nid,) = conn.execute("SELECT notification_id FROM ledger_chain WHERE position = ?", (position,)).fetchone()
+    (nid,) = conn.execute(
+        "SELECT notification_id FROM ledger_chain WHERE position = ?", (position,)
+    ).fetchone()
     (state,) = conn.execute("SELECT state FROM stored_events WHERE rowid = ?", (nid,)).fetchone()
     env = decode(bytes(state))
     change(env)
@@ -168,7 +180,9 @@ def rewrite_event(conn: sqlite3.Connection, position: int, change: Any) -> None:
 
 def truncate_after(conn: sqlite3.Connection, position: int) -> None:
     """Delete every event after `position` with its chain row and command row (a consistent shorter log)."""
-    nids = [r[0] for r in conn.execute("SELECT notification_id FROM ledger_chain WHERE position > ?", (position,))]
+    nids = [
+        r[0] for r in conn.execute("SELECT notification_id FROM ledger_chain WHERE position > ?", (position,))
+    ]
     conn.executemany("DELETE FROM stored_events WHERE rowid = ?", [(n,) for n in nids])
     conn.execute("DELETE FROM ledger_chain WHERE position > ?", (position,))
     conn.execute("DELETE FROM ledger_commands WHERE last_position > ?", (position,))

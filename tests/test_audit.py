@@ -7,10 +7,10 @@ import json
 import re
 
 import pytest
+from ledgerkit import events, invoke, invoke_json, raw_db, rehash_chain, rewrite_event, run_main
 
 from ledger.events import GENESIS_HASH, canonical_bytes, chain_hash, decode
 from ledger.registry import Registry
-from ledgerkit import events, invoke, invoke_json, raw_db, rehash_chain, rewrite_event, run_main
 from projections.audit import verify_chain
 
 V = 2024
@@ -51,8 +51,10 @@ def test_an_untouched_store_verifies(store: str) -> None:
 def test_the_chain_is_sha256_over_the_previous_hash_and_the_stored_bytes(store: str) -> None:
     h = GENESIS_HASH
     with raw_db(store) as conn:
-        rows = conn.execute("SELECT c.position, c.hash, e.state FROM ledger_chain c JOIN stored_events e"
-                            " ON e.rowid = c.notification_id ORDER BY c.position").fetchall()
+        rows = conn.execute(
+            "SELECT c.position, c.hash, e.state FROM ledger_chain c JOIN stored_events e"
+            " ON e.rowid = c.notification_id ORDER BY c.position"
+        ).fetchall()
     for pos, stored_hash, state in rows:
         assert decode(bytes(state))["position"] == pos
         assert canonical_bytes(decode(bytes(state))) == bytes(state)  # stored canonically
@@ -100,7 +102,7 @@ def test_two_swapped_events_fail_verify_at_the_first_of_them(store: str) -> None
 
 
 def test_swapped_events_with_their_positions_rewritten_and_rehashed_still_fail(store: str) -> None:
-    """A forger swaps two events, fixes their position fields, and can't fix the chain without the key rows."""
+    """A forger swaps two events and fixes their position fields: the chain still breaks."""
     with raw_db(store) as conn:
         (a,) = conn.execute("SELECT state FROM stored_events WHERE rowid = 7").fetchone()
         (b,) = conn.execute("SELECT state FROM stored_events WHERE rowid = 8").fetchone()
@@ -113,23 +115,32 @@ def test_swapped_events_with_their_positions_rewritten_and_rehashed_still_fail(s
 
 def test_an_event_inserted_at_the_end_fails_verify(store: str) -> None:
     with raw_db(store) as conn:
-        row = conn.execute("SELECT originator_id, originator_version, topic, state FROM stored_events"
-                           " WHERE rowid = 10").fetchone()
+        row = conn.execute(
+            "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE rowid = 10"
+        ).fetchone()
         env = decode(bytes(row[3]))
         env["position"] = 11
-        conn.execute("INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state)"
-                     " VALUES (11, ?, 11, ?, ?)", (row[0], row[2], canonical_bytes(env)))
+        conn.execute(
+            "INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state)"
+            " VALUES (11, ?, 11, ?, ?)",
+            (row[0], row[2], canonical_bytes(env)),
+        )
     assert verify(store)[:2] == (3, 11)
 
 
 def test_an_event_inserted_in_the_middle_fails_verify(store: str) -> None:
     with raw_db(store) as conn:
-        template = conn.execute("SELECT originator_id, topic, state FROM stored_events WHERE rowid = 7").fetchone()
+        template = conn.execute(
+            "SELECT originator_id, topic, state FROM stored_events WHERE rowid = 7"
+        ).fetchone()
         for rowid in range(10, 5, -1):  # make room after 5
             conn.execute("UPDATE stored_events SET rowid = rowid + 100 WHERE rowid = ?", (rowid,))
         conn.execute("UPDATE stored_events SET rowid = rowid - 99 WHERE rowid > 100")
-        conn.execute("INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state)"
-                     " VALUES (6, ?, 106, ?, ?)", template)
+        conn.execute(
+            "INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state)"
+            " VALUES (6, ?, 106, ?, ?)",
+            template,
+        )
     code, pos, _err = verify(store)
     assert code == 3 and pos == 6
 
@@ -217,4 +228,3 @@ def test_verify_reads_the_rows_not_the_cached_state(store: str) -> None:
         assert verify_chain(other.recorder)["position"] == 3
     finally:
         other.close()
-

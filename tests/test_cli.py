@@ -1,5 +1,5 @@
-"""The `carbon-ledger` CLI (issue 2): the append commands as written, JSON output, exit codes, one-line errors,
-idempotent command ids, refusals that append nothing, and `import`.
+"""The `carbon-ledger` CLI (issue 2): the append commands as written, JSON output, exit codes,
+one-line errors, idempotent command ids, refusals that append nothing, and `import`.
 
 Most tests run in-process (click's CliRunner, or `main()` for the exit-code mapping); a handful run the
 installed executable in a subprocess, where the exit code and the one-line stderr are the point.
@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+from ledgerkit import export_lines, invoke, invoke_json, raw_db, run_exe, run_main
 
 from ledger.errors import BadInput, Refused, StoreError
 from ledger.events import GENESIS_HASH
-from ledgerkit import export_lines, invoke, invoke_json, raw_db, run_exe, run_main
 
 UNIT = ["--unit", "CEA", "--vintage", "2024"]
 
@@ -39,8 +39,30 @@ def balances(store: str, *args: str) -> dict[tuple[str, str, int], int]:
 @pytest.fixture
 def store(ledger_db: str) -> str:
     """Two firms, 2024 open, 1,000 t issued to F1: built through the CLI as the issue writes the commands."""
-    ok(ledger_db, "firm", "register", "F1", "--name", "Huaneng Unit 1", "--sector", "power", "--region", "Hubei")
-    ok(ledger_db, "firm", "register", "F2", "--name", "Datang Unit 7", "--sector", "power", "--region", "Hebei")
+    ok(
+        ledger_db,
+        "firm",
+        "register",
+        "F1",
+        "--name",
+        "Huaneng Unit 1",
+        "--sector",
+        "power",
+        "--region",
+        "Hubei",
+    )
+    ok(
+        ledger_db,
+        "firm",
+        "register",
+        "F2",
+        "--name",
+        "Datang Unit 7",
+        "--sector",
+        "power",
+        "--region",
+        "Hebei",
+    )
     ok(ledger_db, "year", "open", "2024", "--deadline", "2025-12-31")
     ok(ledger_db, "issue", "F1", *UNIT, "--quantity", "1000", "--basis", "pre-allocation")
     return ledger_db
@@ -52,17 +74,55 @@ def store(ledger_db: str) -> str:
 def test_the_append_commands_of_the_issue_work_as_written(store: str) -> None:
     ok(store, "account", "open", "T1", "--holder", "F2", "--kind", "trading")
     ok(store, "transfer", "F1", "F2", *UNIT, "--quantity", "100")
-    ok(store, "trade", "--buyer", "F2", "--seller", "F1", *UNIT, "--quantity", "50", "--price", "88.50",
-       "--mode", "listed", "--date", "2024-06-03")
-    ok(store, "emissions", "verify", "F1", "--year", "2024", "--tonnes", "800", "--output", "1000000",
-       "--output-unit", "MWh")
+    ok(
+        store,
+        "trade",
+        "--buyer",
+        "F2",
+        "--seller",
+        "F1",
+        *UNIT,
+        "--quantity",
+        "50",
+        "--price",
+        "88.50",
+        "--mode",
+        "listed",
+        "--date",
+        "2024-06-03",
+    )
+    ok(
+        store,
+        "emissions",
+        "verify",
+        "F1",
+        "--year",
+        "2024",
+        "--tonnes",
+        "800",
+        "--output",
+        "1000000",
+        "--output-unit",
+        "MWh",
+    )
     ok(store, "surrender", "F1", "--year", "2024", *UNIT, "--quantity", "800")
     ok(store, "cancel", "F2", *UNIT, "--quantity", "10", "--reason", "voluntary")
     assert balances(store) == {("F1", "CEA", 2024): 50, ("F2", "CEA", 2024): 140}
     types = [e["type"] for e in export_lines(store)]
-    assert types == ["FirmRegistered", "AccountOpened", "FirmRegistered", "AccountOpened", "ComplianceYearOpened",
-                     "AllowancesIssued", "AccountOpened", "AllowancesTransferred", "TradeExecuted",
-                     "EmissionsVerified", "AllowancesSurrendered", "AllowancesCancelled"]
+    assert types == [
+        "FirmRegistered",
+        "AccountOpened",
+        "FirmRegistered",
+        "AccountOpened",
+        "ComplianceYearOpened",
+        "AllowancesIssued",
+        "AccountOpened",
+        "AllowancesTransferred",
+        "TradeExecuted",
+        "EmissionsVerified",
+        "AllowancesSurrendered",
+        "AllowancesCancelled",
+    ]
 
 
 def test_an_append_reports_the_events_and_positions_it_recorded(ledger_db: str) -> None:
@@ -111,19 +171,46 @@ def test_the_store_may_be_chosen_by_environment(tmp_path: Path) -> None:
     from commands.cli import cli
 
     path = str(tmp_path / "env.db")
-    r = CliRunner().invoke(cli, ["firm", "register", "F1", "--name", "U", "--sector", "power", "--region", "X"],
-                           env={"CARBON_LEDGER_STORE": path, "CARBON_LEDGER_ACTOR": None, "CARBON_LEDGER_KEY": None})
+    r = CliRunner().invoke(
+        cli,
+        ["firm", "register", "F1", "--name", "U", "--sector", "power", "--region", "X"],
+        env={"CARBON_LEDGER_STORE": path, "CARBON_LEDGER_ACTOR": None, "CARBON_LEDGER_KEY": None},
+    )
     assert r.exit_code == 0, r.exception
     assert head(path)[0] == 2
 
 
 def test_export_lines_follow_the_catalogue_contract(store: str) -> None:
-    ok(store, "trade", "--buyer", "F2", "--seller", "F1", *UNIT, "--quantity", "50", "--price", "88.5",
-       "--mode", "listed", "--date", "2024-06-03")
+    ok(
+        store,
+        "trade",
+        "--buyer",
+        "F2",
+        "--seller",
+        "F1",
+        *UNIT,
+        "--quantity",
+        "50",
+        "--price",
+        "88.5",
+        "--mode",
+        "listed",
+        "--date",
+        "2024-06-03",
+    )
     lines = export_lines(store)
     prev = GENESIS_HASH
     for n, line in enumerate(lines, 1):
-        assert set(line) >= {"position", "type", "recorded_at", "actor", "command_id", "prev_hash", "hash", "data"}
+        assert set(line) >= {
+            "position",
+            "type",
+            "recorded_at",
+            "actor",
+            "command_id",
+            "prev_hash",
+            "hash",
+            "data",
+        }
         assert line["position"] == n and line["prev_hash"] == prev
         assert line["actor"] == "operator"
         prev = line["hash"]
@@ -142,7 +229,9 @@ def test_the_same_command_id_twice_appends_nothing_and_prints_the_original_resul
     again = invoke_json(store, *args)
     assert head(store) == before
     assert again["replayed"] is True
-    assert {k: v for k, v in again.items() if k != "replayed"} == {k: v for k, v in first.items() if k != "replayed"}
+    assert {k: v for k, v in again.items() if k != "replayed"} == {
+        k: v for k, v in first.items() if k != "replayed"
+    }
     text = ok(store, *args)
     assert text.strip() == f"already recorded: command t-1 at position {first['position']}; nothing appended"
     assert balances(store)[("F2", "CEA", 2024)] == 100
@@ -162,12 +251,63 @@ def test_the_same_command_id_with_different_arguments_is_refused(store: str) -> 
 REFUSED = [
     (1, ["transfer", "F1", "F2", *UNIT, "--quantity", "1001"]),
     (1, ["transfer", "F1", "NOPE", *UNIT, "--quantity", "1"]),
-    (1, ["trade", "--buyer", "F1", "--seller", "F1", *UNIT, "--quantity", "1", "--price", "80.00", "--mode",
-         "listed", "--date", "2024-06-03"]),
-    (1, ["trade", "--buyer", "F2", "--seller", "F1", *UNIT, "--quantity", "100000", "--price", "80.00",
-         "--mode", "listed", "--date", "2024-06-03"]),
-    (1, ["trade", "--buyer", "F2", "--seller", "F1", *UNIT, "--quantity", "5", "--price", "80.00", "--mode",
-         "block", "--date", "2024-06-03"]),
+    (
+        1,
+        [
+            "trade",
+            "--buyer",
+            "F1",
+            "--seller",
+            "F1",
+            *UNIT,
+            "--quantity",
+            "1",
+            "--price",
+            "80.00",
+            "--mode",
+            "listed",
+            "--date",
+            "2024-06-03",
+        ],
+    ),
+    (
+        1,
+        [
+            "trade",
+            "--buyer",
+            "F2",
+            "--seller",
+            "F1",
+            *UNIT,
+            "--quantity",
+            "100000",
+            "--price",
+            "80.00",
+            "--mode",
+            "listed",
+            "--date",
+            "2024-06-03",
+        ],
+    ),
+    (
+        1,
+        [
+            "trade",
+            "--buyer",
+            "F2",
+            "--seller",
+            "F1",
+            *UNIT,
+            "--quantity",
+            "5",
+            "--price",
+            "80.00",
+            "--mode",
+            "block",
+            "--date",
+            "2024-06-03",
+        ],
+    ),
     (1, ["surrender", "F1", "--year", "2023", *UNIT, "--quantity", "1"]),
     (1, ["surrender", "F1", "--year", "2024", *UNIT, "--quantity", "1"]),  # not verified
     (1, ["firm", "register", "F1", "--name", "again", "--sector", "power", "--region", "Hubei"]),
@@ -176,15 +316,86 @@ REFUSED = [
     (2, ["transfer", "F1", "F2", *UNIT, "--quantity", "-5"]),
     (2, ["transfer", "F1", "F2", *UNIT, "--quantity", "1.5"]),
     (2, ["transfer", "F1", "F2", *UNIT, "--quantity", "0"]),
-    (2, ["trade", "--buyer", "F2", "--seller", "F1", *UNIT, "--quantity", "1", "--price", "88.505",
-         "--mode", "listed", "--date", "2024-06-03"]),
-    (2, ["trade", "--buyer", "F2", "--seller", "F1", *UNIT, "--quantity", "1", "--price", "0",
-         "--mode", "listed", "--date", "2024-06-03"]),
-    (2, ["trade", "--buyer", "F2", "--seller", "F1", *UNIT, "--quantity", "1", "--price", "80",
-         "--mode", "dark-pool", "--date", "2024-06-03"]),
-    (2, ["trade", "--buyer", "F2", "--seller", "F1", *UNIT, "--quantity", "1", "--price", "80",
-         "--mode", "listed", "--date", "2024-02-30"]),
-    (2, ["issue", "F1", "--unit", "XYZ", "--vintage", "2024", "--quantity", "1", "--basis", "pre-allocation"]),
+    (
+        2,
+        [
+            "trade",
+            "--buyer",
+            "F2",
+            "--seller",
+            "F1",
+            *UNIT,
+            "--quantity",
+            "1",
+            "--price",
+            "88.505",
+            "--mode",
+            "listed",
+            "--date",
+            "2024-06-03",
+        ],
+    ),
+    (
+        2,
+        [
+            "trade",
+            "--buyer",
+            "F2",
+            "--seller",
+            "F1",
+            *UNIT,
+            "--quantity",
+            "1",
+            "--price",
+            "0",
+            "--mode",
+            "listed",
+            "--date",
+            "2024-06-03",
+        ],
+    ),
+    (
+        2,
+        [
+            "trade",
+            "--buyer",
+            "F2",
+            "--seller",
+            "F1",
+            *UNIT,
+            "--quantity",
+            "1",
+            "--price",
+            "80",
+            "--mode",
+            "dark-pool",
+            "--date",
+            "2024-06-03",
+        ],
+    ),
+    (
+        2,
+        [
+            "trade",
+            "--buyer",
+            "F2",
+            "--seller",
+            "F1",
+            *UNIT,
+            "--quantity",
+            "1",
+            "--price",
+            "80",
+            "--mode",
+            "listed",
+            "--date",
+            "2024-02-30",
+        ],
+    ),
+    (
+        2,
+        ["issue", "F1", "--unit", "XYZ", "--vintage", "2024", "--quantity", "1", "--basis", "pre-allocation"],
+    ),
     (2, ["issue", "F1", *UNIT, "--quantity", "1", "--basis", "gift"]),
     (2, ["firm", "register", "F3", "--name", "U", "--sector", "tourism", "--region", "Hubei"]),
     (2, ["year", "open", "2026", "--deadline", "2025-12-31"]),
@@ -195,7 +406,8 @@ REFUSED = [
 
 @pytest.mark.parametrize("code, args", REFUSED, ids=[" ".join(a[:1] + a[-2:]) for _c, a in REFUSED])
 def test_every_refused_command_exits_with_its_code_one_line_and_leaves_the_head_unchanged(
-        store: str, code: int, args: list[str]) -> None:
+    store: str, code: int, args: list[str]
+) -> None:
     before = head(store)
     r = run_main(store, *args)
     assert r.code == code, r.err
@@ -229,10 +441,21 @@ def test_executable_appends_and_reads_with_exit_0(ledger_db: str) -> None:
     assert r.code == 0
     r = run_exe(ledger_db, "balances", "--json")
     assert r.code == 0
-    assert json.loads(r.out) == {"position": 3, "balances": [
-        {"account_id": "F1", "unit": "CEA", "vintage": 2024, "quantity": 1000}], "totals": [
-        {"unit": "CEA", "vintage": 2024, "issued": 1000, "held": 1000, "surrendered": 0, "cancelled": 0,
-         "withdrawn": 0}]}
+    assert json.loads(r.out) == {
+        "position": 3,
+        "balances": [{"account_id": "F1", "unit": "CEA", "vintage": 2024, "quantity": 1000}],
+        "totals": [
+            {
+                "unit": "CEA",
+                "vintage": 2024,
+                "issued": 1000,
+                "held": 1000,
+                "surrendered": 0,
+                "cancelled": 0,
+                "withdrawn": 0,
+            }
+        ],
+    }
 
 
 def test_executable_refusal_is_exit_1_with_one_line_and_no_traceback(store: str) -> None:
@@ -243,8 +466,23 @@ def test_executable_refusal_is_exit_1_with_one_line_and_no_traceback(store: str)
 
 
 def test_executable_bad_input_is_exit_2_with_one_line(store: str) -> None:
-    r = run_exe(store, "trade", "--buyer", "F2", "--seller", "F1", *UNIT, "--quantity", "1", "--price",
-                "88.505", "--mode", "listed", "--date", "2024-06-03")
+    r = run_exe(
+        store,
+        "trade",
+        "--buyer",
+        "F2",
+        "--seller",
+        "F1",
+        *UNIT,
+        "--quantity",
+        "1",
+        "--price",
+        "88.505",
+        "--mode",
+        "listed",
+        "--date",
+        "2024-06-03",
+    )
     assert r.code == 2
     assert r.err.count("\n") == 1 and "88.505" in r.err
 
@@ -262,16 +500,52 @@ def _lines(*objs: dict) -> str:
 
 
 DESIGN_EXAMPLE = _lines(
-    {"command": "firm register", "command_id": "c-1", "firm_id": "F0001", "name": "Huaneng Unit 1",
-     "sector": "power", "region": "Hubei"},
-    {"command": "firm register", "command_id": "c-1b", "firm_id": "F0002", "name": "Datang Unit 7",
-     "sector": "power", "region": "Hebei"},
-    {"command": "issue", "command_id": "c-2", "account_id": "F0001", "unit": "CEA", "vintage": 2024,
-     "quantity": 1000, "basis": "pre-allocation"},
-    {"command": "transfer", "command_id": "c-3", "from_account": "F0001", "to_account": "F0002", "unit": "CEA",
-     "vintage": 2024, "quantity": 100},
-    {"command": "trade", "command_id": "c-4", "buyer": "F0002", "seller": "F0001", "unit": "CEA", "vintage": 2024,
-     "quantity": 50, "price": "88.50", "mode": "listed", "date": "2024-06-03"},
+    {
+        "command": "firm register",
+        "command_id": "c-1",
+        "firm_id": "F0001",
+        "name": "Huaneng Unit 1",
+        "sector": "power",
+        "region": "Hubei",
+    },
+    {
+        "command": "firm register",
+        "command_id": "c-1b",
+        "firm_id": "F0002",
+        "name": "Datang Unit 7",
+        "sector": "power",
+        "region": "Hebei",
+    },
+    {
+        "command": "issue",
+        "command_id": "c-2",
+        "account_id": "F0001",
+        "unit": "CEA",
+        "vintage": 2024,
+        "quantity": 1000,
+        "basis": "pre-allocation",
+    },
+    {
+        "command": "transfer",
+        "command_id": "c-3",
+        "from_account": "F0001",
+        "to_account": "F0002",
+        "unit": "CEA",
+        "vintage": 2024,
+        "quantity": 100,
+    },
+    {
+        "command": "trade",
+        "command_id": "c-4",
+        "buyer": "F0002",
+        "seller": "F0001",
+        "unit": "CEA",
+        "vintage": 2024,
+        "quantity": 50,
+        "price": "88.50",
+        "mode": "listed",
+        "date": "2024-06-03",
+    },
 )
 
 
@@ -294,18 +568,35 @@ def test_import_reads_standard_input(ledger_db: str) -> None:
     assert head(ledger_db)[0] == 7
 
 
-@pytest.mark.parametrize("bad_line, why", [
-    ('{"command": "transfer", "command_id": "c-9", "from_account": "F0001", "unit": "CEA"}\n', "to_account"),
-    ("this is not json\n", "not JSON"),
-    ('{"command": "issue", "account_id": "F0001", "unit": "CEA", "vintage": 2024, "quantity": 5,'
-     ' "basis": "auction"}\n', "command_id"),
-    ('{"command": "teleport", "command_id": "c-9"}\n', "teleport"),
-    ('{"command": "transfer", "command_id": "c-9", "from_account": "F0001", "to_account": "F0002",'
-     ' "unit": "CEA", "vintage": 2024, "quantity": 1.5}\n', "whole"),
-    ('[1, 2]\n', "object"),
-])
+@pytest.mark.parametrize(
+    "bad_line, why",
+    [
+        (
+            '{"command": "transfer", "command_id": "c-9", "from_account": "F0001", "unit": "CEA"}\n',
+            "to_account",
+        ),
+        ("this is not json\n", "not JSON"),
+        (
+            (
+                '{"command": "issue", "account_id": "F0001", "unit": "CEA", "vintage": 2024, "quantity": 5,'
+                ' "basis": "auction"}\n'
+            ),
+            "command_id",
+        ),
+        ('{"command": "teleport", "command_id": "c-9"}\n', "teleport"),
+        (
+            (
+                '{"command": "transfer", "command_id": "c-9", "from_account": "F0001", "to_account": "F0002",'
+                ' "unit": "CEA", "vintage": 2024, "quantity": 1.5}\n'
+            ),
+            "whole",
+        ),
+        ("[1, 2]\n", "object"),
+    ],
+)
 def test_a_bad_line_refuses_the_whole_file_before_anything_is_appended(
-        store: str, tmp_path: Path, bad_line: str, why: str) -> None:
+    store: str, tmp_path: Path, bad_line: str, why: str
+) -> None:
     before = head(store)
     lines = DESIGN_EXAMPLE.splitlines(keepends=True)
     text = "".join(lines[:3]) + bad_line + "".join(lines[3:])
@@ -339,16 +630,39 @@ def test_rerunning_an_interrupted_import_appends_only_what_is_missing(ledger_db:
     whole = str(tmp_path / "whole.db")
     invoke_json(whole, "import", _write(tmp_path, DESIGN_EXAMPLE))
     strip = [{k: e[k] for k in ("position", "type", "command_id", "data")} for e in export_lines(whole)]
-    assert [{k: e[k] for k in ("position", "type", "command_id", "data")} for e in export_lines(ledger_db)] == strip
+    assert [
+        {k: e[k] for k in ("position", "type", "command_id", "data")} for e in export_lines(ledger_db)
+    ] == strip
 
 
 REFUSING = _lines(
-    {"command": "transfer", "command_id": "r-1", "from_account": "F1", "to_account": "F2", "unit": "CEA",
-     "vintage": 2024, "quantity": 100},
-    {"command": "transfer", "command_id": "r-2", "from_account": "F1", "to_account": "F2", "unit": "CEA",
-     "vintage": 2024, "quantity": 5000},
-    {"command": "transfer", "command_id": "r-3", "from_account": "F1", "to_account": "F2", "unit": "CEA",
-     "vintage": 2024, "quantity": 200},
+    {
+        "command": "transfer",
+        "command_id": "r-1",
+        "from_account": "F1",
+        "to_account": "F2",
+        "unit": "CEA",
+        "vintage": 2024,
+        "quantity": 100,
+    },
+    {
+        "command": "transfer",
+        "command_id": "r-2",
+        "from_account": "F1",
+        "to_account": "F2",
+        "unit": "CEA",
+        "vintage": 2024,
+        "quantity": 5000,
+    },
+    {
+        "command": "transfer",
+        "command_id": "r-3",
+        "from_account": "F1",
+        "to_account": "F2",
+        "unit": "CEA",
+        "vintage": 2024,
+        "quantity": 200,
+    },
 )
 
 
@@ -391,8 +705,10 @@ def test_executable_import_of_a_bad_line_is_exit_2_naming_the_line(store: str) -
 def test_a_stored_row_edited_behind_the_ledgers_back_fails_audit_verify_in_the_executable(store: str) -> None:
     with raw_db(store) as conn:
         (state,) = conn.execute("SELECT state FROM stored_events WHERE rowid = 6").fetchone()
-        conn.execute("UPDATE stored_events SET state = ? WHERE rowid = 6",
-                     (bytes(state).replace(b'"quantity":1000', b'"quantity":9000'),))
+        conn.execute(
+            "UPDATE stored_events SET state = ? WHERE rowid = 6",
+            (bytes(state).replace(b'"quantity":1000', b'"quantity":9000'),),
+        )
     r = run_exe(store, "audit", "verify")
     assert r.code == 3
     assert "position 6" in r.err and r.err.count("\n") == 1

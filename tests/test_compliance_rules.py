@@ -15,11 +15,11 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 import pytest
+from ledgerkit import events, export_lines, invoke, invoke_json, refusal, run_main
 
 from ledger import rules
 from ledger.errors import BadInput, Refused
 from ledger.registry import Registry
-from ledgerkit import events, export_lines, invoke, invoke_json, refusal, run_main
 
 D = Decimal
 
@@ -37,8 +37,14 @@ def test_the_benchmarks_used_below_are_the_rules_tables() -> None:
     assert rules.PRE_ALLOCATION_SHARE == D("0.70")
 
 
-def power_firm(reg: Registry, fid: str = "P1", unit_type: str | None = None, *, base_output: int = 1_000_000,
-               output_unit: str = "MWh") -> None:
+def power_firm(
+    reg: Registry,
+    fid: str = "P1",
+    unit_type: str | None = None,
+    *,
+    base_output: int = 1_000_000,
+    output_unit: str = "MWh",
+) -> None:
     """A power firm with verified 2023 output, 2023 and 2024 open."""
     reg.register_firm(fid, f"Power {fid}", "power", "Shanxi", unit_type)
     if 2023 not in reg.state.year_period:
@@ -61,8 +67,17 @@ def test_pre_allocation_is_70_percent_of_base_year_output_times_the_benchmark(re
     assert d["quantity"] == 554_470  # 0.70 x 1,000,000 MWh x 0.7921
     assert d["basis"] == "pre-allocation" and d["vintage"] == 2024
     assert (d["benchmark"], d["output"], d["output_unit"], d["base_year"], d["share"]) == (
-        "0.7921", 1_000_000, "MWh", 2023, "0.70")
-    assert (d["rule_version"], d["unit_type"], d["computed"]) == ("power-2024-approx", "coal-above-300mw", 554_470)
+        "0.7921",
+        1_000_000,
+        "MWh",
+        2023,
+        "0.70",
+    )
+    assert (d["rule_version"], d["unit_type"], d["computed"]) == (
+        "power-2024-approx",
+        "coal-above-300mw",
+        554_470,
+    )
     assert registry.state.holding("P1", "CEA", 2024) == 554_470
 
 
@@ -155,7 +170,9 @@ def test_a_true_up_that_changes_nothing_is_refused(registry: Registry) -> None:
     assert refusal(registry.allocate, "P1", 2024, "true-up").code == "nothing_to_allocate"
 
 
-def test_a_clawback_beyond_holdings_takes_what_is_held_and_deducts_the_rest_next_year(registry: Registry) -> None:
+def test_a_clawback_beyond_holdings_takes_what_is_held_and_deducts_the_rest_next_year(
+    registry: Registry,
+) -> None:
     power_firm(registry)
     registry.register_firm("B1", "Buyer", "steel", "Hebei")
     registry.allocate("P1", 2024, "pre")  # 554,470
@@ -165,7 +182,7 @@ def test_a_clawback_beyond_holdings_takes_what_is_held_and_deducts_the_rest_next
     assert (d["quantity"], d["outstanding"]) == (10_000, 69_210)
     registry.open_year(2025, "2026-12-31")
     out = registry.allocate("P1", 2025, "pre")  # 0.7 x 600,000 x 0.7921 = 332,682
-    pre, = issued(out)
+    (pre,) = issued(out)
     assert pre["quantity"] == 332_682
     (ded,) = issued(out, "AllowancesWithdrawn")
     assert (ded["quantity"], ded["vintage"], ded.get("outstanding")) == (69_210, 2025, None)
@@ -202,7 +219,9 @@ def test_new_sectors_are_allocated_their_verified_2024_emissions(registry: Regis
     registry.surrender("N1", 2024, "CEA", 2024, 50_000)  # no gap cap: the obligation is all of it
 
 
-def test_new_sectors_are_pre_allocated_70_percent_of_last_years_emissions_from_2025(registry: Registry) -> None:
+def test_new_sectors_are_pre_allocated_70_percent_of_last_years_emissions_from_2025(
+    registry: Registry,
+) -> None:
     registry.register_firm("S1", "Steel", "steel", "Hebei")
     registry.open_year(2024, "2025-12-31")
     registry.open_year(2025, "2026-12-31")
@@ -223,8 +242,9 @@ def test_sectors_not_covered_in_a_year_are_not_allocated(registry: Registry) -> 
 # ---- obligation: gap cap and offsets --------------------------------------------------------------------
 
 
-def test_gap_cap_coal_owes_at_most_free_allocation_plus_20_percent_of_verified(registry: Registry,
-                                                                                ledger_db: str) -> None:
+def test_gap_cap_coal_owes_at_most_free_allocation_plus_20_percent_of_verified(
+    registry: Registry, ledger_db: str
+) -> None:
     power_firm(registry)
     registry.allocate("P1", 2024, "pre")  # free allocation 554,470
     registry.issue("P1", "CEA", 2024, 300_000, "auction")
@@ -234,7 +254,12 @@ def test_gap_cap_coal_owes_at_most_free_allocation_plus_20_percent_of_verified(r
     assert e.code == "beyond_obligation" and "754470" in str(e)
     registry.surrender("P1", 2024, "CEA", 2024, 754_470)
     (row,) = invoke_json(ledger_db, "compliance", "--year", "2024", "--firm", "P1")["rows"]
-    assert (row["verified"], row["obligation"], row["shortfall"], row["status"]) == (1_000_000, 754_470, 0, "A")
+    assert (row["verified"], row["obligation"], row["shortfall"], row["status"]) == (
+        1_000_000,
+        754_470,
+        0,
+        "A",
+    )
 
 
 def test_gap_cap_does_not_bind_a_firm_close_to_its_allocation(registry: Registry) -> None:
@@ -255,7 +280,9 @@ def test_gap_cap_gas_owes_at_most_its_free_allocation(registry: Registry, ledger
     assert (row["obligation"], row["status"]) == (264_530, "A")
 
 
-def test_ccer_limit_is_5_percent_of_verified_emissions_rounded_down(registry: Registry, ledger_db: str) -> None:
+def test_ccer_limit_is_5_percent_of_verified_emissions_rounded_down(
+    registry: Registry, ledger_db: str
+) -> None:
     registry.register_firm("S1", "Steel", "steel", "Hebei")
     registry.open_year(2024, "2025-12-31")
     registry.issue("S1", "CCER", 2024, 5_000, "offset")
@@ -275,7 +302,7 @@ def test_ccer_limit_is_5_percent_of_verified_emissions_rounded_down(registry: Re
 
 
 def penalty_setup(reg: Registry, deadline: str = "2025-12-31", november: bool = True) -> None:
-    """S1 (steel) verified 50,000 t for 2024, allocated 50,000, sells 5,500 t; surrenders 40,000: 10,000 short.
+    """S1 (steel): verified 50,000 t for 2024, allocated 50,000, sells 5,500; surrenders 40,000: 10,000 short.
 
     CEA trades: Oct 1,000 t at 66.00; Nov 1,000 t at 70.00 and 3,000 t at 72.00; Dec 500 t at 78.00 (auction).
     November's volume-weighted average: (70,000 + 216,000) / 4,000 = 71.50.
@@ -285,8 +312,12 @@ def penalty_setup(reg: Registry, deadline: str = "2025-12-31", november: bool = 
     reg.open_year(2024, deadline)
     reg.verify_emissions("S1", 2024, 50_000, 40_000, "t")
     reg.allocate("S1", 2024, "true-up")
-    trades = [("2025-10-15", 1000, "66.00", "listed"), ("2025-11-10", 1000, "70.00", "listed"),
-              ("2025-11-20", 3000, "72.00", "listed"), ("2025-12-01", 500, "78.00", "auction")]
+    trades = [
+        ("2025-10-15", 1000, "66.00", "listed"),
+        ("2025-11-10", 1000, "70.00", "listed"),
+        ("2025-11-20", 3000, "72.00", "listed"),
+        ("2025-12-01", 500, "78.00", "auction"),
+    ]
     for date, q, price, mode in trades:
         if november or not date.startswith("2025-11"):
             reg.trade("B1", "S1", "CEA", 2024, q, price, mode, date)
@@ -299,7 +330,8 @@ def penalty_of(out: Any) -> dict[str, Any]:
 
 
 def test_penalty_is_five_times_the_shortfall_at_the_average_price_of_the_month_before_the_deadline(
-        registry: Registry) -> None:
+    registry: Registry,
+) -> None:
     penalty_setup(registry)
     out = registry.close_year(2024)
     assert [e["type"] for e in out.events] == ["PenaltyAssessed", "ComplianceYearClosed"]
@@ -325,10 +357,15 @@ def test_penalty_with_a_fine_multiple(ledger_db: str) -> None:
 
 
 def test_without_trades_in_the_month_before_the_deadline_the_latest_earlier_month_prices_it(
-        registry: Registry) -> None:
+    registry: Registry,
+) -> None:
     penalty_setup(registry, november=False)
     p = penalty_of(registry.close_year(2024))
-    assert (p["price"], p["price_month"], p["fine"]) == ("66.00", "2025-10", "3300000.00")  # 5 x 10,000 x 66.00
+    assert (p["price"], p["price_month"], p["fine"]) == (
+        "66.00",
+        "2025-10",
+        "3300000.00",
+    )  # 5 x 10,000 x 66.00
 
 
 def test_before_the_interim_regulations_the_fine_is_fixed(registry: Registry) -> None:
@@ -345,8 +382,9 @@ def test_a_firm_that_met_its_obligation_or_owes_nothing_is_not_penalized(registr
     assert [penalty_of(out)["firm_id"]] == ["S1"] and penalty_of(out)["shortfall"] == 5_500
 
 
-def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(registry: Registry,
-                                                                              ledger_db: str) -> None:
+def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(
+    registry: Registry, ledger_db: str
+) -> None:
     penalty_setup(registry)
     registry.close_year(2024)
     registry.open_year(2025, "2026-12-31")
@@ -355,7 +393,11 @@ def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(reg
     pre, ded = (e["data"] for e in out.events)
     assert pre["quantity"] == 35_000  # 0.7 x 50,000 verified in 2024
     assert (ded["reason"], ded["quantity"], ded["vintage"], ded["penalty_year"]) == (
-        "penalty deduction", 10_000, 2025, 2024)
+        "penalty deduction",
+        10_000,
+        2025,
+        2024,
+    )
     assert registry.state.holding("S1", "CEA", 2025) == 25_000
     # the deduction is taken once
     registry.verify_emissions("S1", 2025, 60_000)
@@ -363,7 +405,10 @@ def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(reg
     assert [e["type"] for e in out.events] == ["AllowancesIssued"]
     rows = {(r["firm_id"], r["year"]): r for r in invoke_json(ledger_db, "compliance")["rows"]}
     assert (rows[("S1", 2024)]["fine"], rows[("S1", 2024)]["deduction"], rows[("S1", 2024)]["status"]) == (
-        "3575000.00", 10_000, "B")
+        "3575000.00",
+        10_000,
+        "B",
+    )
 
 
 def test_a_deduction_larger_than_the_next_allocation_is_carried_on(registry: Registry) -> None:
@@ -418,13 +463,16 @@ def test_a_2021_2022_cycle_is_one_obligation(ledger_db: str) -> None:
         reg.surrender("P1", 2021, "CEA", 2021, 110_000)  # more than 2021's own 100,000: allowed in a cycle
         reg.surrender("P1", 2021, "CEA", 2022, 10_000)  # a 2022 vintage counts for the cycle
         reg.surrender("P1", 2022, "CEA", 2022, 110_000)
-        assert refusal(reg.surrender, "P1", 2022, "CEA", 2021, 1).code in ("beyond_obligation",
-                                                                           "insufficient_holding")
+        assert refusal(reg.surrender, "P1", 2022, "CEA", 2021, 1).code in (
+            "beyond_obligation",
+            "insufficient_holding",
+        )
     finally:
         reg.close()
     rows = invoke_json(ledger_db, "compliance")["rows"]
-    assert [(r["period"], r["verified"], r["obligation"], r["surrendered_cea"], r["status"]) for r in rows] == [
-        ("2021-2022", 230_000, 230_000, 230_000, "A")]
+    assert [
+        (r["period"], r["verified"], r["obligation"], r["surrendered_cea"], r["status"]) for r in rows
+    ] == [("2021-2022", 230_000, 230_000, 230_000, "A")]
     assert invoke_json(ledger_db, "compliance", "--year", "2022")["rows"] == rows
     invoke_json(ledger_db, "year", "close", "2021-2022")
     assert run_main(ledger_db, "year", "close", "2022").code == 1  # the cycle is closed as a whole
@@ -469,8 +517,11 @@ def test_rules_show_prints_the_rules_in_force_for_a_year(tmp_path: Any) -> None:
     r24 = invoke_json(store, "rules", "show", "--year", "2024")
     assert r24["rule_version"] == "power-2024-approx"
     assert r24["benchmarks"]["electricity_t_per_mwh"]["coal-above-300mw"] == "0.7921"
-    assert (r24["pre_allocation_share"], r24["gap_cap_share_of_verified"], r24["ccer_limit_share_of_verified"]) == (
-        "0.70", "0.20", "0.05")
+    assert (
+        r24["pre_allocation_share"],
+        r24["gap_cap_share_of_verified"],
+        r24["ccer_limit_share_of_verified"],
+    ) == ("0.70", "0.20", "0.05")
     assert r24["price_band"] == {"listed": "0.10", "block": "0.30", "auction": None}
     assert (r24["listed_max_quantity_t"], r24["block_min_quantity_t"]) == (99_999, 100_000)
     assert r24["penalty"]["multiple_default"] == "5"
@@ -527,7 +578,9 @@ def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alon
         factor = math.prod((D(v) for v in (d.get("factors") or {}).values()), start=D(1))
         if t == "AllowancesIssued" and d["basis"] == "pre-allocation":
             if "benchmark" in d:
-                assert d["quantity"] == d["computed"] == _floor(D(d["share"]) * d["output"] * D(d["benchmark"]))
+                assert (
+                    d["quantity"] == d["computed"] == _floor(D(d["share"]) * d["output"] * D(d["benchmark"]))
+                )
             else:
                 assert d["quantity"] == d["computed"] == _floor(D(d["share"]) * d["verified_emissions"])
             checked["pre"] += 1
@@ -545,14 +598,24 @@ def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alon
         elif t == "PenaltyAssessed":
             assert d["shortfall"] == d["obligation"] - d["surrendered"] == d["deduction"]
             assert D(d["fine"]) == (D(d["multiple"]) * d["shortfall"] * D(d["price"])).quantize(D("0.01"))
-            month = [x["data"] for x in lines if x["type"] == "TradeExecuted" and x["data"]["unit"] == "CEA"
-                     and x["data"]["trade_date"].startswith(d["price_month"])]
+            month = [
+                x["data"]
+                for x in lines
+                if x["type"] == "TradeExecuted"
+                and x["data"]["unit"] == "CEA"
+                and x["data"]["trade_date"].startswith(d["price_month"])
+            ]
             vwap = sum(m["quantity"] * D(m["price"]) for m in month) / sum(m["quantity"] for m in month)
             assert D(d["price"]) == vwap.quantize(D("0.01"))
             checked["penalty"] += 1
         elif t == "AllowancesWithdrawn" and d["reason"] == "penalty deduction":
-            pen = [x["data"] for x in lines if x["type"] == "PenaltyAssessed" and x["data"]["firm_id"] == d["firm_id"]
-                   and x["data"]["year"] == d["penalty_year"]]
+            pen = [
+                x["data"]
+                for x in lines
+                if x["type"] == "PenaltyAssessed"
+                and x["data"]["firm_id"] == d["firm_id"]
+                and x["data"]["year"] == d["penalty_year"]
+            ]
             assert pen and d["quantity"] + (d.get("outstanding") or 0) == pen[0]["deduction"]
             checked["deduction"] += 1
         if t == "AllowancesIssued" and d.get("benchmark"):  # the benchmark is the table's, by version
@@ -565,8 +628,11 @@ def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alon
     rows = {r["firm_id"]: r for r in invoke_json(ledger_db, "compliance", "--year", "2024")["rows"]}
     pens = {x["data"]["firm_id"]: x["data"] for x in lines if x["type"] == "PenaltyAssessed"}
     for f, p in pens.items():
-        assert (rows[f]["fine"], rows[f]["deduction"], rows[f]["shortfall"]) == (p["fine"], p["deduction"],
-                                                                              p["shortfall"])
+        assert (rows[f]["fine"], rows[f]["deduction"], rows[f]["shortfall"]) == (
+            p["fine"],
+            p["deduction"],
+            p["shortfall"],
+        )
 
 
 def test_every_event_of_a_full_cycle_fits_the_catalogue(registry: Registry) -> None:

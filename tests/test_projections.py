@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ledgerkit import Clock, copy_store, invoke, invoke_json, raw_db, run_main, truncate_after
 
 from ledger.errors import LedgerError
 from ledger.registry import Registry
-from ledgerkit import Clock, copy_store, invoke, invoke_json, raw_db, run_main, truncate_after
 from projections import runner
 from projections.balances import Balances, History, balance_rows, total_rows
 from projections.compliance import Compliance, coverage
@@ -34,8 +34,16 @@ class Log:
 
     def __call__(self, etype: str, **data: Any) -> Log:
         n = len(self.events) + 1
-        self.events.append({"position": n, "type": etype, "recorded_at": f"2024-06-03T09:{n:02d}:00Z",
-                            "actor": "operator", "command_id": f"c{n}", "data": data})
+        self.events.append(
+            {
+                "position": n,
+                "type": etype,
+                "recorded_at": f"2024-06-03T09:{n:02d}:00Z",
+                "actor": "operator",
+                "command_id": f"c{n}",
+                "data": data,
+            }
+        )
         return self
 
 
@@ -43,15 +51,37 @@ def moves_log() -> Log:
     e = Log()
     e("FirmRegistered", firm_id="F1", name="U1", sector="power", region="Hubei")
     e("AccountOpened", account_id="F1", holder="F1", kind="compliance")
-    e("AllowancesIssued", account_id="F1", unit="CEA", vintage=2024, quantity=1000, basis="pre-allocation")  # 3
+    e(
+        "AllowancesIssued", account_id="F1", unit="CEA", vintage=2024, quantity=1000, basis="pre-allocation"
+    )  # 3
     e("AllowancesIssued", account_id="F1", unit="CCER", vintage=2023, quantity=50, basis="offset")  # 4
-    e("AllowancesTransferred", from_account="F1", to_account="F2", unit="CEA", vintage=2024, quantity=300)  # 5
-    e("TradeExecuted", trade_id="T-000006", buyer="F3", seller="F2", unit="CEA", vintage=2024, quantity=100,
-      price="80.00", mode="listed", trade_date="2024-06-03")  # 6
+    e(
+        "AllowancesTransferred", from_account="F1", to_account="F2", unit="CEA", vintage=2024, quantity=300
+    )  # 5
+    e(
+        "TradeExecuted",
+        trade_id="T-000006",
+        buyer="F3",
+        seller="F2",
+        unit="CEA",
+        vintage=2024,
+        quantity=100,
+        price="80.00",
+        mode="listed",
+        trade_date="2024-06-03",
+    )  # 6
     e("AllowancesSurrendered", firm_id="F1", year=2024, unit="CEA", vintage=2024, quantity=200)  # 7
     e("AllowancesCancelled", account_id="F3", unit="CEA", vintage=2024, quantity=100, reason="voluntary")  # 8
-    e("AllowancesWithdrawn", account_id="F1", unit="CEA", vintage=2024, quantity=50, reason="true-up clawback",
-      firm_id="F1", year=2024)  # 9
+    e(
+        "AllowancesWithdrawn",
+        account_id="F1",
+        unit="CEA",
+        vintage=2024,
+        quantity=50,
+        reason="true-up clawback",
+        firm_id="F1",
+        year=2024,
+    )  # 9
     return e
 
 
@@ -64,9 +94,24 @@ def test_balances_fold_moves_units_and_keeps_totals() -> None:
     ]
     assert balance_rows(st, "F2") == [{"account_id": "F2", "unit": "CEA", "vintage": 2024, "quantity": 200}]
     assert total_rows(st) == [
-        {"unit": "CCER", "vintage": 2023, "issued": 50, "held": 50, "surrendered": 0, "cancelled": 0, "withdrawn": 0},
-        {"unit": "CEA", "vintage": 2024, "issued": 1000, "held": 650, "surrendered": 200, "cancelled": 100,
-         "withdrawn": 50},
+        {
+            "unit": "CCER",
+            "vintage": 2023,
+            "issued": 50,
+            "held": 50,
+            "surrendered": 0,
+            "cancelled": 0,
+            "withdrawn": 0,
+        },
+        {
+            "unit": "CEA",
+            "vintage": 2024,
+            "issued": 1000,
+            "held": 650,
+            "surrendered": 200,
+            "cancelled": 100,
+            "withdrawn": 50,
+        },
     ]
 
 
@@ -90,8 +135,11 @@ def test_history_fold_emits_each_movement_with_a_running_balance() -> None:
     st = History().initial()
     for env in moves_log().events:
         st = History().apply(st, env, rows)
-    f1 = [(pos, r["type"], r["unit"], r["quantity"], r["balance"], r["counterparty"])
-          for acc, pos, _seq, r in rows if acc == "F1"]
+    f1 = [
+        (pos, r["type"], r["unit"], r["quantity"], r["balance"], r["counterparty"])
+        for acc, pos, _seq, r in rows
+        if acc == "F1"
+    ]
     assert f1 == [
         (3, "AllowancesIssued", "CEA", 1000, 1000, None),
         (4, "AllowancesIssued", "CCER", 50, 50, None),
@@ -102,7 +150,11 @@ def test_history_fold_emits_each_movement_with_a_running_balance() -> None:
     f2 = [(pos, r["quantity"], r["balance"], r["counterparty"]) for acc, pos, _s, r in rows if acc == "F2"]
     assert f2 == [(5, 300, 300, "F1"), (6, -100, 200, "F3")]
     trade_row = next(r for acc, pos, _s, r in rows if acc == "F3" and pos == 6)
-    assert (trade_row["trade_id"], trade_row["price"], trade_row["trade_date"]) == ("T-000006", "80.00", "2024-06-03")
+    assert (trade_row["trade_id"], trade_row["price"], trade_row["trade_date"]) == (
+        "T-000006",
+        "80.00",
+        "2024-06-03",
+    )
     assert next(r for acc, pos, _s, r in rows if pos == 9)["reason"] == "true-up clawback"
     assert next(r for acc, pos, _s, r in rows if pos == 3)["basis"] == "pre-allocation"
     assert next(r for acc, pos, _s, r in rows if pos == 7)["year"] == 2024
@@ -112,11 +164,56 @@ def market_log() -> Log:
     e = Log()
     t = "TradeExecuted"
     common = {"buyer": "F2", "seller": "F1", "vintage": 2024}
-    e(t, trade_id="T1", unit="CEA", quantity=100, price="80.00", mode="listed", trade_date="2024-06-03", **common)
-    e(t, trade_id="T2", unit="CEA", quantity=300, price="84.00", mode="listed", trade_date="2024-06-03", **common)
-    e(t, trade_id="T3", unit="CEA", quantity=200_000, price="85.50", mode="block", trade_date="2024-06-04", **common)
-    e(t, trade_id="T4", unit="CCER", quantity=7, price="30.00", mode="listed", trade_date="2024-06-04", **common)
-    e(t, trade_id="T5", unit="CEA", quantity=10, price="90.01", mode="auction", trade_date="2025-01-02", **common)
+    e(
+        t,
+        trade_id="T1",
+        unit="CEA",
+        quantity=100,
+        price="80.00",
+        mode="listed",
+        trade_date="2024-06-03",
+        **common,
+    )
+    e(
+        t,
+        trade_id="T2",
+        unit="CEA",
+        quantity=300,
+        price="84.00",
+        mode="listed",
+        trade_date="2024-06-03",
+        **common,
+    )
+    e(
+        t,
+        trade_id="T3",
+        unit="CEA",
+        quantity=200_000,
+        price="85.50",
+        mode="block",
+        trade_date="2024-06-04",
+        **common,
+    )
+    e(
+        t,
+        trade_id="T4",
+        unit="CCER",
+        quantity=7,
+        price="30.00",
+        mode="listed",
+        trade_date="2024-06-04",
+        **common,
+    )
+    e(
+        t,
+        trade_id="T5",
+        unit="CEA",
+        quantity=10,
+        price="90.01",
+        mode="auction",
+        trade_date="2025-01-02",
+        **common,
+    )
     e("AllowancesTransferred", from_account="F1", to_account="F2", unit="CEA", vintage=2024, quantity=5)
     return e
 
@@ -125,12 +222,36 @@ def test_market_fold_per_day_open_high_low_vwap_close_volume_value() -> None:
     rep = report(runner.fold(market_log().events, ["market"])["market"], "CEA")
     assert rep["days"] == [
         # 100 x 80.00 + 300 x 84.00 = 33,200.00 over 400 t: close (VWAP) 83.00, not the last price 84.00
-        {"date": "2024-06-03", "open": "80.00", "high": "84.00", "low": "80.00", "close": "83.00", "volume": 400,
-         "value": "33200.00", "trades": 2},
-        {"date": "2024-06-04", "open": "85.50", "high": "85.50", "low": "85.50", "close": "85.50",
-         "volume": 200_000, "value": "17100000.00", "trades": 1},
-        {"date": "2025-01-02", "open": "90.01", "high": "90.01", "low": "90.01", "close": "90.01", "volume": 10,
-         "value": "900.10", "trades": 1},
+        {
+            "date": "2024-06-03",
+            "open": "80.00",
+            "high": "84.00",
+            "low": "80.00",
+            "close": "83.00",
+            "volume": 400,
+            "value": "33200.00",
+            "trades": 2,
+        },
+        {
+            "date": "2024-06-04",
+            "open": "85.50",
+            "high": "85.50",
+            "low": "85.50",
+            "close": "85.50",
+            "volume": 200_000,
+            "value": "17100000.00",
+            "trades": 1,
+        },
+        {
+            "date": "2025-01-02",
+            "open": "90.01",
+            "high": "90.01",
+            "low": "90.01",
+            "close": "90.01",
+            "volume": 10,
+            "value": "900.10",
+            "trades": 1,
+        },
     ]
 
 
@@ -139,12 +260,28 @@ def test_market_fold_cumulative_years_and_modes() -> None:
     assert rep["cumulative"] == {"volume": 200_410, "value": "17134100.10", "trades": 4}
     assert rep["years"] == [
         # 17,133,200.00 / 200,400 = 85.49501...
-        {"year": 2024, "volume": 200_400, "value": "17133200.00", "trades": 3, "average_price": "85.50",
-         "close": "85.50"},
-        {"year": 2025, "volume": 10, "value": "900.10", "trades": 1, "average_price": "90.01", "close": "90.01"},
+        {
+            "year": 2024,
+            "volume": 200_400,
+            "value": "17133200.00",
+            "trades": 3,
+            "average_price": "85.50",
+            "close": "85.50",
+        },
+        {
+            "year": 2025,
+            "volume": 10,
+            "value": "900.10",
+            "trades": 1,
+            "average_price": "90.01",
+            "close": "90.01",
+        },
     ]
     assert {m["mode"]: (m["volume"], m["value"], m["trades"]) for m in rep["modes"]} == {
-        "auction": (10, "900.10", 1), "block": (200_000, "17100000.00", 1), "listed": (400, "33200.00", 2)}
+        "auction": (10, "900.10", 1),
+        "block": (200_000, "17100000.00", 1),
+        "listed": (400, "33200.00", 2),
+    }
 
 
 def test_market_fold_keeps_each_unit_apart() -> None:
@@ -163,13 +300,36 @@ def test_market_dump_and_load_round_trip_exactly() -> None:
 
 def compliance_log() -> Log:
     e = Log()
-    e("FirmRegistered", firm_id="P1", name="Coal", sector="power", region="Shanxi", unit_type="coal-above-300mw")
+    e(
+        "FirmRegistered",
+        firm_id="P1",
+        name="Coal",
+        sector="power",
+        region="Shanxi",
+        unit_type="coal-above-300mw",
+    )
     e("FirmRegistered", firm_id="G1", name="Gas", sector="power", region="Jiangsu", unit_type="gas")
     e("FirmRegistered", firm_id="S1", name="Steel", sector="steel", region="Hebei")
     e("FirmRegistered", firm_id="V1", name="Voluntary", sector="other", region="Hubei")
     e("ComplianceYearOpened", year=2024, surrender_deadline="2025-12-31")
-    e("AllowancesIssued", account_id="P1", unit="CEA", vintage=2024, quantity=700, basis="pre-allocation", year=2024)
-    e("AllowancesIssued", account_id="G1", unit="CEA", vintage=2024, quantity=300, basis="pre-allocation", year=2024)
+    e(
+        "AllowancesIssued",
+        account_id="P1",
+        unit="CEA",
+        vintage=2024,
+        quantity=700,
+        basis="pre-allocation",
+        year=2024,
+    )
+    e(
+        "AllowancesIssued",
+        account_id="G1",
+        unit="CEA",
+        vintage=2024,
+        quantity=300,
+        basis="pre-allocation",
+        year=2024,
+    )
     e("EmissionsVerified", firm_id="P1", year=2024, tonnes=1000)  # obligation min(1000, 700 + 200) = 900
     e("EmissionsVerified", firm_id="G1", year=2024, tonnes=400)  # gas: at most its allocation, 300
     e("AllowancesSurrendered", firm_id="P1", year=2024, unit="CEA", vintage=2024, quantity=850)
@@ -187,8 +347,18 @@ def _by_firm(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_compliance_fold_obligations_statuses_fines_and_deductions() -> None:
     st = runner.fold(compliance_log().events, ["compliance"])["compliance"]
     rows = _by_firm(compliance_rows(st, 2024))
-    pick = ("verified", "free_allocation", "surrendered_cea", "surrendered_ccer", "obligation", "shortfall", "status",
-            "fine", "deduction", "closed")
+    pick = (
+        "verified",
+        "free_allocation",
+        "surrendered_cea",
+        "surrendered_ccer",
+        "obligation",
+        "shortfall",
+        "status",
+        "fine",
+        "deduction",
+        "closed",
+    )
     assert {f: tuple(r[k] for k in pick) for f, r in rows.items()} == {
         "P1": (1000, 700, 850, 50, 900, 0, "A", None, 0, True),
         "G1": (400, 300, 200, 0, 300, 100, "B", "35750.00", 100, True),
@@ -200,7 +370,9 @@ def test_compliance_fold_obligations_statuses_fines_and_deductions() -> None:
 def test_compliance_status_changed_after_close_is_starred() -> None:
     log = compliance_log()
     log("EmissionsVerified", firm_id="S1", year=2024, tonnes=500)  # late: C becomes B
-    log("AllowancesSurrendered", firm_id="G1", year=2024, unit="CEA", vintage=2024, quantity=100)  # B becomes A
+    log(
+        "AllowancesSurrendered", firm_id="G1", year=2024, unit="CEA", vintage=2024, quantity=100
+    )  # B becomes A
     st = runner.fold(log.events, ["compliance"])["compliance"]
     rows = _by_firm(compliance_rows(st, 2024))
     assert (rows["S1"]["status"], rows["G1"]["status"], rows["P1"]["status"]) == ("B*", "A*", "A")
@@ -210,7 +382,11 @@ def test_compliance_status_before_close_is_never_starred() -> None:
     events = [e for e in compliance_log().events if e["type"] != "ComplianceYearClosed"]
     rows = _by_firm(compliance_rows(runner.fold(events, ["compliance"])["compliance"]))
     assert {f: (r["status"], r["closed"]) for f, r in rows.items()} == {
-        "P1": ("A", False), "G1": ("B", False), "S1": ("C", False), "V1": ("-", False)}
+        "P1": ("A", False),
+        "G1": ("B", False),
+        "S1": ("C", False),
+        "V1": ("-", False),
+    }
 
 
 def test_compliance_multi_year_cycle_is_one_row_with_one_obligation() -> None:
@@ -223,20 +399,54 @@ def test_compliance_multi_year_cycle_is_one_row_with_one_obligation() -> None:
     e("AllowancesSurrendered", firm_id="S1", year=2022, unit="CEA", vintage=2022, quantity=120)
     st = runner.fold(e.events, ["compliance"])["compliance"]
     rows = compliance_rows(st)
-    assert [(r["period"], r["verified"], r["obligation"], r["surrendered_cea"], r["shortfall"], r["status"])
-            for r in rows] == [("2021-2022", 250, 250, 220, 30, "B")]
+    assert [
+        (r["period"], r["verified"], r["obligation"], r["surrendered_cea"], r["shortfall"], r["status"])
+        for r in rows
+    ] == [("2021-2022", 250, 250, 220, 30, "B")]
     assert compliance_rows(st, 2022) == rows and compliance_rows(st, 2023) == []
 
 
 def test_compliance_withdrawals_change_free_allocation_and_record_deductions() -> None:
     e = Log()
-    e("FirmRegistered", firm_id="P1", name="Coal", sector="power", region="Shanxi", unit_type="coal-above-300mw")
+    e(
+        "FirmRegistered",
+        firm_id="P1",
+        name="Coal",
+        sector="power",
+        region="Shanxi",
+        unit_type="coal-above-300mw",
+    )
     e("ComplianceYearOpened", year=2025, surrender_deadline="2026-12-31")
-    e("AllowancesIssued", account_id="P1", unit="CEA", vintage=2025, quantity=1000, basis="pre-allocation", year=2025)
-    e("AllowancesWithdrawn", account_id="P1", unit="CEA", vintage=2025, quantity=100, reason="penalty deduction",
-      firm_id="P1", year=2025, penalty_year=2024)
-    e("AllowancesWithdrawn", account_id="P1", unit="CEA", vintage=2025, quantity=200, reason="true-up clawback",
-      firm_id="P1", year=2025)
+    e(
+        "AllowancesIssued",
+        account_id="P1",
+        unit="CEA",
+        vintage=2025,
+        quantity=1000,
+        basis="pre-allocation",
+        year=2025,
+    )
+    e(
+        "AllowancesWithdrawn",
+        account_id="P1",
+        unit="CEA",
+        vintage=2025,
+        quantity=100,
+        reason="penalty deduction",
+        firm_id="P1",
+        year=2025,
+        penalty_year=2024,
+    )
+    e(
+        "AllowancesWithdrawn",
+        account_id="P1",
+        unit="CEA",
+        vintage=2025,
+        quantity=200,
+        reason="true-up clawback",
+        firm_id="P1",
+        year=2025,
+    )
     e("EmissionsVerified", firm_id="P1", year=2025, tonnes=1000)
     (row,) = compliance_rows(runner.fold(e.events, ["compliance"])["compliance"])
     # a penalty deduction does not lower the free allocation (it pays a debt); a clawback does
@@ -287,7 +497,7 @@ SECTORS = ["power", "power", "steel", "cement", "power"]
 def random_market(reg: Registry, seed: int, steps: int, read_every: Any = None) -> list[dict[str, Any]]:
     """A random command sequence (refusals ignored); returns the data of every trade that was recorded."""
     rnd = random.Random(seed)
-    for f, sec in zip(FIRMS, SECTORS):
+    for f, sec in zip(FIRMS, SECTORS, strict=False):
         reg.register_firm(f, f"Firm {f}", sec, "Hubei")
     reg.open_year(2024, "2025-12-31")
     for f in FIRMS:
@@ -302,8 +512,16 @@ def random_market(reg: Registry, seed: int, steps: int, read_every: Any = None) 
             if kind < 0.45:
                 if rnd.random() < 0.3:
                     day += rnd.choice((1, 1, 3))
-                out = reg.trade(b, a, "CEA", 2024, rnd.randrange(1, 400), f"{rnd.uniform(76, 84):.2f}",
-                                rnd.choice(("listed", "listed", "auction")), f"2024-07-{day:02d}")
+                out = reg.trade(
+                    b,
+                    a,
+                    "CEA",
+                    2024,
+                    rnd.randrange(1, 400),
+                    f"{rnd.uniform(76, 84):.2f}",
+                    rnd.choice(("listed", "listed", "auction")),
+                    f"2024-07-{day:02d}",
+                )
                 trades.append(out.events[0]["data"])
             elif kind < 0.7:
                 reg.transfer(a, b, rnd.choice(("CEA", "CCER")), 2024, rnd.randrange(1, 300))
@@ -329,7 +547,8 @@ def _same_states(a: dict[str, Any], b: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_live_read_models_equal_a_full_replay_after_a_random_command_sequence(
-        registry: Registry, ledger_db: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry: Registry, ledger_db: str, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(runner, "FLUSH_EVERY", 7)  # flush mid-catch-up, as on a long log
     monkeypatch.setattr(runner, "CHECKPOINT_EVERY", 10)
     random_market(registry, seed, 150, read_every=13)  # the read models catch up in many small steps
@@ -352,7 +571,9 @@ def test_catching_up_twice_applies_nothing_twice(registry: Registry, ledger_db: 
     runner.catch_up(registry.recorder)
     with raw_db(ledger_db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM rm_history").fetchone()[0] == n_rows
-    assert registry.recorder.readmodel_positions() == positions == dict.fromkeys(positions, registry.head()[0])
+    assert (
+        registry.recorder.readmodel_positions() == positions == dict.fromkeys(positions, registry.head()[0])
+    )
     registry.transfer("F0", "F1", "CEA", 2024, 1)  # two history rows more, and only two
     runner.catch_up(registry.recorder)
     with raw_db(ledger_db) as conn:
@@ -372,7 +593,9 @@ def test_a_read_model_behind_the_others_catches_up_alone(registry: Registry, led
 # ---- market arithmetic against an independent sum ------------------------------------------------------
 
 
-def test_market_volume_and_value_equal_the_exact_sum_of_the_trades(registry: Registry, ledger_db: str) -> None:
+def test_market_volume_and_value_equal_the_exact_sum_of_the_trades(
+    registry: Registry, ledger_db: str
+) -> None:
     trades = random_market(registry, 11, 200)
     assert len(trades) > 30
     volume = sum(t["quantity"] for t in trades)
@@ -389,7 +612,11 @@ def test_market_volume_and_value_equal_the_exact_sum_of_the_trades(registry: Reg
         v = sum(t["quantity"] * Decimal(t["price"]) for t in ts)
         prices = [Decimal(t["price"]) for t in ts]
         assert (d["volume"], Decimal(d["value"]), d["trades"]) == (q, v, len(ts))
-        assert (Decimal(d["open"]), Decimal(d["high"]), Decimal(d["low"])) == (prices[0], max(prices), min(prices))
+        assert (Decimal(d["open"]), Decimal(d["high"]), Decimal(d["low"])) == (
+            prices[0],
+            max(prices),
+            min(prices),
+        )
         assert Decimal(d["close"]) == (v / q).quantize(Decimal("0.01"))
     assert sum(Decimal(y["value"]) for y in m["years"]) == value
     modes = {x["mode"]: x for x in m["modes"]}
@@ -446,8 +673,14 @@ def build(path: str, n_commands: int) -> list[int]:
     return heads
 
 
-READS = [["balances"], ["balances", "--totals"], ["market", "--by", "day"], ["compliance"],
-         ["coverage", "--year", "2024"], ["history", "S1"]]
+READS = [
+    ["balances"],
+    ["balances", "--totals"],
+    ["market", "--by", "day"],
+    ["compliance"],
+    ["coverage", "--year", "2024"],
+    ["history", "S1"],
+]
 
 
 def _read(store: str, args: list[str], *extra: str) -> dict[str, Any]:
@@ -467,7 +700,8 @@ def full_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, li
 
 @pytest.mark.parametrize("k", [1, 4, 6, 9, 12, 15])
 def test_reads_as_of_a_position_equal_a_store_rebuilt_from_the_first_commands(
-        full_store: tuple[str, list[int]], tmp_path: Path, k: int) -> None:
+    full_store: tuple[str, list[int]], tmp_path: Path, k: int
+) -> None:
     path, heads = full_store
     n = heads[k - 1]
     short = str(tmp_path / f"first-{k}.db")
@@ -479,7 +713,8 @@ def test_reads_as_of_a_position_equal_a_store_rebuilt_from_the_first_commands(
 
 @pytest.mark.parametrize("n", [3, 8, 13, 17])
 def test_reads_as_of_a_position_equal_a_truncated_copy_of_the_store(
-        full_store: tuple[str, list[int]], tmp_path: Path, n: int) -> None:
+    full_store: tuple[str, list[int]], tmp_path: Path, n: int
+) -> None:
     path, heads = full_store
     assert n < heads[-1]
     copy = copy_store(path, tmp_path / f"cut-{n}.db")
@@ -491,7 +726,8 @@ def test_reads_as_of_a_position_equal_a_truncated_copy_of_the_store(
 
 
 def test_as_of_the_head_equals_the_live_answer_and_beyond_it_is_bad_input(
-        full_store: tuple[str, list[int]]) -> None:
+    full_store: tuple[str, list[int]],
+) -> None:
     path, heads = full_store
     for args in READS:
         assert _read(path, args, "--as-of", str(heads[-1])) == _read(path, args)
@@ -502,11 +738,16 @@ def test_as_of_the_head_equals_the_live_answer_and_beyond_it_is_bad_input(
 def test_as_of_zero_is_the_empty_ledger(full_store: tuple[str, list[int]]) -> None:
     path, _ = full_store
     assert invoke_json(path, "balances", "--as-of", "0")["balances"] == []
-    assert invoke_json(path, "market", "--as-of", "0")["cumulative"] == {"volume": 0, "value": "0.00", "trades": 0}
+    assert invoke_json(path, "market", "--as-of", "0")["cumulative"] == {
+        "volume": 0,
+        "value": "0.00",
+        "trades": 0,
+    }
 
 
 def test_as_of_date_answers_as_the_ledger_stood_at_the_end_of_that_day(
-        full_store: tuple[str, list[int]]) -> None:
+    full_store: tuple[str, list[int]],
+) -> None:
     path, heads = full_store
     # commands 0-3 were recorded on 2024-06-03, 4-7 on 06-04, 8-11 on 06-05, 12-15 on 06-06
     for date, n in (("2024-06-03", heads[3]), ("2024-06-04", heads[7]), ("2024-06-06", heads[15])):
@@ -524,8 +765,10 @@ def test_as_of_date_answers_as_the_ledger_stood_at_the_end_of_that_day(
 
 def test_history_running_balance_adds_up_to_the_balance(registry: Registry, ledger_db: str) -> None:
     random_market(registry, 21, 120)
-    bal = {(r["account_id"], r["unit"], r["vintage"]): r["quantity"]
-           for r in invoke_json(ledger_db, "balances")["balances"]}
+    bal = {
+        (r["account_id"], r["unit"], r["vintage"]): r["quantity"]
+        for r in invoke_json(ledger_db, "balances")["balances"]
+    }
     for acc in FIRMS:
         rows = invoke_json(ledger_db, "history", acc)["rows"]
         running: dict[tuple[str, int], int] = defaultdict(int)
@@ -535,7 +778,9 @@ def test_history_running_balance_adds_up_to_the_balance(registry: Registry, ledg
             last_pos = r["position"]
             running[(r["unit"], r["vintage"])] += r["quantity"]
             assert r["balance"] == running[(r["unit"], r["vintage"])] >= 0
-        assert {k: v for k, v in running.items() if v} == {(u, v): q for (a, u, v), q in bal.items() if a == acc}
+        assert {k: v for k, v in running.items() if v} == {
+            (u, v): q for (a, u, v), q in bal.items() if a == acc
+        }
 
 
 def test_history_as_of_a_position_ends_there(full_store: tuple[str, list[int]]) -> None:
@@ -558,9 +803,14 @@ def test_csv_output_has_the_same_rows_as_json(full_store: tuple[str, list[int]])
     days = invoke_json(path, "market", "--by", "day")["days"]
     assert _csv(path, "market", "--by", "day") == [{k: str(v) for k, v in d.items()} for d in days]
     rows = _csv(path, "compliance", "--year", "2024")
-    assert [(r["firm_id"], r["status"], r["obligation"]) for r in rows] == [("P1", "A", "4000"), ("S1", "B", "3500")]
+    assert [(r["firm_id"], r["status"], r["obligation"]) for r in rows] == [
+        ("P1", "A", "4000"),
+        ("S1", "B", "3500"),
+    ]
     hist = _csv(path, "history", "S1")
-    assert [int(h["balance"]) for h in hist] == [r["balance"] for r in invoke_json(path, "history", "S1")["rows"]]
+    assert [int(h["balance"]) for h in hist] == [
+        r["balance"] for r in invoke_json(path, "history", "S1")["rows"]
+    ]
 
 
 def test_the_table_output_shows_the_position(full_store: tuple[str, list[int]]) -> None:

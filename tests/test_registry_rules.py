@@ -10,13 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from ledgerkit import events, head, refusal
 
 from ledger import rules
 from ledger.errors import BadInput, LedgerError, Refused
 from ledger.events import CATALOGUE, validate_event
 from ledger.model import LedgerState
 from ledger.registry import Command, Registry
-from ledgerkit import events, head, refusal
 
 V = 2024
 
@@ -31,8 +31,9 @@ def reg(registry: Registry) -> Registry:
     return registry
 
 
-def refused_whole(reg: Registry, fn: Any, *args: Any, code: str | None = None, exc: type = Refused,
-                  **kwargs: Any) -> LedgerError:
+def refused_whole(
+    reg: Registry, fn: Any, *args: Any, code: str | None = None, exc: type = Refused, **kwargs: Any
+) -> LedgerError:
     """The command is refused with `exc` (and `code`), and nothing at all is appended."""
     before = reg.head()
     holdings = dict(reg.state.holdings)
@@ -66,7 +67,9 @@ def test_issue_into_an_unknown_account_is_refused(reg: Registry) -> None:
 
 
 def test_trade_with_an_unknown_buyer_is_refused(reg: Registry) -> None:
-    refused_whole(reg, reg.trade, "NOPE", "F1", "CEA", V, 1, "80.00", "listed", "2024-06-03", code="unknown_account")
+    refused_whole(
+        reg, reg.trade, "NOPE", "F1", "CEA", V, 1, "80.00", "listed", "2024-06-03", code="unknown_account"
+    )
 
 
 def test_cancel_from_an_unknown_account_is_refused(reg: Registry) -> None:
@@ -80,7 +83,13 @@ def test_surrender_and_verification_for_an_unregistered_firm_are_refused(reg: Re
 
 def test_a_closed_account_is_refused_by_the_open_account_check() -> None:
     st = LedgerState()
-    st.apply({"position": 1, "type": "AccountOpened", "data": {"account_id": "T1", "holder": "X", "kind": "trading"}})
+    st.apply(
+        {
+            "position": 1,
+            "type": "AccountOpened",
+            "data": {"account_id": "T1", "holder": "X", "kind": "trading"},
+        }
+    )
     assert st.check_account_open("T1").account_id == "T1"
     st.accounts["T1"].open = False
     with pytest.raises(Refused) as e:
@@ -124,7 +133,8 @@ def test_unknown_sector_is_bad_input(reg: Registry) -> None:
 
 @pytest.mark.parametrize("quantity", [0, -5, "1.5", 1.5, "ten", 10_000_000_001])
 def test_issue_of_a_quantity_that_is_not_positive_whole_tonnes_within_bounds_is_bad_input(
-        reg: Registry, quantity: Any) -> None:
+    reg: Registry, quantity: Any
+) -> None:
     e = refused_whole(reg, reg.issue, "F1", "CEA", V, quantity, "pre-allocation", exc=BadInput)
     assert "quantity" in str(e)
 
@@ -175,8 +185,19 @@ def test_cancel_beyond_holdings_is_refused(reg: Registry) -> None:
 
 
 def test_trade_beyond_the_sellers_holdings_is_refused(reg: Registry) -> None:
-    refused_whole(reg, reg.trade, "F2", "F1", "CEA", V, 1001, "80.00", "listed", "2024-06-03",
-                  code="insufficient_holding")
+    refused_whole(
+        reg,
+        reg.trade,
+        "F2",
+        "F1",
+        "CEA",
+        V,
+        1001,
+        "80.00",
+        "listed",
+        "2024-06-03",
+        code="insufficient_holding",
+    )
 
 
 def test_surrender_beyond_holdings_is_refused(reg: Registry) -> None:
@@ -188,7 +209,9 @@ def test_surrender_beyond_holdings_is_refused(reg: Registry) -> None:
 
 
 @pytest.mark.parametrize("price", ["0", "0.00", "-88.50", "88.505", "abc", 88.5])
-def test_trade_price_not_positive_or_with_more_than_two_places_is_bad_input(reg: Registry, price: Any) -> None:
+def test_trade_price_not_positive_or_with_more_than_two_places_is_bad_input(
+    reg: Registry, price: Any
+) -> None:
     refused_whole(reg, reg.trade, "F2", "F1", "CEA", V, 1, price, "listed", "2024-06-03", exc=BadInput)
 
 
@@ -212,14 +235,27 @@ def big(reg: Registry) -> Registry:
 
 
 def test_listed_trade_of_100000_t_or_more_is_refused(big: Registry) -> None:
-    refused_whole(big, big.trade, "F2", "F1", "CEA", V, rules.BLOCK_MIN_QUANTITY_T, "80.00", "listed",
-                  "2024-06-03", code="lot_size")
+    refused_whole(
+        big,
+        big.trade,
+        "F2",
+        "F1",
+        "CEA",
+        V,
+        rules.BLOCK_MIN_QUANTITY_T,
+        "80.00",
+        "listed",
+        "2024-06-03",
+        code="lot_size",
+    )
     big.trade("F2", "F1", "CEA", V, 99_999, "80.00", "listed", "2024-06-03")
     assert holding(big, "F2") == 99_999
 
 
 def test_block_trade_under_100000_t_is_refused(big: Registry) -> None:
-    refused_whole(big, big.trade, "F2", "F1", "CEA", V, 99_999, "80.00", "block", "2024-06-03", code="lot_size")
+    refused_whole(
+        big, big.trade, "F2", "F1", "CEA", V, 99_999, "80.00", "block", "2024-06-03", code="lot_size"
+    )
     big.trade("F2", "F1", "CEA", V, 100_000, "80.00", "block", "2024-06-03")
     assert holding(big, "F2") == 100_000
 
@@ -236,7 +272,9 @@ def test_listed_price_band_is_ten_percent_of_the_previous_days_vwap_close(big: R
     big.trade("F2", "F1", "CEA", V, 100, "70.00", "listed", "2024-06-03")
     big.trade("F2", "F1", "CEA", V, 100, "90.00", "listed", "2024-06-03")
     for price in ("88.01", "71.99", "98.00"):
-        e = refused_whole(big, big.trade, "F2", "F1", "CEA", V, 1, price, "listed", "2024-06-04", code="price_band")
+        e = refused_whole(
+            big, big.trade, "F2", "F1", "CEA", V, 1, price, "listed", "2024-06-04", code="price_band"
+        )
         assert "72.00-88.00" in str(e)
     big.trade("F2", "F1", "CEA", V, 1, "88.00", "listed", "2024-06-04")
     big.trade("F2", "F1", "CEA", V, 1, "72.00", "listed", "2024-06-04")
@@ -246,8 +284,12 @@ def test_listed_price_band_is_ten_percent_of_the_previous_days_vwap_close(big: R
 
 def test_block_price_band_is_thirty_percent_of_the_previous_close(big: Registry) -> None:
     big.trade("F2", "F1", "CEA", V, 100, "80.00", "listed", "2024-06-03")
-    refused_whole(big, big.trade, "F2", "F1", "CEA", V, 100_000, "104.01", "block", "2024-06-04", code="price_band")
-    refused_whole(big, big.trade, "F2", "F1", "CEA", V, 100_000, "55.99", "block", "2024-06-04", code="price_band")
+    refused_whole(
+        big, big.trade, "F2", "F1", "CEA", V, 100_000, "104.01", "block", "2024-06-04", code="price_band"
+    )
+    refused_whole(
+        big, big.trade, "F2", "F1", "CEA", V, 100_000, "55.99", "block", "2024-06-04", code="price_band"
+    )
     big.trade("F2", "F1", "CEA", V, 100_000, "104.00", "block", "2024-06-04")
     big.trade("F2", "F1", "CEA", V, 100_000, "56.00", "block", "2024-06-04")
     assert holding(big, "F2") == 200_100
@@ -272,7 +314,9 @@ def test_each_unit_has_its_own_previous_close(big: Registry) -> None:
     big.trade("F2", "F1", "CEA", V, 100, "80.00", "listed", "2024-06-03")
     # the first CCER trading day has no band, whatever CEA closed at
     big.trade("F2", "F1", "CCER", V, 100, "30.00", "listed", "2024-06-04")
-    refused_whole(big, big.trade, "F2", "F1", "CCER", V, 1, "33.01", "listed", "2024-06-05", code="price_band")
+    refused_whole(
+        big, big.trade, "F2", "F1", "CCER", V, 1, "33.01", "listed", "2024-06-05", code="price_band"
+    )
 
 
 def test_a_trade_dated_before_the_last_trading_day_is_refused(big: Registry) -> None:
@@ -373,21 +417,44 @@ def test_command_ids_survive_reopening_the_store(reg: Registry, ledger_db: str) 
 
 def test_a_batch_stopped_by_a_refusal_records_the_commands_before_it_only(reg: Registry) -> None:
     p0 = head(reg)
-    results = reg.execute_batch([
-        Command("transfer", {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 10}),
-        Command("transfer", {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 9999}),
-        Command("transfer", {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 20}),
-    ])
+    results = reg.execute_batch(
+        [
+            Command(
+                "transfer",
+                {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 10},
+            ),
+            Command(
+                "transfer",
+                {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 9999},
+            ),
+            Command(
+                "transfer",
+                {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 20},
+            ),
+        ]
+    )
     assert len(results) == 2 and isinstance(results[1], Refused)
     assert head(reg) == p0 + 1 and holding(reg, "F2") == 10
 
 
 def test_a_batch_sees_the_effect_of_its_earlier_commands(reg: Registry) -> None:
-    results = reg.execute_batch([
-        Command("transfer", {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 600}),
-        Command("transfer", {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 600}),
-        Command("transfer", {"from_account": "F2", "to_account": "F1", "unit": "CEA", "vintage": V, "quantity": 600}),
-    ], on_refusal="continue")
+    results = reg.execute_batch(
+        [
+            Command(
+                "transfer",
+                {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 600},
+            ),
+            Command(
+                "transfer",
+                {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": 600},
+            ),
+            Command(
+                "transfer",
+                {"from_account": "F2", "to_account": "F1", "unit": "CEA", "vintage": V, "quantity": 600},
+            ),
+        ],
+        on_refusal="continue",
+    )
     assert [isinstance(r, Refused) for r in results] == [False, True, False]
     assert holding(reg, "F1") == 1000 and holding(reg, "F2") == 0
 
@@ -436,14 +503,21 @@ def test_every_emitted_event_validates_against_the_catalogue(registry: Registry)
 
 
 def test_validate_event_rejects_events_that_do_not_fit_the_catalogue() -> None:
-    good = {"position": 1, "type": "AllowancesTransferred", "recorded_at": "2024-06-03T09:30:00Z",
-            "actor": "operator", "command_id": "c", "data": {"from_account": "F1", "to_account": "F2",
-                                                             "unit": "CEA", "vintage": 2024, "quantity": 5}}
+    good = {
+        "position": 1,
+        "type": "AllowancesTransferred",
+        "recorded_at": "2024-06-03T09:30:00Z",
+        "actor": "operator",
+        "command_id": "c",
+        "data": {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": 2024, "quantity": 5},
+    }
     validate_event(good)
-    for bad in ({**good, "type": "Nonsense"},
-                {**good, "data": {**good["data"], "quantity": 0}},
-                {**good, "data": {**good["data"], "unit": "XYZ"}},
-                {**good, "data": {**good["data"], "extra": 1}},
-                {k: v for k, v in good.items() if k != "actor"}):
+    for bad in (
+        {**good, "type": "Nonsense"},
+        {**good, "data": {**good["data"], "quantity": 0}},
+        {**good, "data": {**good["data"], "unit": "XYZ"}},
+        {**good, "data": {**good["data"], "extra": 1}},
+        {k: v for k, v in good.items() if k != "actor"},
+    ):
         with pytest.raises(ValueError):
             validate_event(bad)

@@ -1,4 +1,6 @@
-"""Value types (ledger.units): whole tonnes, exact 2-place prices, vintages, periods, ids. Each bad value is BadInput."""
+"""Value types (ledger.units): whole tonnes, exact 2-place prices, vintages, periods, ids.
+
+Each bad value is BadInput, with one line naming what was wrong."""
 
 from __future__ import annotations
 
@@ -11,14 +13,32 @@ from ledger import units
 from ledger.errors import BadInput
 
 
-@pytest.mark.parametrize("raw, expected", [(1, 1), ("1000", 1000), (" 42 ", 42), (3.0, 3),
-                                           (units.MAX_QUANTITY_T, units.MAX_QUANTITY_T)])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [(1, 1), ("1000", 1000), (" 42 ", 42), (3.0, 3), (units.MAX_QUANTITY_T, units.MAX_QUANTITY_T)],
+)
 def test_whole_positive_tonnes_are_accepted(raw: object, expected: int) -> None:
     assert units.parse_quantity(raw) == expected
 
 
-@pytest.mark.parametrize("raw", [0, "0", -5, "-5", 1.5, "1.5", "1e3", "abc", "", None, True,
-                                 units.MAX_QUANTITY_T + 1, str(units.MAX_QUANTITY_T + 1)])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        0,
+        "0",
+        -5,
+        "-5",
+        1.5,
+        "1.5",
+        "1e3",
+        "abc",
+        "",
+        None,
+        True,
+        units.MAX_QUANTITY_T + 1,
+        str(units.MAX_QUANTITY_T + 1),
+    ],
+)
 def test_quantity_that_is_not_a_positive_whole_tonnage_within_bounds_is_bad_input(raw: object) -> None:
     with pytest.raises(BadInput):
         units.parse_quantity(raw)
@@ -33,16 +53,26 @@ def test_zero_tonnes_is_allowed_only_where_emissions_may_be_zero() -> None:
         units.parse_quantity(0)
 
 
-@pytest.mark.parametrize("raw, expected", [("88.50", "88.50"), ("88.5", "88.50"), ("88", "88.00"), (88, "88.00"),
-                                           (Decimal("0.01"), "0.01"), ("100000.00", "100000.00")])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("88.50", "88.50"),
+        ("88.5", "88.50"),
+        ("88", "88.00"),
+        (88, "88.00"),
+        (Decimal("0.01"), "0.01"),
+        ("100000.00", "100000.00"),
+    ],
+)
 def test_price_is_an_exact_two_place_decimal(raw: object, expected: str) -> None:
     p = units.parse_price(raw)
     assert isinstance(p, Decimal)
     assert str(p) == expected
 
 
-@pytest.mark.parametrize("raw", ["0", "0.00", "-1.00", "88.505", "88.", ".5", "1e2", "abc", 88.5, True,
-                                 "100000.01"])
+@pytest.mark.parametrize(
+    "raw", ["0", "0.00", "-1.00", "88.505", "88.", ".5", "1e2", "abc", 88.5, True, "100000.01"]
+)
 def test_price_not_positive_or_with_more_than_two_places_or_a_float_is_bad_input(raw: object) -> None:
     with pytest.raises(BadInput):
         units.parse_price(raw)
@@ -51,7 +81,7 @@ def test_price_not_positive_or_with_more_than_two_places_or_a_float_is_bad_input
 def test_money_rounds_half_up_to_fen() -> None:
     assert units.money(Decimal("1.005")) == Decimal("1.01")
     assert units.money(Decimal("1.004")) == Decimal("1.00")
-    assert units.fmt_money(Decimal("3575000")) == "3575000.00"
+    assert units.fmt_money(Decimal(3575000)) == "3575000.00"
 
 
 @pytest.mark.parametrize("raw", [units.MIN_VINTAGE - 1, units.MAX_VINTAGE + 1, "20x4", "", True, 2024.5])
@@ -75,7 +105,9 @@ def test_period_is_one_year_or_a_forward_cycle_of_at_most_five_years() -> None:
             units.parse_period(bad)
 
 
-@pytest.mark.parametrize("raw", ["", "has space", "semi;colon", "x" * (units.MAX_ID_LENGTH + 1), "-lead", 5, None])
+@pytest.mark.parametrize(
+    "raw", ["", "has space", "semi;colon", "x" * (units.MAX_ID_LENGTH + 1), "-lead", 5, None]
+)
 def test_bad_identifiers_are_refused(raw: object) -> None:
     with pytest.raises(BadInput):
         units.parse_id(raw)
