@@ -598,3 +598,67 @@ def test_only_a_regulator_signs_a_checkpoint_and_only_with_its_registered_key(
     assert r.code == 1 and "registered key" in r.err
     r = run_main(store, "--as", "MEE", "audit", "checkpoint")
     assert r.code == 2 and "--key" in r.err
+
+
+def test_every_authority_event_fits_the_catalogue(
+    checkpointed: tuple[str, Path, int], ledger_db: str
+) -> None:
+    from ledger.events import validate_event
+
+    types = set()
+    for line in export_lines(ledger_db):
+        validate_event(line)
+        types.add(line["type"])
+    assert {"LedgerInitialized", "ActorAdded", "ActorKeyRegistered"} <= types
+
+
+def test_every_signed_event_fits_the_catalogue(signed_store: Registry) -> None:
+    from ledger.events import validate_event
+    from ledgerkit import events
+
+    for env in events(signed_store):
+        validate_event(env)
+
+
+# ---- import on an enforced store ---------------------------------------------------------------------------
+
+
+def test_import_on_an_enforced_store_runs_each_line_as_its_actor(
+    ledger_db: str, enforced: Registry, tmp_path: Path
+) -> None:
+    lines = [
+        {"command": "year open", "command_id": "i-1", "actor": "MEE", "year": "2026"},
+        {
+            "command": "trade",
+            "command_id": "i-2",
+            "actor": "SEEE",
+            "buyer": "F2",
+            "seller": "F1",
+            "unit": "CEA",
+            "vintage": 2024,
+            "quantity": 5,
+            "price": "80.00",
+            "mode": "listed",
+            "date": "2024-06-03",
+        },
+        {
+            "command": "issue",
+            "command_id": "i-3",
+            "actor": "SEEE",
+            "account_id": "F2",
+            "unit": "CEA",
+            "vintage": 2024,
+            "quantity": 5,
+            "basis": "auction",
+        },
+    ]
+    f = tmp_path / "cmds.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    before = enforced.head()[0]
+    r = run_main(ledger_db, "import", str(f))
+    assert r.code == 1 and "line 3 (i-3)" in r.err and "SEEE" in r.err
+    exported = export_lines(ledger_db)
+    assert [(e["command_id"], e["actor"]) for e in exported[before:]] == [("i-1", "MEE"), ("i-2", "SEEE")]
+    # --as gives lines without their own actor an actor; a line's own actor wins
+    r = run_main(ledger_db, "--as", "MEE", "import", str(f), "--on-refusal", "continue")
+    assert r.code == 1 and "i-3" in r.err

@@ -819,3 +819,31 @@ def test_the_table_output_shows_the_position(full_store: tuple[str, list[int]]) 
     assert r.exit_code == 0 and f"Balances at position {heads[-1]}" in r.stdout and "P1" in r.stdout
     r = invoke(path, "market", "--by", "year")
     assert "CEA cumulative at position" in r.stdout and "520 t" in r.stdout
+
+
+def test_totals_conserve_every_unit_and_vintage_at_every_position(registry: Registry, ledger_db: str) -> None:
+    random_market(registry, 31, 120)
+    head = registry.head()[0]
+    for n in range(0, head + 1, 9):
+        for t in invoke_json(ledger_db, "balances", "--as-of", str(n))["totals"]:
+            assert t["issued"] == t["held"] + t["surrendered"] + t["cancelled"] + t["withdrawn"], (n, t)
+            assert t["held"] >= 0
+    held = defaultdict(int)
+    for r in invoke_json(ledger_db, "balances")["balances"]:
+        held[(r["unit"], r["vintage"])] += r["quantity"]
+    totals = invoke_json(ledger_db, "balances")["totals"]
+    assert {(t["unit"], t["vintage"]): t["held"] for t in totals} == dict(held)
+
+
+def test_coverage_cli_gives_the_covered_share_of_a_national_total(registry: Registry, ledger_db: str) -> None:
+    registry.register_firm("P1", "Coal", "power", "Shanxi")
+    registry.register_firm("S1", "Steel", "steel", "Hebei")
+    registry.verify_emissions("P1", 2024, 5_000_000_000)
+    registry.verify_emissions("S1", 2024, 3_000_000_000)
+    out = invoke_json(ledger_db, "coverage", "--year", "2024", "--national-total", "12600000000")
+    assert out["total_verified"] == 8_000_000_000
+    assert out["covered_share"] == "63.49"  # 8 / 12.6 = 63.492%
+    assert [(s["sector"], s["firms"], s["verified"]) for s in out["sectors"]] == [
+        ("power", 1, 5_000_000_000),
+        ("steel", 1, 3_000_000_000),
+    ]

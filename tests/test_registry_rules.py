@@ -521,3 +521,35 @@ def test_validate_event_rejects_events_that_do_not_fit_the_catalogue() -> None:
     ):
         with pytest.raises(ValueError):
             validate_event(bad)
+
+
+# ---- the write side's snapshot is a cache of the fold, never a second truth ------------------------------
+
+
+def test_state_from_a_snapshot_equals_the_fold_of_every_event(
+    ledger_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ledger.registry as registry_module
+
+    monkeypatch.setattr(registry_module, "SNAPSHOT_EVERY", 7)
+    reg = Registry(ledger_db)
+    try:
+        _every_kind_of_event(reg)
+        reg.trade(
+            "P1", "S1", "CEA", 2024, 10, "70.00", "listed", "2025-11-11"
+        )  # T+1 and market state live on
+        snapshot = reg.recorder.load_snapshot()
+        assert snapshot is not None and 0 < snapshot[0] < reg.head()[0]
+    finally:
+        reg.close()
+    reopened = Registry(ledger_db)  # loads the snapshot, then catches up
+    try:
+        folded = LedgerState()
+        for env in events(reopened):
+            folded.apply(env)
+        assert reopened.state == folded  # every field, as a dataclass
+        # and it decides as the fold would: the 10 t P1 bought on 2025-11-11 are not sellable that day
+        st = reopened.state
+        assert st.sellable("P1", "CEA", 2024, "2025-11-11") == st.holding("P1", "CEA", 2024) - 10
+    finally:
+        reopened.close()
