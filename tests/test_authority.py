@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from ledgerkit import (
     copy_store,
+    events,
     export_lines,
     invoke,
     invoke_json,
@@ -614,7 +615,6 @@ def test_every_authority_event_fits_the_catalogue(
 
 def test_every_signed_event_fits_the_catalogue(signed_store: Registry) -> None:
     from ledger.events import validate_event
-    from ledgerkit import events
 
     for env in events(signed_store):
         validate_event(env)
