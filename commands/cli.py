@@ -88,14 +88,14 @@ def main() -> None:
 
 # ---- appends ----------------------------------------------------------------------------------
 
-def _append(c: Ctx, name: str, args: dict[str, Any], command_id: str | None, as_json: bool) -> None:
+def _command(c: Ctx, name: str, args: dict[str, Any], command_id: str | None) -> Any:
+    """The Command to run as the context's actor, signed with --key when one is given."""
     import uuid
 
     from ledger.registry import Command
 
     args = {k: v for k, v in args.items() if v is not None}
     signature = None
-    actor = c.actor
     if c.key:
         from ledger import signing
         from ledger.inputs import parse_command
@@ -103,7 +103,11 @@ def _append(c: Ctx, name: str, args: dict[str, Any], command_id: str | None, as_
         command_id = command_id or uuid.uuid4().hex
         key = signing.load_private(c.key)
         signature = signing.sign(key, signing.command_payload(name, command_id, parse_command(name, args)))
-    out = c.registry.execute(Command(name, args, command_id, actor, signature))
+    return Command(name, args, command_id, c.actor, signature)
+
+
+def _append(c: Ctx, name: str, args: dict[str, Any], command_id: str | None, as_json: bool) -> None:
+    out = c.registry.execute(_command(c, name, args, command_id))
     _report(out, as_json)
 
 
@@ -291,7 +295,6 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
     from commands.output import emit_json
     from ledger import rules
     from ledger.errors import Refused
-    from ledger.registry import Command
 
     reg = c.registry
     y = int(year)
@@ -301,8 +304,8 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
             continue
         cid = f"{command_id}:{fid}" if command_id else None
         try:
-            out = reg.execute(Command("allocate", {"firm_id": fid, "year": year, "step": step, "factors": fs or None},
-                                      cid, c.actor))
+            out = reg.execute(_command(c, "allocate", {"firm_id": fid, "year": year, "step": step,
+                                                       "factors": fs or None}, cid))
             done.append({"firm_id": fid, "issued": out.result.get("issued", 0), "position": out.position})
         except Refused as e:
             skipped.append({"firm_id": fid, "reason": e.message})

@@ -662,3 +662,37 @@ def test_import_on_an_enforced_store_runs_each_line_as_its_actor(
     # --as gives lines without their own actor an actor; a line's own actor wins
     r = run_main(ledger_db, "--as", "MEE", "import", str(f), "--on-refusal", "continue")
     assert r.code == 1 and "i-3" in r.err
+
+
+def test_allocate_all_signs_each_firms_command_with_the_key(
+    ledger_db: str, signed_store: Registry, keys: dict
+) -> None:
+    mee = ["--as", "MEE", "--key", str(keys["MEE"])]
+    for args in (
+        ["year", "open", "2023"],
+        ["year", "open", "2024"],
+        [
+            "emissions",
+            "verify",
+            "F1",
+            "--year",
+            "2023",
+            "--tonnes",
+            "850",
+            "--output",
+            "1000",
+            "--output-unit",
+            "MWh",
+        ],
+    ):
+        assert run_main(ledger_db, *mee, *args).code == 0
+    r = run_main(ledger_db, *mee, "allocate", "--all", "--year", "2024", "--step", "pre", "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert [(a["firm_id"], a["issued"]) for a in out["allocated"]] == [("F1", 554)]  # 0.7 x 1,000 x 0.7921
+    assert [s["firm_id"] for s in out["skipped"]] == [
+        "F2"
+    ]  # no base-year output, not for want of a signature
+    assert "signed" not in out["skipped"][0]["reason"]
+    verified = json.loads(run_main(ledger_db, "audit", "verify", "--json").out)
+    assert verified["ok"] and verified["signatures_checked"] == 11
