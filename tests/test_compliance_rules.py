@@ -641,3 +641,15 @@ def test_every_event_of_a_full_cycle_fits_the_catalogue(registry: Registry) -> N
     _full_cycle(registry)
     for env in events(registry):
         validate_event(env)
+
+
+def test_a_year_opened_without_a_deadline_is_due_at_the_end_of_the_following_year(registry: Registry) -> None:
+    out = registry.open_year(2024)
+    assert out.events[0]["data"]["surrender_deadline"] == "2025-12-31"
+    out = registry.open_year("2021-2022")
+    assert out.events[0]["data"] == {
+        "year": 2021,
+        "last_year": 2022,
+        "period": "2021-2022",
+        "surrender_deadline": "2023-12-31",
+    }
