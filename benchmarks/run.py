@@ -1,0 +1,413 @@
+"""carbon-ledger against raw SQLite, in one run on the same data (issue 8).
+
+    python benchmarks/run.py                 # 200,000 events; a table with the ratios
+    python benchmarks/run.py --events 1000000 --json
+
+It writes an `import` file of N events' worth of commands (firms, accounts, a compliance
+year, issuance, then transfers and listed trades that keep every ledger rule), imports it
+through the real `import` path (commands.importer.run_import -> Registry.execute_batch:
+full validation, the hash chain, command ids, synchronous=FULL commits per batch), then
+measures on that store:
+
+- import events/s, against raw `executemany` of the same stored rows into a bare table
+  in WAL mode, committed in the same batches with the same durability (the limit);
+- replay of every projection from position 0 (projections.runner.rebuild), events/s, in a
+  subprocess that reports its peak resident memory, against a raw sequential read of the
+  same rows (`SELECT state FROM stored_events ORDER BY rowid`);
+- `balances --as-of N` at a few N, after the read models are caught up (their checkpoints);
+- one CLI append (`carbon-ledger transfer ...` as a subprocess), median of 20, against
+  `python -c "import click, pydantic, eventsourcing.application"`, median of 20.
+
+Nothing here needs a service; the store lives in a temporary directory (or --workdir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_EVENTS = 200_000
+BATCH_SIZE = 2000  # the CLI's default `import --batch-size`
+CLI_RUNS = 20
+TARGETS = {"import_ratio": 0.30, "replay_ratio": 0.50, "cli_ratio": 2.5, "as_of_max_s": 1.0}
+YEAR = 2024
+ISSUED_EACH_T = 1_000_000_000  # every account starts with this much CEA 2024
+CENT = Decimal("0.01")
+
+
+# ---- the import file ---------------------------------------------------------------------------
+
+def generate(path: Path, events: int, seed: int = 8) -> dict[str, int]:
+    """Write JSON lines of commands that record exactly `events` events, every one within the rules."""
+    rng = random.Random(seed)
+    firms = max(2, min(400, events // 40))
+    traders = max(1, firms // 4)
+    setup = 2 * firms + traders + 1 + firms + traders  # register (2 each), open, year, issue each
+    if events < setup + 1:
+        raise SystemExit(f"--events must be at least {setup + 1}")
+    accounts = [f"F{i:04d}" for i in range(1, firms + 1)] + [f"T{i:04d}" for i in range(1, traders + 1)]
+    held = dict.fromkeys(accounts, ISSUED_EACH_T)
+    n = 0
+    out = path.open("w")
+
+    def put(cmd: dict[str, Any]) -> None:
+        nonlocal n
+        n += 1
+        out.write(json.dumps({"command": cmd.pop("command"), "command_id": f"b-{n}", **cmd}) + "\n")
+
+    for a in accounts[:firms]:
+        put({"command": "firm register", "firm_id": a, "name": f"Power plant {a}", "sector": "power",
+             "region": rng.choice(["Hubei", "Guangdong", "Shanghai", "Beijing", "Tianjin"])})
+    for a in accounts[firms:]:
+        put({"command": "account open", "account_id": a, "holder": f"Trading house {a}", "kind": "trading"})
+    put({"command": "year open", "year": str(YEAR)})
+    for a in accounts:
+        put({"command": "issue", "account_id": a, "unit": "CEA", "vintage": YEAR, "quantity": ISSUED_EACH_T,
+             "basis": "auction"})
+
+    # Transfers and listed trades: a day's prices stay within 3% of the previous close (band: 10%),
+    # a seller never sells what it bought the same day (T+1), nobody goes below zero.
+    day, per_day, close = 0, 1000, Decimal("60.00")
+    day_qty, day_value, bought, trades_today = 0, Decimal(0), {}, 0
+    for _ in range(events - setup):
+        src, dst = rng.sample(accounts, 2)
+        q = rng.randint(1, 5000)
+        if rng.random() < 0.5:
+            if held[src] - bought.get(src, 0) < q:
+                src, dst = dst, src
+            held[src] -= q
+            held[dst] += q
+            put({"command": "transfer", "from_account": src, "to_account": dst, "unit": "CEA", "vintage": YEAR,
+                 "quantity": q})
+            continue
+        if trades_today == per_day:
+            close = (day_value / day_qty).quantize(CENT, rounding=ROUND_HALF_UP)
+            day, day_qty, day_value, bought, trades_today = day + 1, 0, Decimal(0), {}, 0
+        price = (close * Decimal(1 + rng.uniform(-0.03, 0.03))).quantize(CENT, rounding=ROUND_HALF_UP)
+        if held[src] - bought.get(src, 0) < q:
+            src, dst = dst, src
+        held[src] -= q
+        held[dst] += q
+        bought[dst] = bought.get(dst, 0) + q
+        day_qty += q
+        day_value += price * q
+        trades_today += 1
+        date = f"{_date(day)}"
+        put({"command": "trade", "buyer": dst, "seller": src, "unit": "CEA", "vintage": YEAR, "quantity": q,
+             "price": str(price), "mode": "listed", "date": date})
+    out.close()
+    assert min(held.values()) >= 0
+    return {"commands": n, "events": events, "accounts": len(accounts), "trading_days": day + 1}
+
+
+def _date(day: int) -> str:
+    import datetime as dt
+
+    return (dt.date(YEAR, 1, 2) + dt.timedelta(days=day)).isoformat()
+
+
+# ---- measurements ------------------------------------------------------------------------------
+
+class _Ctx:
+    """What commands.importer.run_import needs of the CLI's context: an actor and a registry."""
+
+    def __init__(self, registry: Any) -> None:
+        self.actor = None
+        self.registry = registry
+
+
+def measure_import(store: Path, jsonl: Path, batch_size: int) -> dict[str, Any]:
+    """`carbon-ledger import FILE`, in-process: the same function the CLI runs."""
+    from commands.importer import run_import
+    from ledger.registry import Registry
+
+    buf = io.StringIO()
+    t0 = time.perf_counter()
+    reg = Registry(str(store))
+    with jsonl.open() as f, contextlib.redirect_stdout(buf):
+        run_import(_Ctx(reg), f, "stop", batch_size, True)
+    seconds = time.perf_counter() - t0
+    reg.close()
+    summary = json.loads(buf.getvalue())
+    if summary["refused"] or summary["stopped"]:
+        raise SystemExit(f"benchmark import refused commands: {summary['refused'][:3]}")
+    return {"seconds": seconds, "position": summary["position"], "applied": summary["applied"]}
+
+
+def stored_rows(store: Path) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(store)) as con:
+        return con.execute("SELECT originator_id, originator_version, topic, state FROM stored_events"
+                           " ORDER BY rowid").fetchall()
+
+
+def measure_raw_insert(workdir: Path, rows: list[tuple], batch_size: int) -> float:
+    """The limit for import: executemany of the same rows into a bare WAL table, same batches, same fsyncs."""
+    path = workdir / "bare.db"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(path) + suffix)
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    con.execute("CREATE TABLE bare (id INTEGER PRIMARY KEY, originator_id TEXT, originator_version INTEGER,"
+                " topic TEXT, state BLOB)")
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), batch_size):
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany("INSERT INTO bare (originator_id, originator_version, topic, state) VALUES (?,?,?,?)",
+                        rows[i : i + batch_size])
+        con.execute("COMMIT")
+    seconds = time.perf_counter() - t0
+    con.close()
+    return len(rows) / seconds
+
+
+def measure_raw_read(store: Path) -> float:
+    """The limit for replay: every stored row's state, in order, through Python."""
+    best = 0.0
+    for _ in range(3):
+        with contextlib.closing(sqlite3.connect(store)) as con:
+            t0 = time.perf_counter()
+            n = 0
+            for (_state,) in con.execute("SELECT state FROM stored_events ORDER BY rowid"):
+                n += 1
+            best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def _replay_child(store: str, upto: int | None) -> None:
+    """Run in a subprocess: rebuild every projection from 0; print seconds, events and peak RSS."""
+    from ledger.registry import Registry
+    from projections import runner
+
+    reg = Registry(store)
+    rss_before = _proc_status_mb("VmRSS")
+    t0 = time.perf_counter()
+    _states, pos = runner.rebuild(reg.recorder, upto=upto)
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "events": pos, "peak_rss_mb": _proc_status_mb("VmHWM"),
+                      "rss_before_mb": rss_before}))
+
+
+def _proc_status_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process, in MB. (ru_maxrss would include the parent's
+    peak: Linux carries it over exec.)"""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_replay(store: Path, upto: int | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--replay-child", str(store)]
+    if upto is not None:
+        cmd += ["--upto", str(upto)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure_as_of(store: Path, head: int) -> dict[str, Any]:
+    """Catch the read models up (as any read does), then time `balances --as-of N` at a few N."""
+    from ledger.registry import Registry
+    from projections import runner
+
+    reg = Registry(str(store))
+    t0 = time.perf_counter()
+    runner.catch_up(reg.recorder)
+    catch_up_s = time.perf_counter() - t0
+    mid, late = min(head, head // 2 + 7), max(1, head - runner.CHECKPOINT_EVERY // 2 - 1)
+    points = sorted({1, max(1, head // 3), mid, late, max(1, head - 1), head})
+    in_process = {}
+    for n in points:
+        t0 = time.perf_counter()
+        runner.as_of(reg.recorder, n, ["balances"])
+        in_process[n] = time.perf_counter() - t0
+    reg.close()
+    cli = {}
+    for n in sorted({mid, late}):
+        t0 = time.perf_counter()
+        subprocess.run([*_cli(), "--store", str(store), "balances", "--as-of", str(n), "--json"], check=True,
+                       capture_output=True)
+        cli[n] = time.perf_counter() - t0
+    return {"catch_up_s": catch_up_s, "in_process_s": in_process, "cli_s": cli}
+
+
+def _cli() -> list[str]:
+    exe = Path(sys.executable).parent / "carbon-ledger"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "commands.cli"]
+
+
+def _median_wall(cmd_for_run: Any, runs: int) -> float:
+    times = []
+    for i in range(runs):
+        cmd = cmd_for_run(i)
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure_cli(store: Path, runs: int) -> tuple[float, float]:
+    bare = _median_wall(lambda i: [sys.executable, "-c", "import click, pydantic, eventsourcing.application"], runs)
+    append = _median_wall(lambda i: [*_cli(), "--store", str(store), "transfer", "F0001", "F0002", "--unit", "CEA",
+                                     "--vintage", str(YEAR), "--quantity", "1", "--command-id", f"bench-cli-{i}"],
+                          runs)
+    return append, bare
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+def run(events: int, batch_size: int, workdir: Path, cli_runs: int, log: Any) -> dict[str, Any]:
+    store, jsonl = workdir / "ledger.db", workdir / "import.jsonl"
+    log(f"generating {events:,} events' worth of commands ...")
+    gen = generate(jsonl, events)
+    log(f"importing {gen['commands']:,} commands through `import` ...")
+    imp = measure_import(store, jsonl, batch_size)
+    assert imp["position"] == events, imp
+    rows = stored_rows(store)
+    log("raw executemany ...")
+    raw_insert = measure_raw_insert(workdir, rows, batch_size)
+    row_bytes = sum(len(r[3]) for r in rows) / len(rows)
+    del rows
+    log("raw read ...")
+    raw_read = measure_raw_read(store)
+    log("replay (subprocess) ...")
+    replay = measure_replay(store)
+    replay_tenth = measure_replay(store, upto=max(1, events // 10))
+    log("as-of ...")
+    as_of = measure_as_of(store, events)
+    log(f"CLI append x{cli_runs} ...")
+    cli_append, bare = measure_cli(store, cli_runs)
+    import_eps = events / imp["seconds"]
+    replay_eps = replay["events"] / replay["seconds"]
+    as_of_max = max([*as_of["in_process_s"].values()])
+    result = {
+        "events": events,
+        "commands": gen["commands"],
+        "accounts": gen["accounts"],
+        "trading_days": gen["trading_days"],
+        "mean_event_bytes": round(row_bytes, 1),
+        "batch_size": batch_size,
+        "import_s": round(imp["seconds"], 3),
+        "import_events_per_s": round(import_eps),
+        "raw_insert_rows_per_s": round(raw_insert),
+        "import_ratio": round(import_eps / raw_insert, 3),
+        "replay_s": round(replay["seconds"], 3),
+        "replay_events_per_s": round(replay_eps),
+        "raw_read_rows_per_s": round(raw_read),
+        "replay_ratio": round(replay_eps / raw_read, 3),
+        "replay_peak_rss_mb": round(replay["peak_rss_mb"], 1),
+        "replay_rss_before_mb": round(replay["rss_before_mb"], 1),
+        "replay_tenth_peak_rss_mb": round(replay_tenth["peak_rss_mb"], 1),
+        "catch_up_s": round(as_of["catch_up_s"], 3),
+        "as_of_s": {str(k): round(v, 4) for k, v in as_of["in_process_s"].items()},
+        "as_of_cli_s": {str(k): round(v, 3) for k, v in as_of["cli_s"].items()},
+        "as_of_max_s": round(as_of_max, 4),
+        "cli_append_s": round(cli_append, 4),
+        "bare_import_s": round(bare, 4),
+        "cli_ratio": round(cli_append / bare, 2),
+        "machine": _machine(),
+    }
+    result["targets_met"] = {
+        "import_ratio": result["import_ratio"] >= TARGETS["import_ratio"],
+        "replay_ratio": result["replay_ratio"] >= TARGETS["replay_ratio"],
+        "cli_ratio": result["cli_ratio"] <= TARGETS["cli_ratio"],
+        "as_of_max_s": result["as_of_max_s"] < TARGETS["as_of_max_s"],
+    }
+    return result
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version},"
+            f" {platform.system()} {platform.release()}")
+
+
+def report(r: dict[str, Any]) -> str:
+    ok = {True: "ok", False: "MISSED"}
+    t = r["targets_met"]
+    lines = [
+        f"carbon-ledger benchmark: {r['events']:,} events ({r['commands']:,} commands, {r['accounts']} accounts,"
+        f" {r['trading_days']} trading days, {r['mean_event_bytes']:.0f} bytes/event), batches of {r['batch_size']}",
+        f"machine: {r['machine']}",
+        "",
+        f"{'measure':<44}{'ledger':>14}{'raw SQLite':>14}{'ratio':>9}  target",
+        f"{'bulk import (events/s vs executemany rows/s)':<44}{r['import_events_per_s']:>14,}"
+        f"{r['raw_insert_rows_per_s']:>14,}{r['import_ratio']:>9.3f}  >= {TARGETS['import_ratio']} {ok[t['import_ratio']]}",
+        f"{'replay all projections (events/s vs read)':<44}{r['replay_events_per_s']:>14,}"
+        f"{r['raw_read_rows_per_s']:>14,}{r['replay_ratio']:>9.3f}  >= {TARGETS['replay_ratio']} {ok[t['replay_ratio']]}",
+        f"{'one CLI append (s, median of 20 vs import)':<44}{r['cli_append_s']:>14.3f}"
+        f"{r['bare_import_s']:>14.3f}{r['cli_ratio']:>9.2f}  <= {TARGETS['cli_ratio']} {ok[t['cli_ratio']]}",
+        "",
+        f"import took {r['import_s']:.2f} s; replay {r['replay_s']:.2f} s; catching the read models up"
+        f" {r['catch_up_s']:.2f} s",
+        f"replay peak RSS {r['replay_peak_rss_mb']:.1f} MB (before replay {r['replay_rss_before_mb']:.1f} MB;"
+        f" replaying the first tenth: {r['replay_tenth_peak_rss_mb']:.1f} MB)",
+        "balances --as-of N, in-process (s): " + ", ".join(f"{k}: {v:.4f}" for k, v in r["as_of_s"].items())
+        + f"  max {r['as_of_max_s']:.4f} < {TARGETS['as_of_max_s']} {ok[t['as_of_max_s']]}",
+        "balances --as-of N, CLI wall time (s): " + ", ".join(f"{k}: {v:.3f}" for k, v in r["as_of_cli_s"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="events in the store (default 200,000)")
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="commands per import transaction")
+    ap.add_argument("--cli-runs", type=int, default=CLI_RUNS, help="CLI runs to take the median of")
+    ap.add_argument("--workdir", help="keep the store and the import file here (default: a temporary directory)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--replay-child", help=argparse.SUPPRESS)
+    ap.add_argument("--upto", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.replay_child:
+        _replay_child(a.replay_child, a.upto)
+        return 0
+    log = (lambda msg: print(msg, file=sys.stderr)) if not a.json else (lambda msg: None)
+    tmp = None
+    if a.workdir:
+        workdir = Path(a.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (workdir / name).unlink()
+    else:
+        tmp = tempfile.mkdtemp(prefix="carbon-ledger-bench-")
+        workdir = Path(tmp)
+    try:
+        r = run(a.events, a.batch_size, workdir, a.cli_runs, log)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(r, indent=2) if a.json else report(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

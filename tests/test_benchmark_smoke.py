@@ -1,0 +1,26 @@
+"""benchmarks/run.py runs end to end on a tiny store and reports every measure (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = ("import_events_per_s", "raw_insert_rows_per_s", "import_ratio", "replay_events_per_s", "raw_read_rows_per_s",
+        "replay_ratio", "cli_append_s", "bare_import_s", "cli_ratio", "replay_peak_rss_mb", "events", "as_of_max_s")
+
+
+def test_benchmark_runs_on_a_tiny_store_and_reports_every_measure(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--events", "2000", "--cli-runs", "2", "--json",
+         "--workdir", str(tmp_path)],
+        check=True, capture_output=True, text=True, cwd=ROOT, timeout=300,
+    ).stdout
+    r = json.loads(out)
+    for key in KEYS:
+        assert key in r, key
+        assert r[key] > 0, (key, r[key])
+    assert r["events"] == 2000
+    assert set(r["targets_met"]) == {"import_ratio", "replay_ratio", "cli_ratio", "as_of_max_s"}
