@@ -8,19 +8,15 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
+from ledgerkit import events as events_of
 
 from commands.simulate import ANCHOR_CLOSES, DEMO_SCALE, OPEN_PRICE, PEAK_DATE, YEARS, demo, simulate
 from ledger import rules
 from ledger.errors import BadInput, Refused
-from ledger.events import decode
 from ledger.registry import Registry
 from ledger.units import money
 
 SMALL = 0.005  # about 20 firms; each run takes a second or two
-
-
-def _events(registry: Registry) -> list[dict]:
-    return [decode(state) for _pos, _hash, state in registry.recorder.read_events()]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +25,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Registry, dict, 
     calls: list[tuple[int, int]] = []
     summary = demo(registry, progress=lambda done, total: calls.append((done, total)))
     summary["_progress"] = calls
-    return registry, summary, _events(registry)
+    return registry, summary, events_of(registry)
 
 
 def _trades(events: list[dict]) -> list[dict]:
@@ -194,7 +190,7 @@ def test_enforced_run_records_the_entitled_actor_for_each_command(tmp_path) -> N
     registry = Registry(str(tmp_path / "enforced.db"))
     summary = simulate(registry, scale=0.002, seed=1, enforce=True)
     assert summary["regulator"] == "MEE"
-    events = _events(registry)
+    events = events_of(registry)
     assert events[0]["type"] == "LedgerInitialized" and registry.state.enforced
     actors = defaultdict(set)
     for e in events:
