@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from ledger import rules, units
 from ledger.errors import BadInput
@@ -50,6 +50,14 @@ class ActorAdd(CommandInput):
     _r = field_validator("role", mode="before")(_v(units.parse_choice, units.ROLES, "role"))
     _f = field_validator("firm", mode="before")(_v(units.parse_id, "firm id"))
 
+    @model_validator(mode="after")
+    def _firm_goes_with_role_firm(self) -> ActorAdd:
+        if self.role == "firm" and not self.firm:
+            raise ValueError("a firm actor needs --firm FIRM_ID")
+        if self.role != "firm" and self.firm:
+            raise ValueError("--firm applies only to actors with role firm")
+        return self
+
 
 class ActorKey(CommandInput):
     actor_id: str
@@ -68,6 +76,12 @@ class FirmRegister(CommandInput):
     _s = field_validator("sector", mode="before")(_v(units.parse_choice, units.SECTORS, "sector"))
     _g = field_validator("region", mode="before")(_v(units.parse_text, "region"))
     _u = field_validator("unit_type", mode="before")(_v(units.parse_choice, rules.UNIT_TYPES, "unit type"))
+
+    @model_validator(mode="after")
+    def _unit_type_only_for_power(self) -> FirmRegister:
+        if self.unit_type and self.sector != "power":
+            raise ValueError("--unit-type applies only to the power sector")
+        return self
 
 
 class AccountOpen(CommandInput):
@@ -100,6 +114,13 @@ class YearOpen(CommandInput):
             return units.parse_date(value, "deadline").isoformat()
         except BadInput as e:
             raise ValueError(str(e)) from None
+
+    @model_validator(mode="after")
+    def _deadline_not_before_the_period(self) -> YearOpen:
+        last = units.parse_period(self.year)[1]
+        if self.deadline is not None and self.deadline < f"{last}-01-01":
+            raise ValueError(f"deadline {self.deadline} is before the compliance year {self.year}")
+        return self
 
 
 class YearClose(CommandInput):
@@ -221,6 +242,12 @@ class EmissionsVerify(CommandInput):
     _t = field_validator("tonnes", mode="before")(_v(units.parse_tonnes_nonnegative, "tonnes"))
     _o = field_validator("output", mode="before")(_v(units.parse_tonnes_nonnegative, "output"))
     _ou = field_validator("output_unit", mode="before")(_v(units.parse_choice, ("MWh", "GJ", "t"), "output unit"))
+
+    @model_validator(mode="after")
+    def _output_with_its_unit(self) -> EmissionsVerify:
+        if (self.output is None) != (self.output_unit is None):
+            raise ValueError("--output and --output-unit go together")
+        return self
 
 
 class Surrender(CommandInput):

@@ -606,6 +606,40 @@ def test_a_bad_line_refuses_the_whole_file_before_anything_is_appended(
     assert head(store) == before
 
 
+@pytest.mark.parametrize(
+    "line, why",
+    [
+        ({"command": "year open", "year": "2026", "deadline": "2025-12-31"}, "before the compliance year"),
+        (
+            {"command": "emissions verify", "firm_id": "F1", "year": 2024, "tonnes": 5, "output": 10},
+            "go together",
+        ),
+        (
+            {
+                "command": "firm register",
+                "firm_id": "S9",
+                "name": "S",
+                "sector": "steel",
+                "region": "Hebei",
+                "unit_type": "gas",
+            },
+            "power sector",
+        ),
+        ({"command": "actor add", "actor_id": "D1", "role": "firm"}, "needs --firm"),
+        ({"command": "actor add", "actor_id": "X1", "role": "exchange", "firm": "F1"}, "role firm"),
+    ],
+)
+def test_a_line_whose_arguments_contradict_each_other_refuses_the_whole_file(
+    store: str, tmp_path: Path, line: dict, why: str
+) -> None:
+    """No ledger state is needed to see these lines are invalid, so nothing before them is appended either."""
+    before = head(store)
+    text = DESIGN_EXAMPLE + json.dumps({**line, "command_id": "bad"}) + "\n"
+    r = run_main(store, "import", _write(tmp_path, text))
+    assert r.code == 2 and "line 6 (bad)" in r.err and why in r.err
+    assert head(store) == before
+
+
 def test_a_bad_line_refuses_even_a_new_store_without_creating_it(tmp_path: Path) -> None:
     path = str(tmp_path / "new.db")
     r = run_main(path, "import", _write(tmp_path, DESIGN_EXAMPLE + "{oops\n"))
