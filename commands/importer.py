@@ -38,10 +38,10 @@ def parse_lines(file: TextIO) -> list[tuple[int, Any]]:
         if not isinstance(cid, str) or not cid:
             raise BadInput(f"line {n}: no \"command_id\" (every imported command needs one, so a rerun is safe)")
         try:
-            parse_command(name, obj)
+            args = parse_command(name, obj)
         except BadInput as e:
             raise BadInput(f"line {n} ({cid}): {e.message}") from None
-        cmds.append((n, Command(name, obj, cid, actor if isinstance(actor, str) else None)))
+        cmds.append((n, Command(name, args, cid, actor if isinstance(actor, str) else None, checked=True)))
     return cmds
 
 
