@@ -12,6 +12,23 @@ Key = tuple[str, str, int]
 MOVING = ("AllowancesIssued", "AllowancesTransferred", "TradeExecuted", "AllowancesSurrendered",
           "AllowancesCancelled", "AllowancesWithdrawn")
 TOTAL_FIELDS = ("issued", "held", "surrendered", "cancelled", "withdrawn")
+PAIRS = {"AllowancesTransferred": ("from_account", "to_account"), "TradeExecuted": ("seller", "buyer")}
+
+
+def _move(holdings: dict[Key, int], src: str, dst: str, unit: str, vintage: int, q: int) -> None:
+    """`q` t from src to dst, as the two movements of `movements` do (a holding at zero is dropped)."""
+    key = (src, unit, vintage)
+    new = holdings.get(key, 0) - q
+    if new:
+        holdings[key] = new
+    else:
+        holdings.pop(key, None)
+    key = (dst, unit, vintage)
+    new = holdings.get(key, 0) + q
+    if new:
+        holdings[key] = new
+    else:
+        holdings.pop(key, None)
 
 
 def movements(event: dict[str, Any]) -> list[tuple[str, str, int, int, str | None]]:
@@ -42,6 +59,14 @@ class Balances:
         if t not in MOVING:
             return state
         holdings = state["holdings"]
+        pair = PAIRS.get(t)
+        if pair is not None:  # the bulk of a log: a move between two accounts; totals are unchanged
+            d = event["data"]
+            u, v, q = d["unit"], d["vintage"], d["quantity"]
+            _move(holdings, d[pair[0]], d[pair[1]], u, v, q)
+            if (u, v) not in state["totals"]:
+                state["totals"][(u, v)] = dict.fromkeys(TOTAL_FIELDS, 0)
+            return state
         for account, unit, vintage, delta, _ in movements(event):
             key = (account, unit, vintage)
             new = holdings.get(key, 0) + delta
@@ -88,6 +113,12 @@ class History:
         return {"holdings": {}}
 
     def apply(self, state: dict[str, Any], event: dict[str, Any], out: list | None = None) -> dict[str, Any]:
+        if out is None:  # no rows wanted (a replay): only the running balances
+            pair = PAIRS.get(event["type"])
+            if pair is not None:
+                d = event["data"]
+                _move(state["holdings"], d[pair[0]], d[pair[1]], d["unit"], d["vintage"], d["quantity"])
+                return state
         moves = movements(event)
         if not moves:
             return state

@@ -11,6 +11,9 @@ from ledger import rules
 from ledger.units import fmt_money, period_label
 
 
+IGNORED = frozenset({"AllowancesTransferred", "TradeExecuted", "AllowancesCancelled"})  # no effect on compliance
+
+
 class Compliance:
     name = "compliance"
 
@@ -20,6 +23,8 @@ class Compliance:
 
     def apply(self, s: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         t, d = event["type"], event["data"]
+        if t in IGNORED:
+            return s
         if t == "FirmRegistered":
             s["firms"][d["firm_id"]] = [d["sector"], d.get("unit_type"), d["name"], d["region"]]
         elif t == "ComplianceYearOpened":

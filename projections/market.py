@@ -28,7 +28,12 @@ class Market:
         if m is None:
             m = state[d["unit"]] = {"cumulative": _bucket(), "days": {}, "years": {}, "modes": {}}
         value = price * q
-        for b in (m["cumulative"], m["years"].setdefault(date[:4], _bucket()), m["modes"].setdefault(d["mode"], _bucket())):
+        year, mode = m["years"].get(date[:4]), m["modes"].get(d["mode"])
+        if year is None:
+            year = m["years"][date[:4]] = _bucket()
+        if mode is None:
+            mode = m["modes"][d["mode"]] = _bucket()
+        for b in (m["cumulative"], year, mode):
             b[0] += q
             b[1] += value
             b[2] += 1

@@ -102,15 +102,26 @@ def rebuild(recorder: Any, progress: Progress = None, upto: int | None = None,
     states = {p.name: p.initial() for p in PROJECTIONS}
     head = upto if upto is not None else recorder.head()[0]
     rows: list = []
+    out = rows if on_rows else None  # nobody reads the rows: don't build them
+    # Every fold updates its state in place and returns it (checked), so each is bound once.
+    folds = [(p.name, p.apply, states[p.name], getattr(p, "emits_rows", False)) for p in PROJECTIONS]
+    plain = [(apply, state) for _n, apply, state, emits in folds if not emits]
+    emitting = [(apply, state) for _n, apply, state, emits in folds if emits]
+    loads = orjson.loads
     pos = 0
     for pos, _h, blob in recorder.read_events(after=0, upto=head):
-        env = decode(blob)
-        for p in PROJECTIONS:
-            states[p.name] = _apply(p, states[p.name], env, rows)
+        env = loads(blob)
+        for apply, state in plain:
+            if apply(state, env) is not state:
+                raise RuntimeError(f"fold {apply} replaced its state instead of updating it")
+        for apply, state in emitting:
+            if apply(state, env, out) is not state:
+                raise RuntimeError(f"fold {apply} replaced its state instead of updating it")
         if len(rows) >= 10_000:
             if on_rows:
                 on_rows(rows)
             rows = []
+            out = rows
         if progress and pos % 20_000 == 0:
             progress(pos, head)
     if on_rows and rows:
