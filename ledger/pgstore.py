@@ -124,6 +124,21 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
             c.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("carbon-ledger:write:" + self.schema,))
             yield c
 
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """A session advisory lock held across a command's read-decide-append.
+
+        Without it, PostgreSQL's lock queue lets a writer that waited for the table lock find
+        its decision stale every time under sustained load (it starves); with it, the
+        registry's writers take turns in the order they asked.
+        """
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", ("carbon-ledger:writer:" + self.schema,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", ("carbon-ledger:writer:" + self.schema,))
+
     def _upsert(self, c: Any, table: str, cols: tuple[str, ...], values: tuple) -> None:
         key = UPSERT_KEYS[table]
         rest = [col for col in cols if col not in key]

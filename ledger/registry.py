@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 
 from ledger import rules
-from ledger.errors import BadInput, LedgerError, Refused, StoreError
+from ledger.errors import BadInput, Conflict, LedgerError, Refused, StoreError
 from ledger.events import TOPIC_PREFIX, canonical_bytes, decode
 from ledger.inputs import parse_command
 from ledger.model import LedgerState, Period, default_deadline
@@ -134,6 +135,10 @@ class Registry(Application):
         A refused command records nothing; with on_refusal="stop" the commands after it
         are not run (and get no entry in the returned list).
         """
+        with self.recorder.writer_lock():
+            return self._execute_batch(cmds, on_refusal)
+
+    def _execute_batch(self, cmds: Sequence[Command], on_refusal: str) -> list[Outcome | LedgerError]:
         last_error: Exception | None = None
         for _attempt in range(MAX_ATTEMPTS):
             st = self.state
@@ -161,7 +166,7 @@ class Registry(Application):
             except BaseException:
                 self._state = None  # the in-memory fold may hold uncommitted events
                 raise
-        raise StoreError(f"gave up after {MAX_ATTEMPTS} conflicting writes: {last_error}")
+        raise Conflict(f"gave up after {MAX_ATTEMPTS} conflicting writes: {last_error}")
 
     def _commit(self, st: LedgerState, events: list[dict[str, Any]], rows: list[tuple]) -> None:
         stored = [
@@ -455,7 +460,7 @@ def _trade(reg: Registry, st: LedgerState, a: dict[str, Any], actor: str) -> Dec
     close = market.reference_close(date)
     band = rules.PRICE_BAND[mode]
     if close is not None and band is not None:
-        lo, hi = money(close * (1 - band)), money(close * (1 + band))
+        lo, hi = _band(close, band)
         if not lo <= price <= hi:
             raise Refused(f"price {price} is outside the {mode} band {lo}-{hi} (previous close {close})",
                           code="price_band")
@@ -469,8 +474,19 @@ def _trade(reg: Registry, st: LedgerState, a: dict[str, Any], actor: str) -> Dec
     data = {"trade_id": trade_id, "buyer": buyer, "seller": seller, "unit": a["unit"], "vintage": a["vintage"],
             "quantity": q, "price": a["price"], "mode": mode, "trade_date": date}
     if close is not None:
-        data["reference_price"] = fmt_money(close)
+        data["reference_price"] = _fmt_close(close)
     return [("TradeExecuted", data)], {"trade_id": trade_id}
+
+
+@lru_cache(maxsize=64)
+def _band(close: Decimal, band: Decimal) -> tuple[Decimal, Decimal]:
+    """The allowed price range around a previous close (a day's trades all ask for the same one)."""
+    return money(close * (1 - band)), money(close * (1 + band))
+
+
+@lru_cache(maxsize=64)
+def _fmt_close(close: Decimal) -> str:
+    return fmt_money(close)
 
 
 def _verify(reg: Registry, st: LedgerState, a: dict[str, Any], actor: str) -> Decided:

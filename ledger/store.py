@@ -108,6 +108,14 @@ class LedgerRecorderMixin:
     def _extra_tables(self) -> list[str]:
         return list(EXTRA_TABLES)
 
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Held by a registry across read-decide-append, where the store needs it to avoid starving writers.
+
+        SQLite needs none: BEGIN IMMEDIATE waits its turn, and a writer that lost a race retries at once.
+        """
+        yield
+
     # ---- writes (inside the events' transaction) ----------------------------------------
     def _chain_and_extras(self, c: Any, stored_events: Sequence[StoredEvent], ids: Sequence[int],
                           commands: Sequence[tuple] = (), snapshot: tuple | None = None) -> None:
@@ -332,13 +340,17 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
         start = (c.fetchone()[0] or 0) + 1
+        hexes: dict[Any, str] = {}  # a batch has one or a few originators: convert each id once
+
+        def hex_of(oid: Any) -> str:
+            h = hexes.get(oid)
+            if h is None:
+                h = hexes[oid] = oid.hex if hasattr(oid, "hex") else oid
+            return h
+
         c.executemany(
             self.insert_events_statement,
-            [
-                (s.originator_id.hex if hasattr(s.originator_id, "hex") else s.originator_id,
-                 s.originator_version, s.topic, s.state)
-                for s in stored_events
-            ],
+            [(hex_of(s.originator_id), s.originator_version, s.topic, s.state) for s in stored_events],
         )
         ids = list(range(start, start + len(stored_events)))
         self._chain_and_extras(c, stored_events, ids, kwargs.get("commands", ()), kwargs.get("snapshot"))

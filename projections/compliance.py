@@ -26,7 +26,9 @@ class Compliance:
         if t in IGNORED:
             return s
         if t == "FirmRegistered":
-            s["firms"][d["firm_id"]] = [d["sector"], d.get("unit_type"), d["name"], d["region"]]
+            # The periods already closed when a firm registers are none of its business (status `-`).
+            closed = sorted(label for label, p in s["periods"].items() if p[3])
+            s["firms"][d["firm_id"]] = [d["sector"], d.get("unit_type"), d["name"], d["region"], closed]
         elif t == "ComplianceYearOpened":
             first, last = d["year"], d.get("last_year") or d["year"]
             label = period_label(first, last)
@@ -94,7 +96,9 @@ def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
     free = sum(s["allocated"].get((fid, y), 0) for y in years)
     cea = s["surrendered"].get((fid, label, "CEA"), 0)
     ccer = s["surrendered"].get((fid, label, "CCER"), 0)
-    covered = any(rules.is_covered(sector, y) for y in years) or verified is not None or free > 0
+    registered_late = label in (s["firms"][fid][4] if len(s["firms"][fid]) > 4 else ())
+    covered = not registered_late and (
+        any(rules.is_covered(sector, y) for y in years) or verified is not None or free > 0)
     obligation = rules.obligation(sector, unit_type, verified, free) if verified is not None else None
     if not covered:
         status = "-"
