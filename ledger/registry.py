@@ -201,13 +201,13 @@ class Registry(Application):
         if len(command_id) > 128:
             raise BadInput("command id is longer than 128 characters")
         digest = _digest(cmd.name, args)
+        actor = self._authorize(st, cmd.name, args, cmd.actor)  # a repeat reveals its result only to the allowed
         if command_id in seen:
             d, first, last, result = seen[command_id]
             if d != digest:
                 raise Refused(f"command id {command_id} was already used for a different command",
                               code="command_id_reused")
             return Outcome(command_id, first, last, orjson.loads(result), replayed=True)
-        actor = self._authorize(st, cmd.name, args, cmd.actor)
         signed = self._check_signature(st, cmd, command_id, args, actor)
         decided, extra = DECIDE[cmd.name](self, st, args, actor)
         if not decided:
@@ -248,6 +248,11 @@ class Registry(Application):
         if actor.role not in allowed:
             raise Refused(f"actor {actor_id} ({actor.role}) lacks the right to {name}"
                           f" (needs {' or '.join(allowed)})", code="not_permitted")
+        if actor.role == "regulator" and name in OWN_ACCOUNT_ONLY:
+            acc = st.accounts.get(args[OWN_ACCOUNT_ONLY[name]])
+            if acc is not None and acc.kind != "government":
+                raise Refused(f"actor {actor_id} (regulator) lacks the right to {name} from {acc.kind} account"
+                              f" {acc.account_id}: only its holder moves it", code="not_own_account")
         if actor.role == "firm" and name in OWN_ACCOUNT_ONLY:
             account_id = args[OWN_ACCOUNT_ONLY[name]]
             acc = st.accounts.get(account_id)
