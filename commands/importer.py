@@ -80,7 +80,7 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
     if c.actor:
         for _n, cmd in cmds:
             cmd.actor = cmd.actor or c.actor
-    if c.key:  # sign every unsigned line as the --as actor, over the same canonical bytes as the CLI
+    if getattr(c, "key", None):  # sign every unsigned line as the --as actor, over the same canonical bytes as the CLI
         from ledger import signing
 
         key = signing.load_private(c.key)
