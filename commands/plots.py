@@ -51,19 +51,22 @@ def plot_compliance(rows: list[dict[str, Any]], path: str) -> None:
     for r in rows:
         key = (r["period"], r["sector"])
         s = r["status"].rstrip("*")
+        if s == "-":
+            continue  # no obligation: not part of the picture
         counts.setdefault(key, {}).setdefault(s, 0)
         counts[key][s] += 1
     if not counts:
         raise BadInput("no compliance rows to plot")
     keys = sorted(counts)
-    labels = [f"{p}\n{s}" for p, s in keys]
-    fig, ax = plt.subplots(figsize=(max(6, len(keys) * 0.9), 5))
+    labels = [f"{p} {s}" for p, s in keys]
+    fig, ax = plt.subplots(figsize=(max(6, len(keys) * 0.8), 5.5))
     bottom = [0] * len(keys)
-    for status, color in (("A", "tab:green"), ("B", "tab:red"), ("C", "tab:orange"), ("-", "tab:gray")):
+    for status, color in (("A", "tab:green"), ("B", "tab:red"), ("C", "tab:orange")):
         vals = [counts[k].get(status, 0) for k in keys]
         ax.bar(labels, vals, bottom=bottom, color=color, label=status)
         bottom = [b + v for b, v in zip(bottom, vals)]
     ax.set_ylabel("firms")
+    ax.tick_params(axis="x", labelrotation=45)
     ax.set_title("Compliance status per period and sector")
     ax.legend(title="status")
     fig.tight_layout()
