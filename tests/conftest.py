@@ -1,5 +1,36 @@
 """Shared test configuration and fixtures."""
 
+# ---- Hypothesis profiles (tests/property) ------------------------------------------------------------
+# `ci` is the default: derandomized, no deadline, sized so that tests/property runs in a minute or two on a
+# 2-core machine. `long` is for soaks: `pytest --hypothesis-profile=long tests/property` (the plugin applies
+# the option after this file is imported, so it overrides the default). A failure prints the minimal
+# example; for the stateful test, the shrunk command sequence.
+import os as _os
+
+from hypothesis import HealthCheck as _HealthCheck
+from hypothesis import settings as _settings
+
+_settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=120,
+    stateful_step_count=60,
+    database=None,
+    suppress_health_check=[_HealthCheck.too_slow, _HealthCheck.data_too_large],
+)
+_settings.register_profile(
+    "long",
+    deadline=None,
+    max_examples=2_000,
+    stateful_step_count=150,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[_HealthCheck.too_slow, _HealthCheck.data_too_large],
+)
+_settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
 # ---- fixtures of the regular suite (tests/test_*.py) ----------------------------------------------
 from collections.abc import Iterator as _Iterator  # noqa: E402
 from pathlib import Path as _Path  # noqa: E402
