@@ -19,6 +19,7 @@ from ledger.errors import Refused
 from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
+SNAPSHOT_VERSION = 2  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
 
 
 @dataclass
@@ -105,7 +106,9 @@ class LedgerState:
     deductions: dict[str, tuple[int, int]] = field(default_factory=dict)  # firm -> (qty, from penalty year)
     markets: dict[str, Market] = field(default_factory=dict)
     months: dict[str, tuple[int, Decimal]] = field(default_factory=dict)  # CEA "YYYY-MM" -> (qty, value)
-    bought: dict[str, tuple[str, dict[tuple[str, int], int]]] = field(default_factory=dict)  # T+1
+    # T+1: per (account, unit), the last trade date it bought on and what it bought then, by vintage.
+    # Trade dates never go back within a unit's market, so older dates can never matter again.
+    bought: dict[tuple[str, str], tuple[str, dict[int, int]]] = field(default_factory=dict)
     penalized: set[tuple[str, str]] = field(default_factory=set)
 
     # --- queries --------------------------------------------------------------
@@ -147,9 +150,9 @@ class LedgerState:
     def sellable(self, account_id: str, unit: str, vintage: int, trade_date: str) -> int:
         """Holding less what was bought on the same trade date (T+1)."""
         held = self.holding(account_id, unit, vintage)
-        day = self.bought.get(account_id)
+        day = self.bought.get((account_id, unit))
         if day and day[0] == trade_date:
-            held -= day[1].get((unit, vintage), 0)
+            held -= day[1].get(vintage, 0)
         return held
 
     def market(self, unit: str) -> Market:
@@ -212,6 +215,7 @@ class LedgerState:
     # --- snapshot (a cache of the fold; the log stays the truth) -------------------
     def to_snapshot(self) -> dict[str, Any]:
         return {
+            "version": SNAPSHOT_VERSION,
             "position": self.position,
             "enforced": self.enforced,
             "require_signatures": self.require_signatures,
@@ -228,7 +232,7 @@ class LedgerState:
             "markets": [[u, m.last_date, m.day_qty, str(m.day_value), None if m.prev_close is None
                          else str(m.prev_close), m.trades] for u, m in self.markets.items()],
             "months": [[k, q, str(v)] for k, (q, v) in self.months.items()],
-            "bought": [[a, d, [[u, v, q] for (u, v), q in b.items()]] for a, (d, b) in self.bought.items()],
+            "bought": [[a, u, d, [[v, q] for v, q in b.items()]] for (a, u), (d, b) in self.bought.items()],
             "penalized": [list(k) for k in self.penalized],
         }
 
@@ -253,7 +257,7 @@ class LedgerState:
             u: Market(d, q, Decimal(v), None if pc is None else Decimal(pc), n) for u, d, q, v, pc, n in s["markets"]
         }
         st.months = {k: (q, Decimal(v)) for k, q, v in s["months"]}
-        st.bought = {a: (d, {(u, v): q for u, v, q in b}) for a, d, b in s["bought"]}
+        st.bought = {(a, u): (d, {v: q for v, q in b}) for a, u, d, b in s["bought"]}
         st.penalized = {tuple(k) for k in s["penalized"]}  # type: ignore[misc]
         return st
 
@@ -321,10 +325,11 @@ def _traded(st: LedgerState, d: dict[str, Any]) -> None:
         month = date[:7]
         mq, mv = st.months.get(month, (0, Decimal(0)))
         st.months[month] = (mq + q, mv + price * q)
-    day = st.bought.get(d["buyer"])
+    key = (d["buyer"], unit)
+    day = st.bought.get(key)
     if day is None or day[0] != date:
-        day = st.bought[d["buyer"]] = (date, {})
-    day[1][(unit, vintage)] = day[1].get((unit, vintage), 0) + q
+        day = st.bought[key] = (date, {})
+    day[1][vintage] = day[1].get(vintage, 0) + q
 
 
 def _verified(st: LedgerState, d: dict[str, Any]) -> None:

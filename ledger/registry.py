@@ -26,7 +26,7 @@ from ledger import rules
 from ledger.errors import BadInput, Conflict, LedgerError, Refused, StoreError
 from ledger.events import TOPIC_PREFIX, canonical_bytes, decode
 from ledger.inputs import parse_command
-from ledger.model import LedgerState, Period, default_deadline
+from ledger.model import SNAPSHOT_VERSION, LedgerState, Market, Period, default_deadline
 from ledger.store import StoreConfig, parse_store
 from ledger.units import fmt_money, money, parse_period
 
@@ -112,7 +112,11 @@ class Registry(Application):
 
     def _load_state(self) -> LedgerState:
         snap = self.recorder.load_snapshot()
-        return LedgerState.from_snapshot(orjson.loads(snap[1])) if snap else LedgerState()
+        if snap:
+            data = orjson.loads(snap[1])
+            if data.get("version") == SNAPSHOT_VERSION:
+                return LedgerState.from_snapshot(data)
+        return LedgerState()  # no snapshot, or one of an older shape: fold the log from the start
 
     def _catch_up(self, st: LedgerState) -> None:
         for _pos, _h, state in self.recorder.read_events(after=st.position):
@@ -458,7 +462,7 @@ def _trade(reg: Registry, st: LedgerState, a: dict[str, Any], actor: str) -> Dec
         raise Refused(f"a listed trade must be under {rules.BLOCK_MIN_QUANTITY_T} t; use mode block", code="lot_size")
     if mode == "block" and q < rules.BLOCK_MIN_QUANTITY_T:
         raise Refused(f"a block trade must be at least {rules.BLOCK_MIN_QUANTITY_T} t", code="lot_size")
-    market = st.market(a["unit"])
+    market = st.markets.get(a["unit"]) or Market()  # deciding never changes the state
     if market.last_date is not None and date < market.last_date:
         raise Refused(f"trade date {date} is before the last trading day {market.last_date}", code="trade_date")
     price = Decimal(a["price"])

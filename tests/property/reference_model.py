@@ -63,15 +63,7 @@ PRICE_RE = re.compile(r"^\d+(\.\d{1,2})?$")
 # Ledger bugs the property test found, mirrored here so that the test keeps looking for others.
 # Each has a strict-xfail regression test in test_regressions.py; when the ledger is fixed, that test
 # XPASSes (and fails): then drop the name from this set and the xfail marker.
-KNOWN_BUGS = frozenset(
-    {
-        # T+1 is tracked per account for one trade day only: a purchase of any unit on another day (possible,
-        # since each unit's market has its own trade dates) forgets what the account bought today.
-        "t1-forgets-other-day",
-        # A refused trade leaves an empty Market entry in the live write-side state (not in a replay).
-        "refused-trade-adds-market",
-    }
-)
+KNOWN_BUGS: frozenset[str] = frozenset()  # both found so far are fixed (see test_regressions.py)
 
 
 class ModelBadInput(Exception):

@@ -1,8 +1,7 @@
 """Shrunk cases the property tests found, kept as plain tests.
 
-Each test states the behaviour the spec asks for. While the ledger bug is open the
-test is a strict xfail: it turns into a failure (XPASS) once the bug is fixed, and
-then the marker and the matching name in reference_model.KNOWN_BUGS should go.
+Each test states the behaviour the spec asks for; both bugs are fixed (T+1 is now kept
+per account and unit; deciding a trade no longer inserts a Market into the state).
 """
 
 from __future__ import annotations
@@ -28,12 +27,6 @@ def reg(tmp_path):
     r.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ledger bug: T+1 forgets today's purchases when the account buys "
-    "another unit on another day (LedgerState.bought keeps one day per account)",
-)
 def test_allowances_bought_today_stay_unsellable_after_buying_another_unit_on_another_day(
     reg: Registry,
 ) -> None:
@@ -52,12 +45,6 @@ def test_allowances_bought_today_stay_unsellable_after_buying_another_unit_on_an
         raise AssertionError("B resold on 3 June the CEA it bought on 3 June")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ledger bug: a refused trade leaves an empty Market entry in the live "
-    "write-side state (registry._trade calls LedgerState.market(), which inserts)",
-)
 def test_refused_trade_leaves_the_write_side_state_equal_to_a_replay(reg: Registry) -> None:
     reg.open_account("A", "Broker Co")
     reg.open_account("B", "Broker Co")
