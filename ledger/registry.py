@@ -115,8 +115,12 @@ class Registry(Application):
         if snap:
             data = orjson.loads(snap[1])
             if data.get("version") == SNAPSHOT_VERSION:
+                self._snapshot_position = snap[0]
                 return LedgerState.from_snapshot(data)
-        return LedgerState()  # no snapshot, or one of an older shape: fold the log from the start
+        # No snapshot, or one of an older shape: fold the log from the start, and let the next commit
+        # write a snapshot (else every command would refold the whole log until SNAPSHOT_EVERY more events).
+        self._snapshot_position = 0
+        return LedgerState()
 
     def _catch_up(self, st: LedgerState) -> None:
         for _pos, _h, state in self.recorder.read_events(after=st.position):
