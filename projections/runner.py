@@ -4,12 +4,15 @@ Read models are stored beside the events (rm_state, rm_history) with the positio
 of the last event each applied, written in one transaction, so a crash never
 applies an event twice or skips one. Catching up streams the log in pages and
 flushes every FLUSH_EVERY events, so memory does not grow with the log.
+The environment variable CARBON_LEDGER_FLUSH_EVERY (a positive integer) overrides
+FLUSH_EVERY: the follower tests set it low so that a kill lands between flushes.
 Every CHECKPOINT_EVERY positions the folds' states are kept (rm_checkpoint), so
 that `--as-of N` folds at most CHECKPOINT_EVERY events.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,7 +26,9 @@ from projections.market import Market
 PROJECTIONS = (Balances(), History(), Market(), Compliance())
 BY_NAME = {p.name: p for p in PROJECTIONS}
 CHECKPOINT_EVERY = 10_000
-FLUSH_EVERY = 50_000
+FLUSH_EVERY = int(os.environ.get("CARBON_LEDGER_FLUSH_EVERY") or 50_000)
+if FLUSH_EVERY < 1:
+    raise ValueError(f"CARBON_LEDGER_FLUSH_EVERY must be a positive integer, not {FLUSH_EVERY}")
 
 Progress = Callable[[int, int], None] | None
 
