@@ -245,7 +245,7 @@ class Registry(Application):
                 raise Refused("init creates a new store; this store already holds events", code="store_not_empty")
             return args["regulator"]
         if not st.enforced:
-            return actor_id or OPEN_STORE_ACTOR
+            return OPEN_STORE_ACTOR  # an open store authenticates nobody: a name given with --as is not recorded
         if not actor_id:
             raise Refused(f"{name}: this store enforces roles; name the actor with --as or CARBON_LEDGER_ACTOR",
                           code="no_actor")

@@ -264,6 +264,11 @@ def test_an_open_store_records_the_operator_and_audit_verify_says_roles_are_not_
     assert invoke_json(ledger_db, "audit", "verify")["roles_enforced"] is False
 
 
+def test_an_open_store_records_the_operator_even_when_a_name_is_given(registry: Registry) -> None:
+    out = registry.register_firm("F1", "U1", "power", "Hubei", actor="MEE")
+    assert {e["actor"] for e in out.events} == {"operator"}  # nobody was authenticated, so no name is claimed
+
+
 def test_the_open_store_operator_name_cannot_be_taken_by_an_actor(enforced: Registry) -> None:
     assert refusal(enforced.add_actor, "operator", "regulator", actor="MEE").code == "duplicate_actor"
 
