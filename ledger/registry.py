@@ -107,6 +107,13 @@ class Registry(Application):
     def state(self) -> LedgerState:
         if self._state is None:
             self._state = self._load_state()
+            self._catch_up(self._state)
+            if self._state.position - self._snapshot_position >= SNAPSHOT_EVERY:
+                # A missing, old-shaped or far-behind snapshot is replaced now, not at the next commit:
+                # a run of refused commands would otherwise each refold the log.
+                self.recorder.save_snapshot("ledger", self._state.position, orjson.dumps(self._state.to_snapshot()))
+                self._snapshot_position = self._state.position
+            return self._state
         self._catch_up(self._state)
         return self._state
 
@@ -117,8 +124,7 @@ class Registry(Application):
             if data.get("version") == SNAPSHOT_VERSION:
                 self._snapshot_position = snap[0]
                 return LedgerState.from_snapshot(data)
-        # No snapshot, or one of an older shape: fold the log from the start, and let the next commit
-        # write a snapshot (else every command would refold the whole log until SNAPSHOT_EVERY more events).
+        # No snapshot, or one of an older shape: fold the log from the start (`state` then writes one).
         self._snapshot_position = 0
         return LedgerState()
 

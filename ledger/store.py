@@ -223,6 +223,14 @@ class LedgerRecorderMixin:
             row = c.fetchone()
         return (row[0], bytes(row[1])) if row else None
 
+    def save_snapshot(self, name: str, position: int, state: bytes) -> None:
+        """Replace the write-side snapshot, unless a newer one was written meanwhile."""
+        with self._write() as c:
+            c.execute(self._q("SELECT position FROM ledger_snapshot WHERE name = ?"), (name,))
+            row = c.fetchone()
+            if row is None or row[0] <= position:
+                self._upsert(c, "ledger_snapshot", ("name", "position", "state"), (name, position, state))
+
     # ---- read models ------------------------------------------------------------------
     def load_readmodel(self, name: str) -> tuple[int, bytes] | None:
         with self._read() as c:
