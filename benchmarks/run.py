@@ -19,6 +19,9 @@ measures on that store:
   `python -c "import click, pydantic, eventsourcing.application"`, median of 20.
 
 Nothing here needs a service; the store lives in a temporary directory (or --workdir).
+With `--postgres URL` (or CARBON_LEDGER_BENCH_POSTGRES) the same import file also goes into a
+scratch schema of that server, and its import, replay and single-command figures are printed
+beside SQLite's (issue 7).
 """
 
 from __future__ import annotations
@@ -311,9 +314,69 @@ def measure_cli(store: Path, runs: int) -> tuple[float, float]:
     return statistics.median(append), statistics.median(bare)
 
 
+def measure_postgres(url: str, jsonl: Path, batch_size: int, cli_runs: int, log: Any) -> dict[str, Any]:
+    """The same import file into a fresh schema of a PostgreSQL server: bulk import, replay, one CLI append."""
+    import uuid
+
+    import psycopg
+
+    from ledger.registry import Registry
+    from projections import runner
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    store = f"{url}{'&' if '?' in url else '?'}schema={schema}"
+    try:
+        log(f"PostgreSQL: importing into schema {schema} ...")
+        t0 = time.perf_counter()
+        reg = Registry(store)
+        buf = io.StringIO()
+        from commands.importer import run_import
+
+        with jsonl.open() as f, contextlib.redirect_stdout(buf):
+            run_import(_Ctx(reg), f, "stop", batch_size, True)
+        import_s = time.perf_counter() - t0
+        events = json.loads(buf.getvalue())["position"]
+        log("PostgreSQL: replay ...")
+        t0 = time.perf_counter()
+        _states, pos = runner.rebuild(reg.recorder)
+        replay_s = time.perf_counter() - t0
+        reg.close()
+        log(f"PostgreSQL: CLI append x{cli_runs} ...")
+        walls = [_wall([*_cli(), "--store", store, "transfer", "F0001", "F0002", "--unit", "CEA", "--vintage",
+                        str(YEAR), "--quantity", "1", "--command-id", f"bench-pg-cli-{i}"]) for i in range(cli_runs)]
+        reg = Registry(store)
+        t0 = time.perf_counter()
+        n_single = 200
+        for i in range(n_single):
+            reg.transfer("F0001", "F0002", "CEA", YEAR, 1, command_id=f"bench-pg-single-{i}")
+        single_s = (time.perf_counter() - t0) / n_single
+        reg.close()
+        return {"pg_events": events, "pg_import_s": round(import_s, 3),
+                "pg_import_events_per_s": round(events / import_s), "pg_replay_s": round(replay_s, 3),
+                "pg_replay_events_per_s": round(pos / replay_s), "pg_cli_append_s": round(statistics.median(walls), 4),
+                "pg_command_latency_ms": round(single_s * 1000, 2)}
+    finally:
+        with contextlib.suppress(Exception), psycopg.connect(url.split("?")[0], autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def measure_sqlite_latency(store: Path) -> float:
+    """One command in-process (no interpreter start): its own transaction, synchronous=FULL."""
+    from ledger.registry import Registry
+
+    reg = Registry(str(store))
+    n = 200
+    t0 = time.perf_counter()
+    for i in range(n):
+        reg.transfer("F0001", "F0002", "CEA", YEAR, 1, command_id=f"bench-single-{i}")
+    reg.close()
+    return (time.perf_counter() - t0) / n
+
+
 # ---- the run -----------------------------------------------------------------------------------
 
-def run(events: int, batch_size: int, workdir: Path, cli_runs: int, log: Any) -> dict[str, Any]:
+def run(events: int, batch_size: int, workdir: Path, cli_runs: int, log: Any,
+        postgres: str | None = None) -> dict[str, Any]:
     store, jsonl = workdir / "ledger.db", workdir / "import.jsonl"
     log(f"generating {events:,} events' worth of commands ...")
     gen = generate(jsonl, events)
@@ -336,6 +399,8 @@ def run(events: int, batch_size: int, workdir: Path, cli_runs: int, log: Any) ->
     as_of = measure_as_of(store, events)
     log(f"CLI append x{cli_runs} ...")
     cli_append, bare = measure_cli(store, cli_runs)
+    latency = measure_sqlite_latency(store)
+    pg = measure_postgres(postgres, jsonl, batch_size, cli_runs, log) if postgres else {}
     import_eps = events / imp["seconds"]
     replay_eps = replay["events"] / replay["seconds"]
     as_of_max = max([*as_of["in_process_s"].values()])
@@ -368,7 +433,9 @@ def run(events: int, batch_size: int, workdir: Path, cli_runs: int, log: Any) ->
         "cli_append_s": round(cli_append, 4),
         "bare_import_s": round(bare, 4),
         "cli_ratio": round(cli_append / bare, 2),
+        "command_latency_ms": round(latency * 1000, 2),
         "machine": _machine(),
+        **pg,
     }
     result["targets_met"] = {
         "import_ratio": result["import_ratio"] >= TARGETS["import_ratio"],
@@ -417,7 +484,17 @@ def report(r: dict[str, Any]) -> str:
         ("balances --as-of N, in-process (s): " + ", ".join(f"{k}: {v:.4f}" for k, v in r["as_of_s"].items())
          + f"  max {r['as_of_max_s']:.4f} < {TARGETS['as_of_max_s']} {ok[t['as_of_max_s']]}"),
         "balances --as-of N, CLI wall time (s): " + ", ".join(f"{k}: {v:.3f}" for k, v in r["as_of_cli_s"].items()),
+        f"one command in-process (own transaction, fsync): {r['command_latency_ms']:.2f} ms",
     ]
+    if "pg_events" in r:
+        lines += [
+            "",
+            f"{'PostgreSQL, same run, same import file':<44}{'PostgreSQL':>14}{'SQLite':>14}",
+            f"{'bulk import (events/s)':<44}{r['pg_import_events_per_s']:>14,}{r['import_events_per_s']:>14,}",
+            f"{'replay all projections (events/s)':<44}{r['pg_replay_events_per_s']:>14,}{r['replay_events_per_s']:>14,}",
+            f"{'one command in-process (ms)':<44}{r['pg_command_latency_ms']:>14.2f}{r['command_latency_ms']:>14.2f}",
+            f"{'one CLI append (s, median)':<44}{r['pg_cli_append_s']:>14.3f}{r['cli_append_s']:>14.3f}",
+        ]
     return "\n".join(lines)
 
 
@@ -428,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cli-runs", type=int, default=CLI_RUNS, help="CLI runs to take the median of")
     ap.add_argument("--workdir", help="keep the store and the import file here (default: a temporary directory)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--postgres", default=os.environ.get("CARBON_LEDGER_BENCH_POSTGRES"),
+                    help="also measure a PostgreSQL server (URL; a scratch schema is made and dropped)")
     ap.add_argument("--replay-child", help=argparse.SUPPRESS)
     ap.add_argument("--upto", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -446,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.mkdtemp(prefix="carbon-ledger-bench-")
         workdir = Path(tmp)
     try:
-        r = run(a.events, a.batch_size, workdir, a.cli_runs, log)
+        r = run(a.events, a.batch_size, workdir, a.cli_runs, log, a.postgres)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
