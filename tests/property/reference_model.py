@@ -60,12 +60,6 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
 PRICE_RE = re.compile(r"^\d+(\.\d{1,2})?$")
 
 
-# Ledger bugs the property test found, mirrored here so that the test keeps looking for others.
-# Each has a strict-xfail regression test in test_regressions.py; when the ledger is fixed, that test
-# XPASSes (and fails): then drop the name from this set and the xfail marker.
-KNOWN_BUGS: frozenset[str] = frozenset()  # both found so far are fixed (see test_regressions.py)
-
-
 class ModelBadInput(Exception):
     pass
 
@@ -329,7 +323,6 @@ class Model:
         default_factory=dict
     )  # unit -> day -> (t, value)
     bought: Counter = field(default_factory=Counter)  # (account, unit, vintage, day) -> t bought that day
-    last_buy_day: dict[str, str] = field(default_factory=dict)  # account -> day of its latest purchase
     cea_months: dict[str, tuple[int, Decimal]] = field(default_factory=dict)
     commands: dict[str, tuple] = field(default_factory=dict)  # command id -> canonical command
     registered_after: dict[str, set[int]] = field(
@@ -409,8 +402,6 @@ class Model:
 
     def sellable(self, account: str, unit: str, vintage: int, date: str) -> int:
         """T+1: units bought on `date` cannot be sold on `date`."""
-        if "t1-forgets-other-day" in KNOWN_BUGS and self.last_buy_day.get(account) != date:
-            return self.held(account, unit, vintage)
         return self.held(account, unit, vintage) - self.bought[(account, unit, vintage, date)]
 
     def penalty_price(self, deadline: str) -> Decimal | None:
@@ -788,7 +779,6 @@ class Model:
             dq, dv = days.get(day, (0, Decimal(0)))
             days[day] = (dq + q, dv + price * q)
             self.bought[(d["buyer"], unit, d["vintage"], day)] += q
-            self.last_buy_day[d["buyer"]] = day
             self.volume[unit] += q
             self.value[unit] = self.value.get(unit, Decimal(0)) + price * q
             if unit == "CEA":
