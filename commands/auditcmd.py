@@ -33,7 +33,7 @@ def run_checkpoint(c: Any) -> None:
         if a.public_key and a.public_key != pub:
             raise Refused(f"the key given is not the registered key of {actor}")
     pos, h = reg.head()
-    cp = {"position": pos, "hash": h, "time": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    cp = {"position": pos, "hash": h, "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
           "actor": actor or "operator"}
     cp["public_key"] = pub
     cp["signature"] = signing.sign(key, _checkpoint_payload(cp))
@@ -63,12 +63,13 @@ def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
             out.update(ok=False, position=sig["position"], reason=sig["reason"])
     if out["ok"] and checkpoint:
         try:
-            cp = orjson.loads(open(checkpoint, "rb").read())
+            with open(checkpoint, "rb") as f:
+                cp = orjson.loads(f.read())
             payload = _checkpoint_payload(cp)
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
             raise BadInput(f"checkpoint {checkpoint} is not a checkpoint file: {e}") from None
         if not signing.verify(cp.get("public_key", ""), cp.get("signature", ""), payload):
-            raise IntegrityFailure(f"the checkpoint's signature does not verify", position=cp.get("position"))
+            raise IntegrityFailure("the checkpoint's signature does not verify", position=cp.get("position"))
         st = c.registry.state
         if st.enforced:  # the key in the file proves nothing by itself: it must be the signing regulator's
             signer = st.actors.get(str(cp.get("actor")))

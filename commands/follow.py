@@ -72,7 +72,7 @@ class _Wakeups:
             with self.sub:
                 for _notification in self.sub:
                     self.arrived.set()
-        except Exception:  # the follower falls back to polling
+        except Exception:  # noqa: BLE001 - a broken subscription costs latency, not correctness: poll instead
             self.sub = None
 
     def wait(self, pos: int, interval: float) -> None:

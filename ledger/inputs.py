@@ -24,7 +24,7 @@ class CommandInput(BaseModel):
 
 
 def _v(parser, *a):  # wrap a ledger.units parser as a pydantic "before" validator
-    def check(cls, value):  # noqa: ANN001
+    def check(cls, value):
         if value is None:
             return None
         try:
@@ -178,7 +178,7 @@ class Allocate(CommandInput):
             lo, hi = rules.FACTOR_BOUNDS[name]
             try:
                 f = units.Decimal(str(raw))
-            except Exception:
+            except ArithmeticError:
                 raise ValueError(f"factor {name}={raw!r} is not a number") from None
             if not lo <= f <= hi:
                 raise ValueError(f"factor {name}={raw} must be from {lo} to {hi}")

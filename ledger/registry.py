@@ -77,7 +77,7 @@ class Outcome:
 
 
 def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _digest(name: str, args: dict[str, Any]) -> str:
@@ -205,7 +205,7 @@ class Registry(Application):
         now = self.clock()
         second = now.timestamp() // 1
         if second != getattr(self, "_recorded_second", None):
-            self._recorded_text = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._recorded_text = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             self._recorded_second = second
         return self._recorded_text
 
@@ -597,7 +597,7 @@ def _penalty_price(st: LedgerState, deadline: dt.date | None) -> tuple[Decimal |
 def _allocate(reg: Registry, st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
     fid, year, step = a["firm_id"], a["year"], a["step"]
     firm = st.check_firm(fid)
-    period = st.check_open_period(year)
+    st.check_open_period(year)
     if not rules.is_covered(firm.sector, year):
         raise Refused(f"sector {firm.sector} is not covered in {year}; nothing to allocate", code="not_covered")
     st.check_account_open(fid)
@@ -717,4 +717,4 @@ DECIDE: dict[str, Callable[[Registry, LedgerState, dict[str, Any], str], Decided
     "cancel": _cancel,
 }
 
-__all__ = ["Command", "Outcome", "Period", "Registry", "DECIDE", "RIGHTS"]
+__all__ = ["DECIDE", "RIGHTS", "Command", "Outcome", "Period", "Registry"]

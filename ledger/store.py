@@ -28,16 +28,16 @@ DEFAULT_STORE = "carbon-ledger.db"
 PAGE_SIZE = 2000  # events per page when reading the log
 
 EXTRA_TABLES = [
-    "CREATE TABLE IF NOT EXISTS ledger_chain (position INTEGER PRIMARY KEY, notification_id INTEGER NOT NULL,"
-    " hash TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS ledger_commands (command_id TEXT PRIMARY KEY, digest TEXT NOT NULL,"
-    " first_position INTEGER NOT NULL, last_position INTEGER NOT NULL, result BLOB NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS ledger_chain (position INTEGER PRIMARY KEY, notification_id INTEGER NOT NULL,"
+     " hash TEXT NOT NULL)"),
+    ("CREATE TABLE IF NOT EXISTS ledger_commands (command_id TEXT PRIMARY KEY, digest TEXT NOT NULL,"
+     " first_position INTEGER NOT NULL, last_position INTEGER NOT NULL, result BLOB NOT NULL)"),
     "CREATE TABLE IF NOT EXISTS ledger_snapshot (name TEXT PRIMARY KEY, position INTEGER NOT NULL, state BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS rm_state (name TEXT PRIMARY KEY, position INTEGER NOT NULL, state BLOB NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS rm_history (account_id TEXT NOT NULL, position INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (account_id, position, seq))",
-    "CREATE TABLE IF NOT EXISTS rm_checkpoint (name TEXT NOT NULL, position INTEGER NOT NULL, state BLOB NOT NULL,"
-    " PRIMARY KEY (name, position))",
+    ("CREATE TABLE IF NOT EXISTS rm_history (account_id TEXT NOT NULL, position INTEGER NOT NULL,"
+     " seq INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (account_id, position, seq))"),
+    ("CREATE TABLE IF NOT EXISTS rm_checkpoint (name TEXT NOT NULL, position INTEGER NOT NULL, state BLOB NOT NULL,"
+     " PRIMARY KEY (name, position))"),
 ]
 
 

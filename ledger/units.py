@@ -80,7 +80,7 @@ def parse_tonnes_nonnegative(value: object, what: str = "tonnes") -> int:
 
 def parse_price(value: object, what: str = "price") -> Decimal:
     """Yuan per tonne: positive, at most 2 decimal places (the tick is 0.01), never a float."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise BadInput(f"{what} must be given as a decimal string such as \"88.50\", not a float")
     if isinstance(value, Decimal):
         text = format(value, "f")

@@ -44,8 +44,7 @@ def verify_chain(recorder: Any, upto: int | None = None) -> dict[str, Any]:
         h = chain_hash(h, state)
         if h != chain_h:
             return _bad(expected, "the event's hash does not match (changed or reordered)", h)
-    n = expected if (upto is not None and expected > upto) else expected
-    count = min(n, upto) if upto is not None else n
+    count = min(expected, upto) if upto is not None else expected
     return {"ok": True, "position": count, "hash": h, "events": count}
 
 

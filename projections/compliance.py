@@ -10,7 +10,6 @@ from typing import Any
 from ledger import rules
 from ledger.units import fmt_money, period_label
 
-
 IGNORED = frozenset({"AllowancesTransferred", "TradeExecuted", "AllowancesCancelled"})  # no effect on compliance
 
 

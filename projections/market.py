@@ -41,10 +41,8 @@ class Market:
         if day is None:
             m["days"][date] = [price, price, price, q, value, 1]  # open, high, low, volume, value, trades
         else:
-            if price > day[1]:
-                day[1] = price
-            if price < day[2]:
-                day[2] = price
+            day[1] = max(day[1], price)
+            day[2] = min(day[2], price)
             day[3] += q
             day[4] += value
             day[5] += 1
