@@ -40,6 +40,12 @@ class Ctx:
             raise StoreError(f"no store at {cfg.path}: record something first, or pass --store")
         return self.registry.recorder
 
+    def close(self) -> None:
+        """Close the registry a command opened (its connection pool on PostgreSQL, its file on SQLite)."""
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
 
 pass_ctx = click.make_pass_decorator(Ctx)
 
@@ -52,6 +58,7 @@ pass_ctx = click.make_pass_decorator(Ctx)
 def cli(ctx: click.Context, store: str | None, actor: str | None, key: str | None) -> None:
     """carbon-ledger: an event-sourced, hash-chained registry and trading ledger for carbon markets."""
     ctx.obj = Ctx(store, actor, key)
+    ctx.call_on_close(ctx.obj.close)  # in-process callers (tests, embedding code) must not leak connections
 
 
 def main() -> None:
@@ -504,7 +511,10 @@ def market(c: Ctx, by: str, unit: str, plot: str | None, as_json: bool, as_csv: 
     rows = {"day": rep["days"], "year": rep["years"], "mode": rep["modes"]}[by]
     cum = rep["cumulative"]
     if not as_json and not as_csv:
-        click.echo(f"{unit} cumulative at position {pos}: {cum['volume']:,} t, {cum['value']} yuan, {cum['trades']:,} trades")
+        from decimal import Decimal
+
+        click.echo(f"{unit} cumulative at position {pos}: {cum['volume']:,} t, {Decimal(cum['value']):,.2f} yuan,"
+                   f" {cum['trades']:,} trades")
     _print({"position": pos, **rep}, rows, f"{unit} market by {by}", as_json, as_csv)
 
 

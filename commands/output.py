@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import re
 import sys
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -22,6 +24,21 @@ def emit_csv(rows: list[dict[str, Any]]) -> None:
         w.writerow({k: ("" if v is None else v) for k, v in r.items()})
 
 
+_MONEY = re.compile(r"^-?\d+\.\d{2}$")
+_PLAIN_INTS = ("year", "vintage", "position")
+
+
+def _cell(column: str, value: Any) -> str:
+    """For people: thousands separators on quantities and amounts (JSON and CSV keep plain numbers)."""
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool) and column not in _PLAIN_INTS:
+        return f"{value:,}"
+    if isinstance(value, str) and _MONEY.match(value):
+        return f"{Decimal(value):,.2f}"
+    return str(value)
+
+
 def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -29,10 +46,11 @@ def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
     cols = columns or (list(rows[0].keys()) if rows else [])
     t = Table(title=title, show_lines=False)
     for c in cols:
-        numeric = bool(rows) and isinstance(rows[0].get(c), int)
+        sample = rows[0].get(c) if rows else None
+        numeric = isinstance(sample, int) or (isinstance(sample, str) and bool(_MONEY.match(sample)))
         t.add_column(c, justify="right" if numeric else "left")
     for r in rows:
-        t.add_row(*["" if r.get(c) is None else (f"{r[c]:,}" if isinstance(r.get(c), int) and not isinstance(r.get(c), bool) and c not in ("year", "vintage", "position") else str(r[c])) for c in cols])
+        t.add_row(*[_cell(c, r.get(c)) for c in cols])
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
