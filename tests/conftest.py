@@ -46,11 +46,13 @@ def ledger_db(tmp_path: _Path) -> str:
 
 
 @_pytest.fixture
-def registry(ledger_db: str) -> _Iterator[_Any]:
-    """An open (not enforced) Registry on a fresh SQLite store, closed afterwards."""
+def registry(store_url: str) -> _Iterator[_Any]:
+    """An open (not enforced) Registry on a fresh store, closed afterwards: runs on SQLite and PostgreSQL.
+
+    A test that also reads the store through the CLI asks for `store_url` (the same store)."""
     from ledger.registry import Registry
 
-    reg = Registry(ledger_db)
+    reg = Registry(store_url)
     try:
         yield reg
     finally:
@@ -62,7 +64,7 @@ def registry(ledger_db: str) -> _Iterator[_Any]:
 # without it the PostgreSQL cases are skipped. Each PostgreSQL case gets its own schema, dropped afterwards.
 import os  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -99,3 +101,27 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield str(tmp_path / "ledger.db")
     else:
         yield request.getfixturevalue("pg_schema_url")
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+@pytest.fixture
+def new_store(store_url: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """`new_store(name)`: another fresh store of the same kind as `store_url` (a second SQLite file in
+    tmp_path, or another PostgreSQL schema, dropped afterwards), for tests that compare two stores."""
+    schemas: list[str] = []
+    base = os.environ.get(PG_ENV, "").strip()
+
+    def make(name: str) -> str:
+        if not _is_postgres(store_url):
+            return str(tmp_path / f"{name}.db")
+        schemas.append("t_" + uuid.uuid4().hex[:16])
+        return f"{base}{'&' if '?' in base else '?'}schema={schemas[-1]}"
+
+    try:
+        yield make
+    finally:
+        for schema in schemas:
+            _drop_pg_schema(base, schema)

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -136,12 +137,51 @@ def export_lines(store: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
-# ---- the raw store (what an attacker with file access could do) --------------------------------
+# ---- the raw store (what an attacker with file or database access could do) ------------------------
+
+PG_EVENTS_TABLE = Registry.name.lower() + "_events"  # the eventsourcing library's table on PostgreSQL
+
+
+def is_postgres(store: str) -> bool:
+    return store.startswith(("postgresql://", "postgres://"))
+
+
+class PgRaw:
+    """A psycopg connection in a store's schema that runs the SQLite-dialect SQL of these helpers and tests:
+    `?` -> `%s`, `stored_events` -> the events table, `rowid` -> notification_id, BLOB -> bytea."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def sql(statement: str) -> str:
+        statement = re.sub(r"\bstored_events\b", PG_EVENTS_TABLE, statement)
+        statement = re.sub(r"\browid\b", "notification_id", statement)
+        statement = re.sub(r"\bBLOB\b", "bytea", statement)
+        return statement.replace("?", "%s")
+
+    def execute(self, statement: str, params: Any = ()) -> Any:
+        return self.conn.execute(self.sql(statement), params or None)
+
+    def executemany(self, statement: str, seq: Any) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(self.sql(statement), list(seq))
 
 
 @contextmanager
-def raw_db(path: str) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(path)
+def raw_db(store: str) -> Iterator[Any]:
+    """A raw connection to a store, committed on exit: sqlite3 on a SQLite file, `PgRaw` on PostgreSQL."""
+    if is_postgres(store):
+        import psycopg
+        from psycopg.sql import SQL, Identifier
+
+        from ledger.store import pg_schema
+
+        with psycopg.connect(store.split("?", 1)[0]) as pg:  # commits on a clean exit
+            pg.execute(SQL("SET search_path TO {}").format(Identifier(pg_schema(store))))
+            yield PgRaw(pg)
+        return
+    conn = sqlite3.connect(store)
     try:
         yield conn
         conn.commit()
@@ -149,11 +189,11 @@ def raw_db(path: str) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def stored_rowids(conn: sqlite3.Connection) -> list[int]:
+def stored_rowids(conn: Any) -> list[int]:
     return [r[0] for r in conn.execute("SELECT rowid FROM stored_events ORDER BY rowid")]
 
 
-def rehash_chain(conn: sqlite3.Connection) -> None:
+def rehash_chain(conn: Any) -> None:
     """Recompute every chain hash from the stored rows, as a forger who knows the scheme would."""
     h = GENESIS_HASH
     rows = conn.execute(
@@ -165,7 +205,7 @@ def rehash_chain(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE ledger_chain SET hash = ? WHERE position = ?", (h, pos))
 
 
-def rewrite_event(conn: sqlite3.Connection, position: int, change: Any) -> None:
+def rewrite_event(conn: Any, position: int, change: Any) -> None:
     """Decode the event at `position`, let `change(envelope)` edit it, store it back canonically."""
     from ledger.events import canonical_bytes
 
@@ -178,7 +218,7 @@ def rewrite_event(conn: sqlite3.Connection, position: int, change: Any) -> None:
     conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (canonical_bytes(env), nid))
 
 
-def truncate_after(conn: sqlite3.Connection, position: int) -> None:
+def truncate_after(conn: Any, position: int) -> None:
     """Delete every event after `position` with its chain row and command row (a consistent shorter log)."""
     nids = [
         r[0] for r in conn.execute("SELECT notification_id FROM ledger_chain WHERE position > ?", (position,))

@@ -1,5 +1,8 @@
 """Audit (issues 2 and 3): the hash chain catches any change, deletion, insertion or reordering of stored
-events, naming the first bad position; replay rebuilds every read model and catches a doctored one."""
+events, naming the first bad position; replay rebuilds every read model and catches a doctored one.
+
+Every test runs on SQLite and on PostgreSQL (`store_url`); the rows are edited with sqlite3 or psycopg
+through `ledgerkit.raw_db`, the same SQL on both."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ V = 2024
 
 
 @pytest.fixture
-def store(registry: Registry, ledger_db: str) -> str:
+def store(registry: Registry, store_url: str) -> str:
     """Ten events: two firms, a year, an issue, transfers and a trade."""
     r = registry
     r.register_firm("F1", "U1", "power", "Hubei")  # 1-2
@@ -29,7 +32,7 @@ def store(registry: Registry, ledger_db: str) -> str:
     r.trade("F2", "F1", "CEA", V, 50, "80.00", "listed", "2024-06-03")  # 9
     r.cancel("F2", "CEA", V, 10)  # 10
     assert r.head()[0] == 10
-    return ledger_db
+    return store_url
 
 
 def verify(store: str) -> tuple[int, int | None, str]:

@@ -17,6 +17,7 @@ from ledgerkit import (
     export_lines,
     invoke,
     invoke_json,
+    is_postgres,
     raw_db,
     refusal,
     rehash_chain,
@@ -62,16 +63,31 @@ def enforced_template(tmp_path_factory: pytest.TempPathFactory) -> str:
     return path
 
 
-@pytest.fixture
-def enforced(enforced_template: str, ledger_db: str) -> Iterator[Registry]:
-    """init --regulator MEE; exchange SEEE, verifier MRV; firms F1, F2 with desks; F1 holds CEA, has a trading
-    account T1 and verified emissions; 2023 and 2024 are open. (A copy of a store built once per module.)"""
-    copy_store(enforced_template, ledger_db)
-    reg = Registry(ledger_db)
+def _open_enforced(template: str, url: str) -> Iterator[Registry]:
+    if is_postgres(url):
+        _build_enforced(url)
+    else:
+        copy_store(template, url)
+    reg = Registry(url)
     try:
         yield reg
     finally:
         reg.close()
+
+
+@pytest.fixture
+def enforced(enforced_template: str, store_url: str) -> Iterator[Registry]:
+    """init --regulator MEE; exchange SEEE, verifier MRV; firms F1, F2 with desks; F1 holds CEA, has a trading
+    account T1 and verified emissions; 2023 and 2024 are open. (On SQLite a copy of a store built once per
+    module; on PostgreSQL built in the test's schema.)"""
+    yield from _open_enforced(enforced_template, store_url)
+
+
+@pytest.fixture
+def enforced_sqlite(enforced_template: str, ledger_db: str) -> Iterator[Registry]:
+    """The enforced store on SQLite only, for the full role matrix (the rules do not depend on the store; the
+    per-command test below runs on both stores)."""
+    yield from _open_enforced(enforced_template, ledger_db)
 
 
 Attempt = Callable[[Registry, Any], Any]
@@ -122,7 +138,10 @@ def _expected_code(cmd: str, actor: str | None) -> str | None:
 
 
 @pytest.mark.parametrize("cmd, actor", CASES, ids=[f"{c}-as-{a}" for c, a in CASES])
-def test_each_role_is_allowed_or_refused_per_command(enforced: Registry, cmd: str, actor: str | None) -> None:
+def test_each_role_is_allowed_or_refused_per_command(
+    enforced_sqlite: Registry, cmd: str, actor: str | None
+) -> None:
+    enforced = enforced_sqlite
     attempt, _allowed = MATRIX[cmd]
     code = _expected_code(cmd, actor)
     before = enforced.head()
@@ -136,6 +155,25 @@ def test_each_role_is_allowed_or_refused_per_command(enforced: Registry, cmd: st
         assert enforced.head() == before
         if actor not in (None, "nobody"):
             assert actor in str(e) and cmd.split(" from ")[0] in str(e)
+
+
+@pytest.mark.parametrize("cmd", list(MATRIX))
+def test_each_command_refuses_every_actor_without_the_right_then_records_one_with_it(
+    enforced: Registry, cmd: str
+) -> None:
+    """The matrix above, one store per command: every refusal appends nothing; an allowed actor is recorded."""
+    attempt, allowed = MATRIX[cmd]
+    before = enforced.head()
+    for actor in ACTORS:
+        code = _expected_code(cmd, actor)
+        if code is not None:
+            e = refusal(attempt, enforced, actor)
+            assert isinstance(e, Refused) and e.code == code, f"{actor}: {e.code}: {e}"
+            assert enforced.head() == before
+    actor = min(allowed)
+    out = attempt(enforced, actor)
+    assert out.position > before[0] and {e["actor"] for e in out.events} == {actor}
+    assert {e["actor"] for e in events(enforced)[before[0]:]} == {actor}
 
 
 def test_a_regulator_cannot_move_or_cancel_a_firms_allowances(enforced: Registry) -> None:
@@ -156,11 +194,11 @@ def test_a_regulator_moves_units_out_of_a_government_account(enforced: Registry)
 
 
 def test_a_refusal_for_lack_of_a_right_names_the_actor_and_the_right(
-    ledger_db: str, enforced: Registry
+    store_url: str, enforced: Registry
 ) -> None:
     before = enforced.head()
     r = run_main(
-        ledger_db,
+        store_url,
         "--as",
         "SEEE",
         "issue",
@@ -177,7 +215,7 @@ def test_a_refusal_for_lack_of_a_right_names_the_actor_and_the_right(
     assert r.code == 1
     assert r.err.strip() == "error: actor SEEE (exchange) lacks the right to issue (needs regulator)"
     r = run_main(
-        ledger_db,
+        store_url,
         "--as",
         "F2-desk",
         "transfer",
@@ -192,7 +230,7 @@ def test_a_refusal_for_lack_of_a_right_names_the_actor_and_the_right(
     )
     assert r.code == 1 and "F2-desk" in r.err and "F1" in r.err and r.err.count("\n") == 1
     r = run_main(
-        ledger_db,
+        store_url,
         "issue",
         "F1",
         "--unit",
@@ -208,10 +246,10 @@ def test_a_refusal_for_lack_of_a_right_names_the_actor_and_the_right(
     assert enforced.head() == before
 
 
-def test_the_actor_may_come_from_the_environment(ledger_db: str, enforced: Registry) -> None:
-    r = invoke(ledger_db, "year", "open", "2026", env={"CARBON_LEDGER_ACTOR": "MEE"})
+def test_the_actor_may_come_from_the_environment(store_url: str, enforced: Registry) -> None:
+    r = invoke(store_url, "year", "open", "2026", env={"CARBON_LEDGER_ACTOR": "MEE"})
     assert r.exit_code == 0, r.exception
-    assert export_lines(ledger_db)[-1]["actor"] == "MEE"
+    assert export_lines(store_url)[-1]["actor"] == "MEE"
 
 
 def test_a_firm_desk_may_only_be_added_for_a_registered_firm(enforced: Registry) -> None:
@@ -219,9 +257,9 @@ def test_a_firm_desk_may_only_be_added_for_a_registered_firm(enforced: Registry)
     assert refusal(enforced.add_actor, "MRV", "verifier", actor="MEE").code == "duplicate_actor"
 
 
-def test_every_event_records_the_actor_that_ran_its_command(ledger_db: str, enforced: Registry) -> None:
+def test_every_event_records_the_actor_that_ran_its_command(store_url: str, enforced: Registry) -> None:
     enforced.trade("F2", "F1", "CEA", 2024, 5, "80.00", "listed", "2024-06-03", actor="SEEE")
-    lines = export_lines(ledger_db)
+    lines = export_lines(store_url)
     by_type: dict[str, set] = {}
     for line in lines:
         by_type.setdefault(line["type"], set()).add(line["actor"])
@@ -241,27 +279,27 @@ def test_an_open_store_with_events_cannot_be_turned_into_an_enforced_one(registr
     assert refusal(registry.init, "MEE").code == "store_not_empty"
 
 
-def test_an_enforced_store_says_so_in_audit_verify(ledger_db: str, enforced: Registry) -> None:
-    r = run_main(ledger_db, "audit", "verify")
+def test_an_enforced_store_says_so_in_audit_verify(store_url: str, enforced: Registry) -> None:
+    r = run_main(store_url, "audit", "verify")
     assert r.code == 0 and "roles enforced" in r.out and "not enforced" not in r.out
-    assert invoke_json(ledger_db, "audit", "verify")["roles_enforced"] is True
+    assert invoke_json(store_url, "audit", "verify")["roles_enforced"] is True
 
 
 # ---- the open store -------------------------------------------------------------------------------------
 
 
 def test_an_open_store_records_the_operator_and_audit_verify_says_roles_are_not_enforced(
-    ledger_db: str,
+    store_url: str,
 ) -> None:
     for args in (
         ["firm", "register", "F1", "--name", "U1", "--sector", "power", "--region", "Hubei"],
         ["issue", "F1", "--unit", "CEA", "--vintage", "2024", "--quantity", "5", "--basis", "auction"],
     ):
-        assert invoke(ledger_db, *args).exit_code == 0
-    assert {line["actor"] for line in export_lines(ledger_db)} == {"operator"}
-    r = run_main(ledger_db, "audit", "verify")
+        assert invoke(store_url, *args).exit_code == 0
+    assert {line["actor"] for line in export_lines(store_url)} == {"operator"}
+    r = run_main(store_url, "audit", "verify")
     assert r.code == 0 and "open store: roles are not enforced" in r.out
-    assert invoke_json(ledger_db, "audit", "verify")["roles_enforced"] is False
+    assert invoke_json(store_url, "audit", "verify")["roles_enforced"] is False
 
 
 def test_an_open_store_records_the_operator_even_when_a_name_is_given(registry: Registry) -> None:
@@ -320,9 +358,9 @@ TRANSFER = {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": 
 
 
 @pytest.fixture
-def signed_store(ledger_db: str, keys: dict[str, Path]) -> Iterator[Registry]:
+def signed_store(store_url: str, keys: dict[str, Path]) -> Iterator[Registry]:
     """init --require-signatures; every setup command signed by its actor's key."""
-    reg = Registry(ledger_db)
+    reg = Registry(store_url)
     k = keys
 
     def run(name: str, args: dict[str, Any], actor: str, cid: str) -> None:
@@ -431,46 +469,46 @@ def test_signatures_are_checked_even_where_they_are_not_required(registry: Regis
     assert e.code == "bad_signature"
 
 
-def test_signing_through_the_cli_with_key(ledger_db: str, keys: dict) -> None:
+def test_signing_through_the_cli_with_key(store_url: str, keys: dict) -> None:
     mee = ["--as", "MEE", "--key", str(keys["MEE"])]
     assert (
         run_main(
-            ledger_db, "--key", str(keys["MEE"]), "init", "--regulator", "MEE", "--require-signatures"
+            store_url, "--key", str(keys["MEE"]), "init", "--regulator", "MEE", "--require-signatures"
         ).code
         == 0
     )
     assert (
         run_main(
-            ledger_db, *mee, "actor", "add", "SEEE", "--role", "exchange", "--public-key", pub(keys["SEEE"])
+            store_url, *mee, "actor", "add", "SEEE", "--role", "exchange", "--public-key", pub(keys["SEEE"])
         ).code
         == 0
     )
-    r = run_main(ledger_db, "--as", "MEE", "year", "open", "2024")
+    r = run_main(store_url, "--as", "MEE", "year", "open", "2024")
     assert r.code == 1 and "requires signed commands" in r.err
-    r = run_main(ledger_db, "--as", "MEE", "--key", str(keys["SEEE"]), "year", "open", "2024")
+    r = run_main(store_url, "--as", "MEE", "--key", str(keys["SEEE"]), "year", "open", "2024")
     assert r.code == 1 and "signature" in r.err
-    assert run_main(ledger_db, *mee, "year", "open", "2024").code == 0
-    r = run_main(ledger_db, "audit", "verify", "--json")
+    assert run_main(store_url, *mee, "year", "open", "2024").code == 0
+    r = run_main(store_url, "audit", "verify", "--json")
     assert r.code == 0 and json.loads(r.out)["signatures_checked"] == 3
 
 
-def test_require_signatures_needs_the_regulators_key(ledger_db: str) -> None:
-    r = run_main(ledger_db, "init", "--regulator", "MEE", "--require-signatures")
+def test_require_signatures_needs_the_regulators_key(store_url: str) -> None:
+    r = run_main(store_url, "init", "--regulator", "MEE", "--require-signatures")
     assert r.code == 2
-    assert invoke_json(ledger_db, "audit", "head")["position"] == 0
+    assert invoke_json(store_url, "audit", "head")["position"] == 0
 
 
 # ---- audit verify checks the stored signatures -----------------------------------------------------------
 
 
-def test_audit_verify_checks_every_signature(ledger_db: str, signed_store: Registry, keys: dict) -> None:
+def test_audit_verify_checks_every_signature(store_url: str, signed_store: Registry, keys: dict) -> None:
     signed_store.execute(signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
-    out = invoke_json(ledger_db, "audit", "verify")
+    out = invoke_json(store_url, "audit", "verify")
     assert out["ok"] and out["signatures_checked"] == 8
 
 
 def test_a_stored_signature_replaced_and_rehashed_fails_audit_verify(
-    ledger_db: str, signed_store: Registry, keys: dict
+    store_url: str, signed_store: Registry, keys: dict
 ) -> None:
     out = signed_store.execute(signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
     pos = out.position
@@ -478,15 +516,15 @@ def test_a_stored_signature_replaced_and_rehashed_fails_audit_verify(
         signing.load_private(keys["ROGUE"]),
         signing.command_payload("transfer", "c-1", parse_command("transfer", TRANSFER)),
     )
-    with raw_db(ledger_db) as conn:
+    with raw_db(store_url) as conn:
         rewrite_event(conn, pos, lambda e: e["signature"].update(sig=forged))
         rehash_chain(conn)
-    r = run_main(ledger_db, "audit", "verify")
+    r = run_main(store_url, "audit", "verify")
     assert r.code == 3 and f"position {pos}" in r.err and "signature" in r.err
 
 
 def test_a_stored_event_whose_arguments_were_changed_and_rehashed_fails_audit_verify(
-    ledger_db: str, signed_store: Registry, keys: dict
+    store_url: str, signed_store: Registry, keys: dict
 ) -> None:
     out = signed_store.execute(signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
 
@@ -494,21 +532,21 @@ def test_a_stored_event_whose_arguments_were_changed_and_rehashed_fails_audit_ve
         e["data"]["quantity"] = 900
         e["signature"]["args"]["quantity"] = 900
 
-    with raw_db(ledger_db) as conn:
+    with raw_db(store_url) as conn:
         rewrite_event(conn, out.position, inflate)
         rehash_chain(conn)
-    r = run_main(ledger_db, "audit", "verify")
+    r = run_main(store_url, "audit", "verify")
     assert r.code == 3 and f"position {out.position}" in r.err
 
 
 def test_a_signature_stripped_from_a_store_that_requires_them_fails_audit_verify(
-    ledger_db: str, signed_store: Registry, keys: dict
+    store_url: str, signed_store: Registry, keys: dict
 ) -> None:
     out = signed_store.execute(signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
-    with raw_db(ledger_db) as conn:
+    with raw_db(store_url) as conn:
         rewrite_event(conn, out.position, lambda e: e.pop("signature"))
         rehash_chain(conn)
-    r = run_main(ledger_db, "audit", "verify")
+    r = run_main(store_url, "audit", "verify")
     assert r.code == 3 and f"position {out.position}" in r.err and "no signature" in r.err
 
 
@@ -516,10 +554,10 @@ def test_a_signature_stripped_from_a_store_that_requires_them_fails_audit_verify
 
 
 @pytest.fixture
-def checkpointed(ledger_db: str, enforced: Registry, keys: dict, tmp_path: Path) -> tuple[str, Path, int]:
+def checkpointed(store_url: str, enforced: Registry, keys: dict, tmp_path: Path) -> tuple[str, Path, int]:
     """MEE's key registered; a checkpoint at the head; then three more events."""
     enforced.execute(Command("actor key", {"actor_id": "MEE", "public_key": pub(keys["MEE"])}, actor="MEE"))
-    r = run_main(ledger_db, "--as", "MEE", "--key", str(keys["MEE"]), "audit", "checkpoint")
+    r = run_main(store_url, "--as", "MEE", "--key", str(keys["MEE"]), "audit", "checkpoint")
     assert r.code == 0, r.err
     cp = json.loads(r.out)
     path = tmp_path / "checkpoint.json"
@@ -528,7 +566,7 @@ def checkpointed(ledger_db: str, enforced: Registry, keys: dict, tmp_path: Path)
     assert set(cp) == {"position", "hash", "time", "actor", "public_key", "signature"}
     for q in (1, 2, 3):
         enforced.transfer("F1", "F2", "CEA", 2024, q, actor="F1-desk")
-    return ledger_db, path, cp["position"]
+    return store_url, path, cp["position"]
 
 
 def test_a_log_that_extends_the_checkpoint_verifies(checkpointed: tuple[str, Path, int]) -> None:
@@ -615,12 +653,12 @@ def test_only_a_regulator_signs_a_checkpoint_and_only_with_its_registered_key(
 
 
 def test_every_authority_event_fits_the_catalogue(
-    checkpointed: tuple[str, Path, int], ledger_db: str
+    checkpointed: tuple[str, Path, int], store_url: str
 ) -> None:
     from ledger.events import validate_event
 
     types = set()
-    for line in export_lines(ledger_db):
+    for line in export_lines(store_url):
         validate_event(line)
         types.add(line["type"])
     assert {"LedgerInitialized", "ActorAdded", "ActorKeyRegistered"} <= types
@@ -637,7 +675,7 @@ def test_every_signed_event_fits_the_catalogue(signed_store: Registry) -> None:
 
 
 def test_import_on_an_enforced_store_runs_each_line_as_its_actor(
-    ledger_db: str, enforced: Registry, tmp_path: Path
+    store_url: str, enforced: Registry, tmp_path: Path
 ) -> None:
     lines = [
         {"command": "year open", "command_id": "i-1", "actor": "MEE", "year": "2026"},
@@ -668,17 +706,17 @@ def test_import_on_an_enforced_store_runs_each_line_as_its_actor(
     f = tmp_path / "cmds.jsonl"
     f.write_text("".join(json.dumps(x) + "\n" for x in lines))
     before = enforced.head()[0]
-    r = run_main(ledger_db, "import", str(f))
+    r = run_main(store_url, "import", str(f))
     assert r.code == 1 and "line 3 (i-3)" in r.err and "SEEE" in r.err
-    exported = export_lines(ledger_db)
+    exported = export_lines(store_url)
     assert [(e["command_id"], e["actor"]) for e in exported[before:]] == [("i-1", "MEE"), ("i-2", "SEEE")]
     # --as gives lines without their own actor an actor; a line's own actor wins
-    r = run_main(ledger_db, "--as", "MEE", "import", str(f), "--on-refusal", "continue")
+    r = run_main(store_url, "--as", "MEE", "import", str(f), "--on-refusal", "continue")
     assert r.code == 1 and "i-3" in r.err
 
 
 def test_allocate_all_signs_each_firms_command_with_the_key(
-    ledger_db: str, signed_store: Registry, keys: dict
+    store_url: str, signed_store: Registry, keys: dict
 ) -> None:
     mee = ["--as", "MEE", "--key", str(keys["MEE"])]
     for args in (
@@ -698,8 +736,8 @@ def test_allocate_all_signs_each_firms_command_with_the_key(
             "MWh",
         ],
     ):
-        assert run_main(ledger_db, *mee, *args).code == 0
-    r = run_main(ledger_db, *mee, "allocate", "--all", "--year", "2024", "--step", "pre", "--json")
+        assert run_main(store_url, *mee, *args).code == 0
+    r = run_main(store_url, *mee, "allocate", "--all", "--year", "2024", "--step", "pre", "--json")
     assert r.code == 0, r.err
     out = json.loads(r.out)
     assert [(a["firm_id"], a["issued"]) for a in out["allocated"]] == [("F1", 554)]  # 0.7 x 1,000 x 0.7921
@@ -707,23 +745,23 @@ def test_allocate_all_signs_each_firms_command_with_the_key(
         "F2"
     ]  # no base-year output, not for want of a signature
     assert "signed" not in out["skipped"][0]["reason"]
-    verified = json.loads(run_main(ledger_db, "audit", "verify", "--json").out)
+    verified = json.loads(run_main(store_url, "audit", "verify", "--json").out)
     assert verified["ok"] and verified["signatures_checked"] == 11
 
 
-def test_import_signs_each_line_with_the_key_and_is_refused_unsigned(ledger_db: str, tmp_path: Path) -> None:
+def test_import_signs_each_line_with_the_key_and_is_refused_unsigned(store_url: str, tmp_path: Path) -> None:
     key = str(tmp_path / "mee.key")
-    assert run_main(ledger_db, "actor", "keygen", "--out", key).code == 0
-    assert run_main(ledger_db, "--key", key, "init", "--regulator", "MEE", "--require-signatures").code == 0
+    assert run_main(store_url, "actor", "keygen", "--out", key).code == 0
+    assert run_main(store_url, "--key", key, "init", "--regulator", "MEE", "--require-signatures").code == 0
     lines = tmp_path / "in.jsonl"
     lines.write_text(
         '{"command": "firm register", "command_id": "c1", "firm_id": "F1", "name": "A", "sector": "power",'
         ' "region": "Hubei"}\n{"command": "year open", "command_id": "c2", "year": "2024"}\n'
     )
-    unsigned = run_main(ledger_db, "--as", "MEE", "import", str(lines))
+    unsigned = run_main(store_url, "--as", "MEE", "import", str(lines))
     assert unsigned.code == 1 and "requires signed commands" in unsigned.err
-    signed = run_main(ledger_db, "--as", "MEE", "--key", key, "import", str(lines))
+    signed = run_main(store_url, "--as", "MEE", "--key", key, "import", str(lines))
     assert signed.code == 0
-    sigs = [e["signature"] for e in export_lines(ledger_db) if "signature" in e]
+    sigs = [e["signature"] for e in export_lines(store_url) if "signature" in e]
     assert [s["command"] for s in sigs] == ["init", "firm register", "year open"]
-    assert run_main(ledger_db, "audit", "verify").code == 0
+    assert run_main(store_url, "audit", "verify").code == 0

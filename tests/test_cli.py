@@ -3,12 +3,14 @@ one-line errors, idempotent command ids, refusals that append nothing, and `impo
 
 Most tests run in-process (click's CliRunner, or `main()` for the exit-code mapping); a handful run the
 installed executable in a subprocess, where the exit code and the one-line stderr are the point.
+The tests that use a store run on SQLite and on PostgreSQL (`store_url`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,10 +39,10 @@ def balances(store: str, *args: str) -> dict[tuple[str, str, int], int]:
 
 
 @pytest.fixture
-def store(ledger_db: str) -> str:
+def store(store_url: str) -> str:
     """Two firms, 2024 open, 1,000 t issued to F1: built through the CLI as the issue writes the commands."""
     ok(
-        ledger_db,
+        store_url,
         "firm",
         "register",
         "F1",
@@ -52,7 +54,7 @@ def store(ledger_db: str) -> str:
         "Hubei",
     )
     ok(
-        ledger_db,
+        store_url,
         "firm",
         "register",
         "F2",
@@ -63,9 +65,9 @@ def store(ledger_db: str) -> str:
         "--region",
         "Hebei",
     )
-    ok(ledger_db, "year", "open", "2024", "--deadline", "2025-12-31")
-    ok(ledger_db, "issue", "F1", *UNIT, "--quantity", "1000", "--basis", "pre-allocation")
-    return ledger_db
+    ok(store_url, "year", "open", "2024", "--deadline", "2025-12-31")
+    ok(store_url, "issue", "F1", *UNIT, "--quantity", "1000", "--basis", "pre-allocation")
+    return store_url
 
 
 # ---- the append commands as written ------------------------------------------------------------------
@@ -125,10 +127,10 @@ def test_the_append_commands_of_the_issue_work_as_written(store: str) -> None:
     ]
 
 
-def test_an_append_reports_the_events_and_positions_it_recorded(ledger_db: str) -> None:
-    out = ok(ledger_db, "firm", "register", "F1", "--name", "U1", "--sector", "power", "--region", "Hubei")
+def test_an_append_reports_the_events_and_positions_it_recorded(store_url: str) -> None:
+    out = ok(store_url, "firm", "register", "F1", "--name", "U1", "--sector", "power", "--region", "Hubei")
     assert out.strip() == "recorded FirmRegistered, AccountOpened at position 1-2"
-    res = invoke_json(ledger_db, "issue", "F1", *UNIT, "--quantity", "7", "--basis", "auction")
+    res = invoke_json(store_url, "issue", "F1", *UNIT, "--quantity", "7", "--basis", "auction")
     assert res["events"] == ["AllowancesIssued"]
     assert (res["first_position"], res["position"], res["replayed"]) == (3, 3, False)
 
@@ -165,12 +167,12 @@ def test_a_read_of_a_missing_store_is_a_store_failure_and_creates_nothing(tmp_pa
     assert not os.path.exists(path)
 
 
-def test_the_store_may_be_chosen_by_environment(tmp_path: Path) -> None:
+def test_the_store_may_be_chosen_by_environment(store_url: str) -> None:
     from click.testing import CliRunner
 
     from commands.cli import cli
 
-    path = str(tmp_path / "env.db")
+    path = store_url
     r = CliRunner().invoke(
         cli,
         ["firm", "register", "F1", "--name", "U", "--sector", "power", "--region", "X"],
@@ -434,12 +436,12 @@ def test_a_refused_command_through_click_keeps_its_ledger_error(store: str) -> N
 # ---- the executable in a subprocess: the whole contract ----------------------------------------------
 
 
-def test_executable_appends_and_reads_with_exit_0(ledger_db: str) -> None:
-    r = run_exe(ledger_db, "firm", "register", "F1", "--name", "U1", "--sector", "power", "--region", "Hubei")
+def test_executable_appends_and_reads_with_exit_0(store_url: str) -> None:
+    r = run_exe(store_url, "firm", "register", "F1", "--name", "U1", "--sector", "power", "--region", "Hubei")
     assert r.code == 0 and r.err == ""
-    r = run_exe(ledger_db, "issue", "F1", *UNIT, "--quantity", "1000", "--basis", "pre-allocation")
+    r = run_exe(store_url, "issue", "F1", *UNIT, "--quantity", "1000", "--basis", "pre-allocation")
     assert r.code == 0
-    r = run_exe(ledger_db, "balances", "--json")
+    r = run_exe(store_url, "balances", "--json")
     assert r.code == 0
     assert json.loads(r.out) == {
         "position": 3,
@@ -555,17 +557,17 @@ def _write(tmp_path: Path, text: str, name: str = "in.jsonl") -> str:
     return str(p)
 
 
-def test_import_applies_the_design_example(ledger_db: str, tmp_path: Path) -> None:
-    res = invoke_json(ledger_db, "import", _write(tmp_path, DESIGN_EXAMPLE))
+def test_import_applies_the_design_example(store_url: str, tmp_path: Path) -> None:
+    res = invoke_json(store_url, "import", _write(tmp_path, DESIGN_EXAMPLE))
     assert (res["applied"], res["already_applied"], res["refused"], res["position"]) == (5, 0, [], 7)
-    assert balances(ledger_db) == {("F0001", "CEA", 2024): 850, ("F0002", "CEA", 2024): 150}
-    assert [e["command_id"] for e in export_lines(ledger_db)][-3:] == ["c-2", "c-3", "c-4"]
+    assert balances(store_url) == {("F0001", "CEA", 2024): 850, ("F0002", "CEA", 2024): 150}
+    assert [e["command_id"] for e in export_lines(store_url)][-3:] == ["c-2", "c-3", "c-4"]
 
 
-def test_import_reads_standard_input(ledger_db: str) -> None:
-    r = invoke(ledger_db, "import", "-", input=DESIGN_EXAMPLE)
+def test_import_reads_standard_input(store_url: str) -> None:
+    r = invoke(store_url, "import", "-", input=DESIGN_EXAMPLE)
     assert r.exit_code == 0, r.exception
-    assert head(ledger_db)[0] == 7
+    assert head(store_url)[0] == 7
 
 
 @pytest.mark.parametrize(
@@ -647,25 +649,27 @@ def test_a_bad_line_refuses_even_a_new_store_without_creating_it(tmp_path: Path)
     assert not os.path.exists(path)
 
 
-def test_rerunning_an_import_appends_nothing(ledger_db: str, tmp_path: Path) -> None:
+def test_rerunning_an_import_appends_nothing(store_url: str, tmp_path: Path) -> None:
     f = _write(tmp_path, DESIGN_EXAMPLE)
-    invoke_json(ledger_db, "import", f)
-    before = head(ledger_db)
-    res = invoke_json(ledger_db, "import", f)
+    invoke_json(store_url, "import", f)
+    before = head(store_url)
+    res = invoke_json(store_url, "import", f)
     assert (res["applied"], res["already_applied"]) == (0, 5)
-    assert head(ledger_db) == before
+    assert head(store_url) == before
 
 
-def test_rerunning_an_interrupted_import_appends_only_what_is_missing(ledger_db: str, tmp_path: Path) -> None:
+def test_rerunning_an_interrupted_import_appends_only_what_is_missing(
+    store_url: str, new_store: Callable[[str], str], tmp_path: Path
+) -> None:
     lines = DESIGN_EXAMPLE.splitlines(keepends=True)
-    invoke_json(ledger_db, "import", _write(tmp_path, "".join(lines[:2]), "part.jsonl"))  # "crashed" after 2
-    res = invoke_json(ledger_db, "import", _write(tmp_path, DESIGN_EXAMPLE), "--batch-size", "2")
+    invoke_json(store_url, "import", _write(tmp_path, "".join(lines[:2]), "part.jsonl"))  # "crashed" after 2
+    res = invoke_json(store_url, "import", _write(tmp_path, DESIGN_EXAMPLE), "--batch-size", "2")
     assert (res["applied"], res["already_applied"]) == (3, 2)
-    whole = str(tmp_path / "whole.db")
+    whole = new_store("whole")
     invoke_json(whole, "import", _write(tmp_path, DESIGN_EXAMPLE))
     strip = [{k: e[k] for k in ("position", "type", "command_id", "data")} for e in export_lines(whole)]
     assert [
-        {k: e[k] for k in ("position", "type", "command_id", "data")} for e in export_lines(ledger_db)
+        {k: e[k] for k in ("position", "type", "command_id", "data")} for e in export_lines(store_url)
     ] == strip
 
 

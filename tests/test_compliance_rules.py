@@ -189,8 +189,8 @@ def test_a_clawback_beyond_holdings_takes_what_is_held_and_deducts_the_rest_next
     assert registry.state.holding("P1", "CEA", 2025) == 332_682 - 69_210
 
 
-def test_allocate_all_allocates_every_covered_firm_and_lists_the_skipped(ledger_db: str) -> None:
-    reg = Registry(ledger_db)
+def test_allocate_all_allocates_every_covered_firm_and_lists_the_skipped(store_url: str) -> None:
+    reg = Registry(store_url)
     try:
         power_firm(reg, "P1")
         power_firm(reg, "P2", base_output=500_000)
@@ -199,10 +199,10 @@ def test_allocate_all_allocates_every_covered_firm_and_lists_the_skipped(ledger_
         reg.register_firm("P3", "No output", "power", "Hubei")
     finally:
         reg.close()
-    out = invoke_json(ledger_db, "allocate", "--all", "--year", "2024", "--step", "pre")
+    out = invoke_json(store_url, "allocate", "--all", "--year", "2024", "--step", "pre")
     assert {a["firm_id"]: a["issued"] for a in out["allocated"]} == {"P1": 554_470, "P2": 277_235}
     assert sorted(s["firm_id"] for s in out["skipped"]) == ["P3", "S1"]  # V1 is not covered at all
-    assert run_main(ledger_db, "allocate", "P1", "--all", "--year", "2024", "--step", "pre").code == 2
+    assert run_main(store_url, "allocate", "P1", "--all", "--year", "2024", "--step", "pre").code == 2
 
 
 # ---- new sectors ---------------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def test_sectors_not_covered_in_a_year_are_not_allocated(registry: Registry) -> 
 
 
 def test_gap_cap_coal_owes_at_most_free_allocation_plus_20_percent_of_verified(
-    registry: Registry, ledger_db: str
+    registry: Registry, store_url: str
 ) -> None:
     power_firm(registry)
     registry.allocate("P1", 2024, "pre")  # free allocation 554,470
@@ -253,7 +253,7 @@ def test_gap_cap_coal_owes_at_most_free_allocation_plus_20_percent_of_verified(
     e = refusal(registry.surrender, "P1", 2024, "CEA", 2024, 754_471)
     assert e.code == "beyond_obligation" and "754470" in str(e)
     registry.surrender("P1", 2024, "CEA", 2024, 754_470)
-    (row,) = invoke_json(ledger_db, "compliance", "--year", "2024", "--firm", "P1")["rows"]
+    (row,) = invoke_json(store_url, "compliance", "--year", "2024", "--firm", "P1")["rows"]
     assert (row["verified"], row["obligation"], row["shortfall"], row["status"]) == (
         1_000_000,
         754_470,
@@ -269,19 +269,19 @@ def test_gap_cap_does_not_bind_a_firm_close_to_its_allocation(registry: Registry
     assert registry.state.obligation("P1", registry.state.period_of(2024)) == 600_000
 
 
-def test_gap_cap_gas_owes_at_most_its_free_allocation(registry: Registry, ledger_db: str) -> None:
+def test_gap_cap_gas_owes_at_most_its_free_allocation(registry: Registry, store_url: str) -> None:
     power_firm(registry, "G1", "gas")
     registry.allocate("G1", 2024, "pre")  # 0.7 x 1,000,000 x 0.3779 = 264,530
     registry.issue("G1", "CEA", 2024, 200_000, "auction")
     registry.verify_emissions("G1", 2024, 400_000)
     assert refusal(registry.surrender, "G1", 2024, "CEA", 2024, 264_531).code == "beyond_obligation"
     registry.surrender("G1", 2024, "CEA", 2024, 264_530)
-    (row,) = invoke_json(ledger_db, "compliance", "--year", "2024", "--firm", "G1")["rows"]
+    (row,) = invoke_json(store_url, "compliance", "--year", "2024", "--firm", "G1")["rows"]
     assert (row["obligation"], row["status"]) == (264_530, "A")
 
 
 def test_ccer_limit_is_5_percent_of_verified_emissions_rounded_down(
-    registry: Registry, ledger_db: str
+    registry: Registry, store_url: str
 ) -> None:
     registry.register_firm("S1", "Steel", "steel", "Hebei")
     registry.open_year(2024, "2025-12-31")
@@ -294,7 +294,7 @@ def test_ccer_limit_is_5_percent_of_verified_emissions_rounded_down(
     assert refusal(registry.surrender, "S1", 2024, "CCER", 2024, 18).code == "ccer_limit"
     registry.surrender("S1", 2024, "CCER", 2024, 17)
     registry.surrender("S1", 2024, "CEA", 2024, 12_345 - 617)
-    (row,) = invoke_json(ledger_db, "compliance", "--year", "2024")["rows"]
+    (row,) = invoke_json(store_url, "compliance", "--year", "2024")["rows"]
     assert (row["surrendered_ccer"], row["surrendered_cea"], row["status"]) == (617, 11_728, "A")
 
 
@@ -343,16 +343,16 @@ def test_penalty_is_five_times_the_shortfall_at_the_average_price_of_the_month_b
     assert out.result["fines"] == "3575000.00" and out.result["penalties"] == 1
 
 
-def test_penalty_with_a_fine_multiple(ledger_db: str) -> None:
-    reg = Registry(ledger_db)
+def test_penalty_with_a_fine_multiple(store_url: str) -> None:
+    reg = Registry(store_url)
     try:
         penalty_setup(reg)
     finally:
         reg.close()
-    assert run_main(ledger_db, "year", "close", "2024", "--fine-multiple", "4").code == 2  # 5 to 10 only
-    assert run_main(ledger_db, "year", "close", "2024", "--fine-multiple", "10.5").code == 2
-    invoke_json(ledger_db, "year", "close", "2024", "--fine-multiple", "7.5")
-    (pen,) = [e["data"] for e in export_lines(ledger_db) if e["type"] == "PenaltyAssessed"]
+    assert run_main(store_url, "year", "close", "2024", "--fine-multiple", "4").code == 2  # 5 to 10 only
+    assert run_main(store_url, "year", "close", "2024", "--fine-multiple", "10.5").code == 2
+    invoke_json(store_url, "year", "close", "2024", "--fine-multiple", "7.5")
+    (pen,) = [e["data"] for e in export_lines(store_url) if e["type"] == "PenaltyAssessed"]
     assert (pen["fine"], pen["multiple"]) == ("5362500.00", "7.5")  # 7.5 x 10,000 x 71.50
 
 
@@ -383,7 +383,7 @@ def test_a_firm_that_met_its_obligation_or_owes_nothing_is_not_penalized(registr
 
 
 def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(
-    registry: Registry, ledger_db: str
+    registry: Registry, store_url: str
 ) -> None:
     penalty_setup(registry)
     registry.close_year(2024)
@@ -403,7 +403,7 @@ def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(
     registry.verify_emissions("S1", 2025, 60_000)
     out = registry.allocate("S1", 2025, "true-up")
     assert [e["type"] for e in out.events] == ["AllowancesIssued"]
-    rows = {(r["firm_id"], r["year"]): r for r in invoke_json(ledger_db, "compliance")["rows"]}
+    rows = {(r["firm_id"], r["year"]): r for r in invoke_json(store_url, "compliance")["rows"]}
     assert (rows[("S1", 2024)]["fine"], rows[("S1", 2024)]["deduction"], rows[("S1", 2024)]["status"]) == (
         "3575000.00",
         10_000,
@@ -449,8 +449,8 @@ def test_closing_a_year_that_was_never_opened_is_refused(registry: Registry) -> 
 # ---- multi-year cycles ---------------------------------------------------------------------------------
 
 
-def test_a_2021_2022_cycle_is_one_obligation(ledger_db: str) -> None:
-    reg = Registry(ledger_db)
+def test_a_2021_2022_cycle_is_one_obligation(store_url: str) -> None:
+    reg = Registry(store_url)
     try:
         reg.register_firm("P1", "Coal", "power", "Shanxi")
         reg.open_year("2021-2022", "2023-12-31")
@@ -469,14 +469,14 @@ def test_a_2021_2022_cycle_is_one_obligation(ledger_db: str) -> None:
         )
     finally:
         reg.close()
-    rows = invoke_json(ledger_db, "compliance")["rows"]
+    rows = invoke_json(store_url, "compliance")["rows"]
     assert [
         (r["period"], r["verified"], r["obligation"], r["surrendered_cea"], r["status"]) for r in rows
     ] == [("2021-2022", 230_000, 230_000, 230_000, "A")]
-    assert invoke_json(ledger_db, "compliance", "--year", "2022")["rows"] == rows
-    invoke_json(ledger_db, "year", "close", "2021-2022")
-    assert run_main(ledger_db, "year", "close", "2022").code == 1  # the cycle is closed as a whole
-    exported = export_lines(ledger_db)
+    assert invoke_json(store_url, "compliance", "--year", "2022")["rows"] == rows
+    invoke_json(store_url, "year", "close", "2021-2022")
+    assert run_main(store_url, "year", "close", "2022").code == 1  # the cycle is closed as a whole
+    exported = export_lines(store_url)
     assert exported[-1]["type"] == "ComplianceYearClosed" and exported[-1]["data"]["year"] == 2021
 
 
@@ -565,13 +565,13 @@ def _full_cycle(reg: Registry) -> None:
         reg.allocate(f, 2025, "pre")
 
 
-def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alone(ledger_db: str) -> None:
-    reg = Registry(ledger_db)
+def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alone(store_url: str) -> None:
+    reg = Registry(store_url)
     try:
         _full_cycle(reg)
     finally:
         reg.close()
-    lines = export_lines(ledger_db)
+    lines = export_lines(store_url)
     checked = defaultdict(int)
     for line in lines:
         t, d = line["type"], line["data"]
@@ -625,7 +625,7 @@ def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alon
     assert checked["pre"] == 7 and checked["true-up"] == 3 and checked["clawback"] == 1
     assert checked["penalty"] >= 2 and checked["deduction"] >= 2
     # and the ledger's own numbers agree with the events: what compliance shows is in the export
-    rows = {r["firm_id"]: r for r in invoke_json(ledger_db, "compliance", "--year", "2024")["rows"]}
+    rows = {r["firm_id"]: r for r in invoke_json(store_url, "compliance", "--year", "2024")["rows"]}
     pens = {x["data"]["firm_id"]: x["data"] for x in lines if x["type"] == "PenaltyAssessed"}
     for f, p in pens.items():
         assert (rows[f]["fine"], rows[f]["deduction"], rows[f]["shortfall"]) == (

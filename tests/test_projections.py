@@ -8,12 +8,12 @@ import csv
 import io
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from ledgerkit import Clock, copy_store, invoke, invoke_json, raw_db, run_main, truncate_after
+from ledgerkit import Clock, copy_store, invoke, invoke_json, is_postgres, raw_db, run_main, truncate_after
 
 from ledger.errors import LedgerError
 from ledger.registry import Registry
@@ -547,7 +547,7 @@ def _same_states(a: dict[str, Any], b: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_live_read_models_equal_a_full_replay_after_a_random_command_sequence(
-    registry: Registry, ledger_db: str, seed: int, monkeypatch: pytest.MonkeyPatch
+    registry: Registry, store_url: str, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runner, "FLUSH_EVERY", 7)  # flush mid-catch-up, as on a long log
     monkeypatch.setattr(runner, "CHECKPOINT_EVERY", 10)
@@ -556,51 +556,51 @@ def test_live_read_models_equal_a_full_replay_after_a_random_command_sequence(
     rebuilt, pos2 = runner.rebuild(registry.recorder)
     assert pos == pos2 == registry.head()[0]
     _same_states(live, rebuilt)
-    r = run_main(ledger_db, "audit", "replay")
+    r = run_main(store_url, "audit", "replay")
     assert r.code == 0, r.err
     # two replays are identical
     _same_states(runner.rebuild(registry.recorder)[0], rebuilt)
 
 
-def test_catching_up_twice_applies_nothing_twice(registry: Registry, ledger_db: str) -> None:
+def test_catching_up_twice_applies_nothing_twice(registry: Registry, store_url: str) -> None:
     random_market(registry, 5, 40)
     runner.catch_up(registry.recorder)
-    with raw_db(ledger_db) as conn:
+    with raw_db(store_url) as conn:
         n_rows = conn.execute("SELECT COUNT(*) FROM rm_history").fetchone()[0]
     positions = registry.recorder.readmodel_positions()
     runner.catch_up(registry.recorder)
-    with raw_db(ledger_db) as conn:
+    with raw_db(store_url) as conn:
         assert conn.execute("SELECT COUNT(*) FROM rm_history").fetchone()[0] == n_rows
     assert (
         registry.recorder.readmodel_positions() == positions == dict.fromkeys(positions, registry.head()[0])
     )
     registry.transfer("F0", "F1", "CEA", 2024, 1)  # two history rows more, and only two
     runner.catch_up(registry.recorder)
-    with raw_db(ledger_db) as conn:
+    with raw_db(store_url) as conn:
         assert conn.execute("SELECT COUNT(*) FROM rm_history").fetchone()[0] == n_rows + 2
 
 
-def test_a_read_model_behind_the_others_catches_up_alone(registry: Registry, ledger_db: str) -> None:
+def test_a_read_model_behind_the_others_catches_up_alone(registry: Registry, store_url: str) -> None:
     random_market(registry, 6, 30)
     runner.catch_up(registry.recorder)
-    with raw_db(ledger_db) as conn:  # as if the market read model had been lost
+    with raw_db(store_url) as conn:  # as if the market read model had been lost
         conn.execute("DELETE FROM rm_state WHERE name = 'market'")
     live, _ = runner.catch_up(registry.recorder)
     _same_states(live, runner.rebuild(registry.recorder)[0])
-    assert run_main(ledger_db, "audit", "replay").code == 0
+    assert run_main(store_url, "audit", "replay").code == 0
 
 
 # ---- market arithmetic against an independent sum ------------------------------------------------------
 
 
 def test_market_volume_and_value_equal_the_exact_sum_of_the_trades(
-    registry: Registry, ledger_db: str
+    registry: Registry, store_url: str
 ) -> None:
     trades = random_market(registry, 11, 200)
     assert len(trades) > 30
     volume = sum(t["quantity"] for t in trades)
     value = sum(t["quantity"] * Decimal(t["price"]) for t in trades)
-    m = invoke_json(ledger_db, "market", "--by", "day")
+    m = invoke_json(store_url, "market", "--by", "day")
     assert m["cumulative"] == {"volume": volume, "value": f"{value:.2f}", "trades": len(trades)}
     by_day: dict[str, list] = defaultdict(list)
     for t in trades:
@@ -626,13 +626,13 @@ def test_market_volume_and_value_equal_the_exact_sum_of_the_trades(
         assert Decimal(modes[mode]["value"]) == sum(t["quantity"] * Decimal(t["price"]) for t in ts)
 
 
-def test_market_value_has_no_float_drift_over_many_cent_trades(registry: Registry, ledger_db: str) -> None:
+def test_market_value_has_no_float_drift_over_many_cent_trades(registry: Registry, store_url: str) -> None:
     registry.register_firm("F1", "U1", "power", "Hubei")
     registry.register_firm("F2", "U2", "power", "Hubei")
     registry.issue("F1", "CEA", 2024, 10_000, "auction")
     for _ in range(30):
         registry.trade("F2", "F1", "CEA", 2024, 1, "0.10", "auction", "2024-06-03")
-    m = invoke_json(ledger_db, "market")
+    m = invoke_json(store_url, "market")
     assert m["cumulative"]["value"] == "3.00"  # 30 x 0.1 as floats is 3.0000000000000013
 
 
@@ -690,9 +690,9 @@ def _read(store: str, args: list[str], *extra: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def full_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[int]]:
+def full_store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[int]]:
     monkeypatch.setattr(runner, "CHECKPOINT_EVERY", 4)  # as-of starts from checkpoints, then folds the rest
-    path = str(tmp_path / "full.db")
+    path = store_url
     heads = build(path, len(COMMANDS))
     invoke_json(path, "balances")  # the read models catch up, writing checkpoints
     return path, heads
@@ -700,11 +700,11 @@ def full_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, li
 
 @pytest.mark.parametrize("k", [1, 4, 6, 9, 12, 15])
 def test_reads_as_of_a_position_equal_a_store_rebuilt_from_the_first_commands(
-    full_store: tuple[str, list[int]], tmp_path: Path, k: int
+    full_store: tuple[str, list[int]], new_store: Callable[[str], str], k: int
 ) -> None:
     path, heads = full_store
     n = heads[k - 1]
-    short = str(tmp_path / f"first-{k}.db")
+    short = new_store(f"first-{k}")
     assert build(short, k)[-1] == n
     for args in READS:
         assert _read(path, args, "--as-of", str(n)) == _read(short, args), args
@@ -713,11 +713,16 @@ def test_reads_as_of_a_position_equal_a_store_rebuilt_from_the_first_commands(
 
 @pytest.mark.parametrize("n", [3, 8, 13, 17])
 def test_reads_as_of_a_position_equal_a_truncated_copy_of_the_store(
-    full_store: tuple[str, list[int]], tmp_path: Path, n: int
+    full_store: tuple[str, list[int]], new_store: Callable[[str], str], n: int
 ) -> None:
     path, heads = full_store
     assert n < heads[-1]
-    copy = copy_store(path, tmp_path / f"cut-{n}.db")
+    copy = new_store(f"cut-{n}")
+    if is_postgres(path):  # a copy made the way it was made: the same commands on the same clock
+        build(copy, len(COMMANDS))
+        assert invoke_json(copy, "audit", "head") == invoke_json(path, "audit", "head")
+    else:
+        copy_store(path, copy)
     with raw_db(copy) as conn:
         truncate_after(conn, n)
     assert run_main(copy, "audit", "verify").code == 0
@@ -760,17 +765,42 @@ def test_as_of_date_answers_as_the_ledger_stood_at_the_end_of_that_day(
     assert run_main(path, "balances", "--as-of-date", "June 3rd").code == 2
 
 
+def test_reads_as_of_a_position_equal_what_was_read_at_that_position(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read while the ledger stands at N, append more; later, `--as-of N` gives back what was read then."""
+    monkeypatch.setattr(runner, "CHECKPOINT_EVERY", 4)
+    reads = [["balances"], ["market", "--by", "day"], ["compliance"]]
+    seen: dict[int, list[dict[str, Any]]] = {}
+    clock = Clock("2024-06-03T09:30:00")
+    reg = Registry(store_url, clock=clock)
+    try:
+        for i, (method, args, kw) in enumerate(COMMANDS):
+            clock.set(f"2024-06-{3 + i // 4:02d}T10:{i:02d}:00")
+            getattr(reg, method)(*args, command_id=f"cmd-{i}", **kw)
+            if i % 3 == 1 or i == len(COMMANDS) - 1:
+                answers = [invoke_json(store_url, *args) for args in reads]
+                n = reg.head()[0]
+                assert {a["position"] for a in answers} == {n}
+                seen[n] = answers
+    finally:
+        reg.close()
+    assert len(seen) >= 5
+    for n, answers in seen.items():
+        assert [invoke_json(store_url, *args, "--as-of", str(n)) for args in reads] == answers, n
+
+
 # ---- history and CSV -----------------------------------------------------------------------------------
 
 
-def test_history_running_balance_adds_up_to_the_balance(registry: Registry, ledger_db: str) -> None:
+def test_history_running_balance_adds_up_to_the_balance(registry: Registry, store_url: str) -> None:
     random_market(registry, 21, 120)
     bal = {
         (r["account_id"], r["unit"], r["vintage"]): r["quantity"]
-        for r in invoke_json(ledger_db, "balances")["balances"]
+        for r in invoke_json(store_url, "balances")["balances"]
     }
     for acc in FIRMS:
-        rows = invoke_json(ledger_db, "history", acc)["rows"]
+        rows = invoke_json(store_url, "history", acc)["rows"]
         running: dict[tuple[str, int], int] = defaultdict(int)
         last_pos = 0
         for r in rows:
@@ -821,26 +851,26 @@ def test_the_table_output_shows_the_position(full_store: tuple[str, list[int]]) 
     assert "CEA cumulative at position" in r.stdout and "520 t" in r.stdout
 
 
-def test_totals_conserve_every_unit_and_vintage_at_every_position(registry: Registry, ledger_db: str) -> None:
+def test_totals_conserve_every_unit_and_vintage_at_every_position(registry: Registry, store_url: str) -> None:
     random_market(registry, 31, 120)
     head = registry.head()[0]
     for n in range(0, head + 1, 9):
-        for t in invoke_json(ledger_db, "balances", "--as-of", str(n))["totals"]:
+        for t in invoke_json(store_url, "balances", "--as-of", str(n))["totals"]:
             assert t["issued"] == t["held"] + t["surrendered"] + t["cancelled"] + t["withdrawn"], (n, t)
             assert t["held"] >= 0
     held = defaultdict(int)
-    for r in invoke_json(ledger_db, "balances")["balances"]:
+    for r in invoke_json(store_url, "balances")["balances"]:
         held[(r["unit"], r["vintage"])] += r["quantity"]
-    totals = invoke_json(ledger_db, "balances")["totals"]
+    totals = invoke_json(store_url, "balances")["totals"]
     assert {(t["unit"], t["vintage"]): t["held"] for t in totals} == dict(held)
 
 
-def test_coverage_cli_gives_the_covered_share_of_a_national_total(registry: Registry, ledger_db: str) -> None:
+def test_coverage_cli_gives_the_covered_share_of_a_national_total(registry: Registry, store_url: str) -> None:
     registry.register_firm("P1", "Coal", "power", "Shanxi")
     registry.register_firm("S1", "Steel", "steel", "Hebei")
     registry.verify_emissions("P1", 2024, 5_000_000_000)
     registry.verify_emissions("S1", 2024, 3_000_000_000)
-    out = invoke_json(ledger_db, "coverage", "--year", "2024", "--national-total", "12600000000")
+    out = invoke_json(store_url, "coverage", "--year", "2024", "--national-total", "12600000000")
     assert out["total_verified"] == 8_000_000_000
     assert out["covered_share"] == "63.49"  # 8 / 12.6 = 63.492%
     assert [(s["sector"], s["firms"], s["verified"]) for s in out["sectors"]] == [

@@ -401,9 +401,9 @@ def test_the_id_of_a_refused_command_stays_free(reg: Registry) -> None:
     assert not out.replayed and holding(reg, "F2") == 50
 
 
-def test_command_ids_survive_reopening_the_store(reg: Registry, ledger_db: str) -> None:
+def test_command_ids_survive_reopening_the_store(reg: Registry, store_url: str) -> None:
     first = reg.transfer("F1", "F2", "CEA", V, 100, command_id="t-1")
-    other = Registry(ledger_db)
+    other = Registry(store_url)
     try:
         again = other.transfer("F1", "F2", "CEA", V, 100, command_id="t-1")
         assert again.replayed and again.result == first.result
@@ -527,12 +527,12 @@ def test_validate_event_rejects_events_that_do_not_fit_the_catalogue() -> None:
 
 
 def test_state_from_a_snapshot_equals_the_fold_of_every_event(
-    ledger_db: str, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import ledger.registry as registry_module
 
     monkeypatch.setattr(registry_module, "SNAPSHOT_EVERY", 7)
-    reg = Registry(ledger_db)
+    reg = Registry(store_url)
     try:
         _every_kind_of_event(reg)
         reg.trade(
@@ -542,7 +542,7 @@ def test_state_from_a_snapshot_equals_the_fold_of_every_event(
         assert snapshot is not None and 0 < snapshot[0] < reg.head()[0]
     finally:
         reg.close()
-    reopened = Registry(ledger_db)  # loads the snapshot, then catches up
+    reopened = Registry(store_url)  # loads the snapshot, then catches up
     try:
         folded = LedgerState()
         for env in events(reopened):
