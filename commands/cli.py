@@ -37,7 +37,7 @@ class Ctx:
 
         cfg = parse_store(self.store)
         if not store_exists(cfg):
-            raise StoreError(f"no store at {cfg.path}: record something first, or pass --store")
+            raise StoreError(f"no store at {cfg.path or cfg.url}: record something first, or pass --store")
         return self.registry.recorder
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from ledger.errors import BadInput
+from ledger.errors import BadInput, StoreError
 from ledger.events import GENESIS_HASH, chain_hash
 
 DEFAULT_STORE = "carbon-ledger.db"
@@ -99,7 +99,20 @@ def parse_store(url: str | None) -> StoreConfig:
 
 
 def store_exists(cfg: StoreConfig) -> bool:
-    return cfg.kind != "sqlite" or os.path.exists(cfg.path or DEFAULT_STORE)
+    """Whether the store has been created (by a first append): reads of a store that does not exist
+    fail rather than create it, on PostgreSQL (a schema with the ledger's tables) as on SQLite (a file)."""
+    if cfg.kind == "sqlite":
+        return os.path.exists(cfg.path or DEFAULT_STORE)
+    import psycopg
+
+    env = cfg.env()
+    try:
+        with psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                             user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"], connect_timeout=5) as conn:
+            row = conn.execute("SELECT to_regclass(%s)", (env["POSTGRES_SCHEMA"] + ".ledger_chain",)).fetchone()
+    except psycopg.Error as e:
+        raise StoreError(f"cannot open store {cfg.url}: {e}") from None
+    return row is not None and row[0] is not None
 
 
 class LedgerRecorderMixin:

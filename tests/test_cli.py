@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ledgerkit import export_lines, invoke, invoke_json, raw_db, run_exe, run_main
+from ledgerkit import export_lines, invoke, invoke_json, is_postgres, raw_db, run_exe, run_main
 
 from ledger.errors import BadInput, Refused, StoreError
 from ledger.events import GENESIS_HASH
@@ -147,10 +147,21 @@ def test_balances_of_one_account(store: str) -> None:
     assert balances(store, "F2") == {("F2", "CEA", 2024): 100}
 
 
-def test_audit_head_of_an_empty_store_is_position_0_and_the_genesis_hash(tmp_path: Path) -> None:
-    path = str(tmp_path / "none.db")
-    assert head(path) == (0, GENESIS_HASH)
-    assert not os.path.exists(path)
+def created(store: str) -> bool:
+    """Whether a store exists: a SQLite file, or a PostgreSQL schema."""
+    if not is_postgres(store):
+        return os.path.exists(store)
+    import psycopg
+
+    from ledger.store import pg_schema
+
+    with psycopg.connect(store.split("?", 1)[0]) as conn:
+        return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (pg_schema(store),)).fetchone() is not None
+
+
+def test_audit_head_of_an_empty_store_is_position_0_and_the_genesis_hash(store_url: str) -> None:
+    assert head(store_url) == (0, GENESIS_HASH)
+    assert not created(store_url)
 
 
 def test_audit_head_moves_with_every_append(store: str) -> None:
@@ -160,11 +171,11 @@ def test_audit_head_moves_with_every_append(store: str) -> None:
     assert p2 == p + 1 and h2 != h
 
 
-def test_a_read_of_a_missing_store_is_a_store_failure_and_creates_nothing(tmp_path: Path) -> None:
-    path = str(tmp_path / "missing.db")
-    r = invoke(path, "balances", "--json")
-    assert isinstance(r.exception, StoreError)
-    assert not os.path.exists(path)
+def test_a_read_of_a_missing_store_is_a_store_failure_and_creates_nothing(store_url: str) -> None:
+    for args in (["balances", "--json"], ["audit", "verify"], ["audit", "export"], ["project"]):
+        r = invoke(store_url, *args)
+        assert isinstance(r.exception, StoreError) and "no store at" in str(r.exception), (args, r.exception)
+    assert not created(store_url)
 
 
 def test_the_store_may_be_chosen_by_environment(store_url: str) -> None:
