@@ -37,7 +37,7 @@ def run_follow(c: Any, follow: bool, interval: float, as_json: bool) -> None:
     last = -1
     try:
         while True:
-            _, pos = runner.catch_up(rec)
+            _, pos = runner.catch_up(rec, should_stop=stop.is_set)
             if pos != last:
                 click.echo(f'{{"position": {pos}}}' if as_json else f"read models at position {pos}")
                 last = pos

@@ -57,8 +57,12 @@ def _load(recorder: Any, p: Any) -> tuple[int, Any]:
     return row[0], p.load(orjson.loads(row[1]))
 
 
-def catch_up(recorder: Any, progress: Progress = None) -> tuple[dict[str, Any], int]:
-    """Bring every stored read model up to the head; return the states and the position they stand at."""
+def catch_up(recorder: Any, progress: Progress = None,
+             should_stop: Callable[[], bool] | None = None) -> tuple[dict[str, Any], int]:
+    """Bring every stored read model up to the head; return the states and the position they stand at.
+
+    `should_stop` is asked after each flush: a follower told to stop leaves a long backlog there,
+    with everything up to that position committed."""
     loaded = {p.name: _load(recorder, p) for p in PROJECTIONS}
     positions = {n: pos for n, (pos, _) in loaded.items()}
     states = {n: st for n, (_, st) in loaded.items()}
@@ -82,12 +86,14 @@ def catch_up(recorder: Any, progress: Progress = None) -> tuple[dict[str, Any], 
         since_flush += 1
         if since_flush >= FLUSH_EVERY:
             if not _flush(recorder, expected, states, pos, rows, checkpoints):
-                return catch_up(recorder, progress)  # another process moved them: start again from theirs
+                return catch_up(recorder, progress, should_stop)  # another process moved them: start from theirs
             expected = dict.fromkeys(expected, pos)
             positions = dict(expected)
             rows, checkpoints, since_flush = [], [], 0
             if progress:
                 progress(pos, head)
+            if should_stop is not None and should_stop():
+                return states, pos
     _flush(recorder, expected, states, pos, rows, checkpoints)
     if progress:
         progress(pos, head)

@@ -241,3 +241,24 @@ def test_a_follower_killed_mid_catch_up_resumes_without_applying_an_event_twice(
         )
     finally:
         reg.close()
+
+
+def test_a_follower_told_to_stop_mid_catch_up_stops_at_its_last_commit(store_url: str, tmp_path: Path) -> None:
+    """SIGTERM during a long catch-up: the follower stops after its next flush, not after the whole backlog,
+    and what it committed is exactly a prefix (a later follower finishes it)."""
+    head = _backlog(store_url, tmp_path)
+    reg = Registry(store_url)
+    try:
+        with follower(store_url, CARBON_LEDGER_FLUSH_EVERY="5") as proc:
+            wait_for("the follower to make progress", lambda: min(positions(reg).values(), default=0) > 0, proc,
+                     every=0.005)
+            out, err = stop(proc)
+        stopped_at = int(out.splitlines()[-1].removeprefix("stopped at position "))
+        assert err == "" and stopped_at == min(positions(reg).values()) == max(positions(reg).values())
+        assert 0 < stopped_at < head, f"stopped at {stopped_at}, the head is {head}: it did not stop mid-catch-up"
+        with follower(store_url) as proc:
+            wait_for(f"the read models to reach {head}", lambda: all_at(reg, head), proc, timeout=60)
+            stop(proc)
+        assert run_main(store_url, "audit", "replay").code == 0
+    finally:
+        reg.close()
