@@ -67,6 +67,7 @@ class StoreConfig:
             "POSTGRES_PASSWORD": unquote(u.password or ""),
             "POSTGRES_SCHEMA": pg_schema(self.url),
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+            "POSTGRES_POOL_SIZE": "2",  # a command needs two at once (the writer lock, the insert); more on demand
             "APPLICATION_RECORDER_TOPIC": "ledger.pgstore:LedgerPostgresRecorder",
         }
 
