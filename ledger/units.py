@@ -30,7 +30,7 @@ CANCEL_REASONS = ("voluntary", "correction", "expiry")
 ROLES = ("regulator", "exchange", "verifier", "firm")
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
-_PRICE_RE = re.compile(r"^\d+(\.\d{1,2})?$")
+_PRICE_RE = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")  # ASCII digits only
 
 
 def parse_id(value: object, what: str = "id") -> str:
@@ -53,16 +53,14 @@ def parse_text(value: object, what: str) -> str:
 
 
 def parse_quantity(value: object, what: str = "quantity") -> int:
-    """Whole tonnes, 1..MAX_QUANTITY_T. Accepts an int or a string of digits; never a fraction."""
+    """Whole tonnes, 1..MAX_QUANTITY_T. Accepts an int or a string of ASCII digits; never a float or a fraction."""
     if isinstance(value, bool):
         raise BadInput(f"{what} must be a whole number of tonnes")
     if isinstance(value, int):
         q = value
-    elif isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
         q = int(value.strip())
-    elif isinstance(value, float) and value.is_integer():
-        q = int(value)
-    else:
+    else:  # a float (even 12.0) is refused: quantities are JSON integers
         raise BadInput(f"{what} {value!r} is not a whole number of tonnes")
     if q <= 0:
         raise BadInput(f"{what} must be positive, got {q}")

@@ -15,7 +15,7 @@ from ledger.errors import BadInput
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [(1, 1), ("1000", 1000), (" 42 ", 42), (3.0, 3), (units.MAX_QUANTITY_T, units.MAX_QUANTITY_T)],
+    [(1, 1), ("1000", 1000), (" 42 ", 42), (units.MAX_QUANTITY_T, units.MAX_QUANTITY_T)],
 )
 def test_whole_positive_tonnes_are_accepted(raw: object, expected: int) -> None:
     assert units.parse_quantity(raw) == expected
@@ -125,3 +125,15 @@ def test_choices_and_dates_are_checked() -> None:
     assert units.parse_date("2024-06-03") == dt.date(2024, 6, 3)
     with pytest.raises(BadInput):
         units.parse_date("2024-13-01")
+
+
+@pytest.mark.parametrize("raw", [3.0, 12.5, "١٢", "１２"])
+def test_floats_and_non_ascii_digits_are_not_tonnes(raw: object) -> None:
+    with pytest.raises(BadInput):
+        units.parse_quantity(raw)
+
+
+@pytest.mark.parametrize("raw", ["١٢.٥٠", "８８.５０"])
+def test_non_ascii_digits_are_not_a_price(raw: str) -> None:
+    with pytest.raises(BadInput):
+        units.parse_price(raw)

@@ -57,7 +57,7 @@ MAX_QUANTITY_T = 10_000_000_000
 MAX_PRICE = Decimal("100000.00")
 MAX_COMMAND_ID = 128
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
-PRICE_RE = re.compile(r"^\d+(\.\d{1,2})?$")
+PRICE_RE = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")
 
 
 class ModelBadInput(Exception):
@@ -146,7 +146,7 @@ def _tonnes(v: Any, allow_zero: bool = False) -> int:
         raise ModelBadInput
     if isinstance(v, int):
         q = v
-    elif isinstance(v, str) and re.fullmatch(r"[+-]?\d+", v.strip()):
+    elif isinstance(v, str) and re.fullmatch(r"[+-]?[0-9]+", v.strip()):
         q = int(v)
     else:
         raise ModelBadInput
