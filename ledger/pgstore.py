@@ -29,7 +29,7 @@ from psycopg.errors import DuplicateObject
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composable, Identifier
 
-from ledger.store import LedgerRecorderMixin
+from ledger.store import EXTRA_INDEXES, LedgerRecorderMixin
 
 # Primary keys of the tables written with `_upsert` (SQLite's INSERT OR REPLACE).
 UPSERT_KEYS: dict[str, tuple[str, ...]] = {
@@ -70,6 +70,12 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
             self.sql_create_statements.append(
                 SQL("CREATE TABLE IF NOT EXISTS {}.{}").format(Identifier(self.schema), Identifier(name))
                 + SQL(body)  # type: ignore[arg-type]
+            )
+        for name, table, cols in EXTRA_INDEXES:
+            self.sql_create_statements.append(
+                SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} ({})").format(
+                    Identifier(name), Identifier(self.schema), Identifier(table),
+                    SQL(", ").join(Identifier(c.strip()) for c in cols.split(",")))
             )
 
     # ---- schema ---------------------------------------------------------------------------
@@ -189,7 +195,7 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
                             pipeline.sync()
                             fetched = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
                             ids = list(fetched or [])
-                        except Exception as e:  # re-raised after the pipeline has exited, as the library does
+                        except Exception as e:  # noqa: BLE001 - re-raised after the pipeline has exited, as the library does
                             exc = e
                 if exc is None and (stored_events or commands or snapshot is not None):
                     with conn.cursor(row_factory=tuple_row) as c:
