@@ -7,13 +7,12 @@ Heavy imports happen inside the commands, so a single append starts fast.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 import click
 
-from ledger.errors import BadInput, IntegrityFailure, LedgerError, StoreError
+from ledger.errors import BadInput, LedgerError, StoreError
 
 
 class Ctx:
@@ -24,14 +23,14 @@ class Ctx:
         self._registry = None
 
     @property
-    def registry(self):  # noqa: ANN201
+    def registry(self):
         if self._registry is None:
             from ledger.registry import Registry
 
             self._registry = Registry(self.store)
         return self._registry
 
-    def existing_recorder(self):  # noqa: ANN201
+    def existing_recorder(self):
         """The recorder of a store that must exist already (reads never create a store)."""
         from ledger.store import parse_store, store_exists
 
@@ -83,7 +82,7 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    except Exception as e:  # the promise: one line, never a traceback
+    except Exception as e:  # noqa: BLE001 - the promise: one line, never a traceback
         from eventsourcing.persistence import PersistenceError
 
         if isinstance(e, (PersistenceError, OSError)):
@@ -133,7 +132,7 @@ def _report(out: Any, as_json: bool) -> None:
     click.echo(f"recorded {', '.join(r['events'])} at position {span}{extra}")
 
 
-def command_id_option(f):  # noqa: ANN001, ANN201
+def command_id_option(f):
     f = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
     return click.option("--command-id", help="Idempotency key: repeating it appends nothing.")(f)
 
@@ -257,7 +256,7 @@ def year_close(c: Ctx, year: str, fine_multiple: str | None, command_id: str | N
     _append(c, "year close", {"year": year.split("-")[0], "fine_multiple": fine_multiple}, command_id, as_json)
 
 
-def _unit_options(f):  # noqa: ANN001, ANN201
+def _unit_options(f):
     f = click.option("--quantity", required=True, help="Whole tonnes.")(f)
     f = click.option("--vintage", required=True)(f)
     return click.option("--unit", required=True, help="CEA or CCER.")(f)
@@ -414,7 +413,7 @@ def import_(c: Ctx, file: Any, on_refusal: str, batch_size: int, as_json: bool) 
 
 # ---- reads ------------------------------------------------------------------------------------
 
-def read_options(f):  # noqa: ANN001, ANN201
+def read_options(f):
     f = click.option("--as-of-date", help="Answer as the ledger stood at the end of this date (YYYY-MM-DD).")(f)
     f = click.option("--as-of", "as_of", type=click.IntRange(0), help="Answer as the ledger stood at this position.")(f)
     f = click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets.")(f)

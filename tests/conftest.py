@@ -32,11 +32,11 @@ _settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 # ---- fixtures of the regular suite (tests/test_*.py) ----------------------------------------------
-from collections.abc import Iterator as _Iterator  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-from typing import Any as _Any  # noqa: E402
+from collections.abc import Iterator as _Iterator
+from pathlib import Path as _Path
+from typing import Any as _Any
 
-import pytest as _pytest  # noqa: E402
+import pytest as _pytest
 
 
 @_pytest.fixture
@@ -62,12 +62,12 @@ def registry(store_url: str) -> _Iterator[_Any]:
 # ---- stores: `store_url` runs a test on a SQLite file and on a fresh PostgreSQL schema ----------------
 # The PostgreSQL server is CARBON_LEDGER_TEST_POSTGRES (e.g. postgresql://postgres@127.0.0.1:5432/test);
 # without it the PostgreSQL cases are skipped. Each PostgreSQL case gets its own schema, dropped afterwards.
-import os  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 PG_ENV = "CARBON_LEDGER_TEST_POSTGRES"
 PG_SKIP_REASON = f"PostgreSQL tests need {PG_ENV}=postgresql://USER@HOST:PORT/DB (scratch schemas)"

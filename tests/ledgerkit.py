@@ -126,7 +126,8 @@ def run_exe(store: str, *args: str, stdin: str | None = None, env: dict[str, str
     e = {k: v for k, v in os.environ.items() if k not in CLI_ENV_CLEAR}
     e.update(env or {})
     p = subprocess.run(
-        [EXE, "--store", store, *args], capture_output=True, text=True, input=stdin, env=e, timeout=60
+        [EXE, "--store", store, *args], capture_output=True, text=True, input=stdin, env=e, timeout=60,
+        check=False,
     )
     return Run(p.returncode, p.stdout, p.stderr)
 

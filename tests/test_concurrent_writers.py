@@ -10,7 +10,6 @@ other is refused.
 from __future__ import annotations
 
 import contextlib
-
 import multiprocessing as mp
 import queue as queue_mod
 import warnings
