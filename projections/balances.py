@@ -113,12 +113,40 @@ class History:
         return {"holdings": {}}
 
     def apply(self, state: dict[str, Any], event: dict[str, Any], out: list | None = None) -> dict[str, Any]:
-        if out is None:  # no rows wanted (a replay): only the running balances
-            pair = PAIRS.get(event["type"])
-            if pair is not None:
-                d = event["data"]
-                _move(state["holdings"], d[pair[0]], d[pair[1]], d["unit"], d["vintage"], d["quantity"])
-                return state
+        t = event["type"]
+        pair = PAIRS.get(t)
+        if pair is not None:  # the bulk of a log: the two rows of `movements`, built directly (same rows)
+            d = event["data"]
+            src, dst, u, v, q = d[pair[0]], d[pair[1]], d["unit"], d["vintage"], d["quantity"]
+            holdings = state["holdings"]
+            key = (src, u, v)
+            src_bal = holdings.get(key, 0) - q
+            if src_bal:
+                holdings[key] = src_bal
+            else:
+                holdings.pop(key, None)
+            key = (dst, u, v)
+            dst_bal = holdings.get(key, 0) + q
+            if dst_bal:
+                holdings[key] = dst_bal
+            else:
+                holdings.pop(key, None)
+            if out is not None:
+                pos, at = event["position"], event["recorded_at"]
+                if t == "TradeExecuted":
+                    tid, price, day = d["trade_id"], d["price"], d["trade_date"]
+                    out.append((src, pos, 0, {"position": pos, "recorded_at": at, "type": t, "unit": u, "vintage": v,
+                                              "quantity": -q, "balance": src_bal, "counterparty": dst,
+                                              "trade_id": tid, "price": price, "trade_date": day}))
+                    out.append((dst, pos, 1, {"position": pos, "recorded_at": at, "type": t, "unit": u, "vintage": v,
+                                              "quantity": q, "balance": dst_bal, "counterparty": src,
+                                              "trade_id": tid, "price": price, "trade_date": day}))
+                else:
+                    out.append((src, pos, 0, {"position": pos, "recorded_at": at, "type": t, "unit": u, "vintage": v,
+                                              "quantity": -q, "balance": src_bal, "counterparty": dst}))
+                    out.append((dst, pos, 1, {"position": pos, "recorded_at": at, "type": t, "unit": u, "vintage": v,
+                                              "quantity": q, "balance": dst_bal, "counterparty": src}))
+            return state
         moves = movements(event)
         if not moves:
             return state
