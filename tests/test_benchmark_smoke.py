@@ -9,7 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = ("import_events_per_s", "raw_insert_rows_per_s", "import_ratio", "replay_events_per_s", "raw_read_rows_per_s",
-        "replay_ratio", "cli_append_s", "bare_import_s", "cli_ratio", "replay_peak_rss_mb", "events", "as_of_max_s")
+        "replay_ratio", "cli_append_s", "bare_import_s", "cli_ratio", "replay_peak_rss_mb", "events", "as_of_max_s",
+        "import_ceiling_ratio", "replay_ceiling_ratio", "replay_history_rows", "audit_replay_events_per_s",
+        "catch_up_events_per_s")
 
 
 def test_benchmark_runs_on_a_tiny_store_and_reports_every_measure(tmp_path: Path) -> None:
@@ -23,4 +25,6 @@ def test_benchmark_runs_on_a_tiny_store_and_reports_every_measure(tmp_path: Path
         assert key in r, key
         assert r[key] > 0, (key, r[key])
     assert r["events"] == 2000
+    # the replay built the account history's rows , as `audit replay` does
+    assert r["replay_history_rows"] > 0
     assert set(r["targets_met"]) == {"import_ratio", "replay_ratio", "cli_ratio", "as_of_max_s"}
