@@ -473,8 +473,6 @@ def balances(c: Ctx, account_id: str | None, totals: bool, as_json: bool, as_csv
 @pass_ctx
 def history(c: Ctx, account_id: str, as_json: bool, as_csv: bool, as_of: int | None, as_of_date: str | None) -> None:
     """Every movement of one account, in order, with its running balance."""
-    import orjson
-
     from projections import runner
 
     rec = c.existing_recorder()
@@ -485,7 +483,7 @@ def history(c: Ctx, account_id: str, as_json: bool, as_csv: bool, as_of: int | N
     _, pos = runner.catch_up(rec)
     if as_of is not None:
         pos = min(as_of, pos)
-    rows = [{"account_id": account_id, **orjson.loads(r)} for _p, r in rec.history_rows(account_id, pos)]
+    rows = [{"account_id": account_id, **r} for r in runner.history(rec, account_id, pos)]
     _print({"position": pos, "account_id": account_id, "rows": rows}, rows, f"History of {account_id} at position {pos}",
            as_json, as_csv, ["position", "recorded_at", "type", "unit", "vintage", "quantity", "balance", "counterparty"])
 

@@ -29,7 +29,7 @@ from psycopg.errors import DuplicateObject
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composable, Identifier
 
-from ledger.store import EXTRA_INDEXES, LedgerRecorderMixin
+from ledger.store import EXTRA_INDEXES, OLD_HISTORY_COLUMN, READ_MODEL_TABLES, LedgerRecorderMixin
 
 # Primary keys of the tables written with `_upsert` (SQLite's INSERT OR REPLACE).
 UPSERT_KEYS: dict[str, tuple[str, ...]] = {
@@ -97,6 +97,11 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
                     # No IF NOT EXISTS for types: try in a savepoint and keep the existing one.
                     with suppress(DuplicateObject), curs.connection.transaction():
                         curs.execute(statement, prepare=False)
+            curs.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s"
+                         " AND table_name = 'rm_history'", (self.schema,))
+            if OLD_HISTORY_COLUMN in {r["column_name"] for r in curs.fetchall()}:
+                for t in READ_MODEL_TABLES:  # derived from the log: dropped here, rebuilt by the next read
+                    curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(self.schema), Identifier(t)))
             self._create_table(curs)
         self.datastore.register_type_adapters()
 
@@ -164,7 +169,7 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
 
     def reset_readmodels(self) -> None:
         with self._write() as c:
-            for t in ("rm_state", "rm_history", "rm_checkpoint"):
+            for t in READ_MODEL_TABLES:
                 c.execute(SQL("DELETE FROM {}.{}").format(Identifier(self.schema), Identifier(t)))
 
     # ---- writing events ----------------------------------------------------------------

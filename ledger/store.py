@@ -34,14 +34,21 @@ EXTRA_TABLES = [
      " first_position INTEGER NOT NULL, last_position INTEGER NOT NULL, result BLOB NOT NULL)"),
     "CREATE TABLE IF NOT EXISTS ledger_snapshot (name TEXT PRIMARY KEY, position INTEGER NOT NULL, state BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS rm_state (name TEXT PRIMARY KEY, position INTEGER NOT NULL, state BLOB NOT NULL)",
+    # One row per movement of an account: its signed quantity and the balance after it. What the movement
+    # was (type, unit, counterparty, price ...) is read from the event at `position` when it is shown.
     ("CREATE TABLE IF NOT EXISTS rm_history (account_id TEXT NOT NULL, position INTEGER NOT NULL,"
-     " seq INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (account_id, position, seq))"),
+     " seq INTEGER NOT NULL, quantity INTEGER NOT NULL, balance INTEGER NOT NULL,"
+     " PRIMARY KEY (account_id, position, seq))"),
     ("CREATE TABLE IF NOT EXISTS rm_checkpoint (name TEXT NOT NULL, position INTEGER NOT NULL, state BLOB NOT NULL,"
      " PRIMARY KEY (name, position))"),
 ]
 # (name, table, columns). rm_history is read by account (its primary key) and, by `audit replay`, whole in
 # event order: without this index each page of that read was a full scan and sort, quadratic in the log.
 EXTRA_INDEXES = [("rm_history_by_position", "rm_history", "position, seq")]
+READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
+# A store written before rm_history took its present shape has a `row` column there. Read models are derived
+# from the log, so such a store's are dropped when it is opened and rebuilt by the next read.
+OLD_HISTORY_COLUMN = "row"
 
 
 @dataclass(frozen=True)
@@ -272,35 +279,52 @@ class LedgerRecorderMixin:
             for name, (pos, blob) in states.items():
                 self._upsert(c, "rm_state", ("name", "position", "state"), (name, pos, blob))
             if history:
-                c.executemany(self._q("INSERT INTO rm_history VALUES (?,?,?,?)"), list(history))
+                c.executemany(self._q("INSERT INTO rm_history VALUES (?,?,?,?,?)"), list(history))
             for cp in checkpoints:
                 self._upsert(c, "rm_checkpoint", ("name", "position", "state"), cp)
         return True
 
-    def history_rows(self, account_id: str, upto: int | None = None) -> list[tuple[int, bytes]]:
+    def history_rows(self, account_id: str, upto: int | None = None) -> list[tuple[int, int, int, int]]:
+        """One account's movements in order: (position, seq, quantity, balance)."""
         with self._read() as c:
             if upto is None:
-                c.execute(self._q("SELECT position, row FROM rm_history WHERE account_id = ? ORDER BY position, seq"),
-                          (account_id,))
+                c.execute(self._q("SELECT position, seq, quantity, balance FROM rm_history WHERE account_id = ?"
+                                  " ORDER BY position, seq"), (account_id,))
             else:
-                c.execute(self._q("SELECT position, row FROM rm_history WHERE account_id = ? AND position <= ?"
-                                  " ORDER BY position, seq"), (account_id, upto))
-            return [(r[0], bytes(r[1])) for r in c.fetchall()]
+                c.execute(self._q("SELECT position, seq, quantity, balance FROM rm_history WHERE account_id = ?"
+                                  " AND position <= ? ORDER BY position, seq"), (account_id, upto))
+            return [tuple(r) for r in c.fetchall()]
 
     def history_rows_all(self, page: int = 20_000) -> Iterator[tuple]:
-        """Every stored history row in event order: (account, position, seq, row bytes)."""
+        """Every stored history row in event order: (account, position, seq, quantity, balance)."""
         after = (0, -1)
         while True:
             with self._read() as c:
-                c.execute(self._q("SELECT account_id, position, seq, row FROM rm_history WHERE position > ?"
-                                  " OR (position = ? AND seq > ?) ORDER BY position, seq LIMIT ?"),
+                c.execute(self._q("SELECT account_id, position, seq, quantity, balance FROM rm_history"
+                                  " WHERE position > ? OR (position = ? AND seq > ?) ORDER BY position, seq LIMIT ?"),
                           (after[0], after[0], after[1], page))
                 rows = c.fetchall()
-            for r in rows:
-                yield r[0], r[1], r[2], bytes(r[3])
+            yield from (tuple(r) for r in rows)
             if len(rows) < page:
                 return
             after = (rows[-1][1], rows[-1][2])
+
+    def events_at(self, positions: Sequence[int]) -> dict[int, bytes]:
+        """The stored bytes of the events at these positions (those that exist)."""
+        out: dict[int, bytes] = {}
+        wanted = sorted(set(positions))
+        with self._read() as c:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                c.execute(
+                    self._q(
+                        f"SELECT c.position, e.state FROM ledger_chain c JOIN {self.events_table_name} e"
+                        f" ON e.{self._nid} = c.notification_id WHERE c.position IN ({','.join('?' * len(chunk))})"
+                    ),
+                    chunk,
+                )
+                out.update((r[0], bytes(r[1])) for r in c.fetchall())
+        return out
 
     def checkpoint_before(self, name: str, position: int) -> tuple[int, bytes] | None:
         with self._read() as c:
@@ -311,7 +335,7 @@ class LedgerRecorderMixin:
 
     def reset_readmodels(self) -> None:
         with self._write() as c:
-            for t in ("rm_state", "rm_history", "rm_checkpoint"):
+            for t in READ_MODEL_TABLES:
                 c.execute(f"DELETE FROM {t}")
 
 
@@ -323,6 +347,13 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
     @staticmethod
     def _q(sql: str) -> str:
         return sql
+
+    def _create_table(self, c: Any) -> None:
+        c.execute("SELECT name FROM pragma_table_info('rm_history')")
+        if OLD_HISTORY_COLUMN in {r[0] for r in c.fetchall()}:
+            for t in READ_MODEL_TABLES:
+                c.execute(f"DROP TABLE IF EXISTS {t}")
+        super()._create_table(c)
 
     def construct_create_table_statements(self) -> list[str]:
         return (super().construct_create_table_statements() + self._extra_tables()

@@ -104,7 +104,10 @@ class Balances:
 
 
 class History:
-    """Every movement of each account in order, with the running balance: rows are emitted, not held."""
+    """Every movement of each account in order, with the running balance: rows are emitted, not held.
+
+    A row is (account, position, seq, quantity, balance): the seq-th movement of `movements(event)`, its
+    signed quantity and the account's balance after it. `history_row` shows it with the event's details."""
 
     name = "history"
     emits_rows = True
@@ -113,9 +116,8 @@ class History:
         return {"holdings": {}}
 
     def apply(self, state: dict[str, Any], event: dict[str, Any], out: list | None = None) -> dict[str, Any]:
-        t = event["type"]
-        pair = PAIRS.get(t)
-        if pair is not None:  # the bulk of a log: the two rows of `movements`, built directly (same rows)
+        pair = PAIRS.get(event["type"])
+        if pair is not None:  # the bulk of a log: the two movements of `movements`, done directly (same rows)
             d = event["data"]
             src, dst, u, v, q = d[pair[0]], d[pair[1]], d["unit"], d["vintage"], d["quantity"]
             holdings = state["holdings"]
@@ -132,27 +134,15 @@ class History:
             else:
                 holdings.pop(key, None)
             if out is not None:
-                pos, at = event["position"], event["recorded_at"]
-                if t == "TradeExecuted":
-                    tid, price, day = d["trade_id"], d["price"], d["trade_date"]
-                    out.append((src, pos, 0, {"position": pos, "recorded_at": at, "type": t, "unit": u, "vintage": v,
-                                              "quantity": -q, "balance": src_bal, "counterparty": dst,
-                                              "trade_id": tid, "price": price, "trade_date": day}))
-                    out.append((dst, pos, 1, {"position": pos, "recorded_at": at, "type": t, "unit": u, "vintage": v,
-                                              "quantity": q, "balance": dst_bal, "counterparty": src,
-                                              "trade_id": tid, "price": price, "trade_date": day}))
-                else:
-                    out.append((src, pos, 0, {"position": pos, "recorded_at": at, "type": t, "unit": u, "vintage": v,
-                                              "quantity": -q, "balance": src_bal, "counterparty": dst}))
-                    out.append((dst, pos, 1, {"position": pos, "recorded_at": at, "type": t, "unit": u, "vintage": v,
-                                              "quantity": q, "balance": dst_bal, "counterparty": src}))
+                pos = event["position"]
+                out.append((src, pos, 0, -q, src_bal))
+                out.append((dst, pos, 1, q, dst_bal))
             return state
         moves = movements(event)
         if not moves:
             return state
         holdings = state["holdings"]
-        d = event["data"]
-        for seq, (account, unit, vintage, delta, counterparty) in enumerate(moves):
+        for seq, (account, unit, vintage, delta, _counterparty) in enumerate(moves):
             key = (account, unit, vintage)
             bal = holdings.get(key, 0) + delta
             if bal:
@@ -160,18 +150,7 @@ class History:
             else:
                 holdings.pop(key, None)
             if out is not None:
-                row = {"position": event["position"], "recorded_at": event["recorded_at"], "type": event["type"],
-                       "unit": unit, "vintage": vintage, "quantity": delta, "balance": bal,
-                       "counterparty": counterparty}
-                if event["type"] == "TradeExecuted":
-                    row.update(trade_id=d["trade_id"], price=d["price"], trade_date=d["trade_date"])
-                elif "basis" in d:
-                    row["basis"] = d["basis"]
-                elif "reason" in d:
-                    row["reason"] = d["reason"]
-                elif event["type"] == "AllowancesSurrendered":
-                    row["year"] = d["year"]
-                out.append((account, event["position"], seq, row))
+                out.append((account, event["position"], seq, delta, bal))
         return state
 
     def dump(self, state: dict[str, Any]) -> Any:
@@ -179,6 +158,23 @@ class History:
 
     def load(self, data: Any) -> dict[str, Any]:
         return {"holdings": {(a, u, v): q for a, u, v, q in data["holdings"]}}
+
+
+def history_row(event: dict[str, Any], seq: int, balance: int) -> dict[str, Any]:
+    """A stored history row as shown: the seq-th movement of `event`, with the balance after it."""
+    _account, unit, vintage, delta, counterparty = movements(event)[seq]
+    t, d = event["type"], event["data"]
+    row = {"position": event["position"], "recorded_at": event["recorded_at"], "type": t, "unit": unit,
+           "vintage": vintage, "quantity": delta, "balance": balance, "counterparty": counterparty}
+    if t == "TradeExecuted":
+        row.update(trade_id=d["trade_id"], price=d["price"], trade_date=d["trade_date"])
+    elif "basis" in d:
+        row["basis"] = d["basis"]
+    elif "reason" in d:
+        row["reason"] = d["reason"]
+    elif t == "AllowancesSurrendered":
+        row["year"] = d["year"]
+    return row
 
 
 def balance_rows(state: dict[str, Any], account_id: str | None = None) -> list[dict[str, Any]]:

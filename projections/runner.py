@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ledger.events import decode
-from projections.balances import Balances, History
+from projections.balances import Balances, History, history_row
 from projections.compliance import Compliance
 from projections.market import Market
 
@@ -103,8 +103,7 @@ def catch_up(recorder: Any, progress: Progress = None,
 def _flush(recorder: Any, expected: dict[str, int], states: dict[str, Any], pos: int, rows: list,
            checkpoints: list) -> bool:
     blobs = {p.name: (pos, orjson.dumps(p.dump(states[p.name]))) for p in PROJECTIONS}
-    history = [(a, p, s, orjson.dumps(r)) for a, p, s, r in rows]
-    return recorder.save_readmodels(expected, blobs, history, checkpoints)
+    return recorder.save_readmodels(expected, blobs, rows, checkpoints)
 
 
 def rebuild(recorder: Any, progress: Progress = None, upto: int | None = None,
@@ -152,6 +151,20 @@ def as_of(recorder: Any, position: int, names: Iterable[str]) -> dict[str, Any]:
         for _pos, _h, blob in recorder.read_events(after=start, upto=position):
             state = _apply(p, state, decode(blob), None)
         out[name] = state
+    return out
+
+
+def history(recorder: Any, account_id: str, upto: int) -> list[dict[str, Any]]:
+    """One account's movements up to `upto` as shown: each stored row with its event's details."""
+    stored = recorder.history_rows(account_id, upto)
+    events = recorder.events_at([r[0] for r in stored])
+    out = []
+    for position, seq, quantity, balance in stored:
+        row = history_row(decode(events[position]), seq, balance)
+        if row["quantity"] != quantity:
+            raise ValueError(f"the stored history of {account_id} disagrees with the event at position {position};"
+                             " `audit replay` compares every read model with the log")
+        out.append(row)
     return out
 
 

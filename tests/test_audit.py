@@ -212,7 +212,7 @@ def test_replay_reads_the_stored_history_in_event_order_by_an_index_not_a_sort(s
     """`audit replay` pages through every history row in event order; without an index on (position, seq)
     each page was a full scan and sort of the table, so the replay grew with the square of the log."""
     invoke_json(store, "history", "F2")
-    query = ("SELECT account_id, position, seq, row FROM rm_history WHERE position > 0"
+    query = ("SELECT account_id, position, seq, quantity, balance FROM rm_history WHERE position > 0"
              " OR (position = 0 AND seq > -1) ORDER BY position, seq LIMIT 5")
     with raw_db(store) as conn:
         if isinstance(conn, sqlite3.Connection):

@@ -144,7 +144,7 @@ def test_tables_live_in_the_schema_with_pg_types(recorder: LedgerPostgresRecorde
     assert cols[("ledger_chain", "position")] == "bigint"
     assert cols[("ledger_chain", "notification_id")] == "bigint"
     assert cols[("ledger_commands", "result")] == "bytea"
-    assert cols[("rm_history", "row")] == "bytea"
+    assert cols[("rm_history", "balance")] == "bigint"
     assert cols[("rm_checkpoint", "position")] == "bigint"
     # create_table again is harmless (another process opening the same store)
     recorder.create_table()
@@ -221,14 +221,14 @@ def test_unique_violation_is_integrity_error_and_writes_nothing(recorder: Ledger
 
 def test_read_models(recorder: LedgerPostgresRecorder) -> None:
     assert recorder.load_readmodel("balances") is None
-    assert recorder.save_readmodels({}, {"balances": (5, b"b5")}, [("A", 3, 0, b"h3"), ("A", 5, 0, b"h5")],
+    assert recorder.save_readmodels({}, {"balances": (5, b"b5")}, [("A", 3, 0, 30, 30), ("A", 5, 0, -5, 25)],
                                     [("balances", 5, b"c5")])
     assert not recorder.save_readmodels({"balances": 4}, {"balances": (6, b"b6")})
     assert recorder.save_readmodels({"balances": 5}, {"balances": (6, b"b6")}, (), [("balances", 5, b"c5'")])
     assert recorder.load_readmodel("balances") == (6, b"b6")
     assert recorder.readmodel_positions() == {"balances": 6}
-    assert recorder.history_rows("A") == [(3, b"h3"), (5, b"h5")]
-    assert recorder.history_rows("A", upto=4) == [(3, b"h3")]
+    assert recorder.history_rows("A") == [(3, 0, 30, 30), (5, 0, -5, 25)]
+    assert recorder.history_rows("A", upto=4) == [(3, 0, 30, 30)]
     assert recorder.checkpoint_before("balances", 10) == (5, b"c5'")
     assert recorder.checkpoint_before("balances", 4) is None
     recorder.reset_readmodels()

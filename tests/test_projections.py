@@ -18,7 +18,7 @@ from ledgerkit import Clock, copy_store, invoke, invoke_json, is_postgres, raw_d
 from ledger.errors import LedgerError
 from ledger.registry import Registry
 from projections import runner
-from projections.balances import Balances, History, balance_rows, total_rows
+from projections.balances import Balances, History, balance_rows, history_row, total_rows
 from projections.compliance import Compliance, coverage
 from projections.compliance import rows as compliance_rows
 from projections.market import Market, report
@@ -133,11 +133,16 @@ def test_balances_dump_and_load_round_trip() -> None:
 def test_history_fold_emits_each_movement_with_a_running_balance() -> None:
     rows: list = []
     st = History().initial()
-    for env in moves_log().events:
+    events = moves_log().events
+    for env in events:
         st = History().apply(st, env, rows)
+    by_position = {e["position"]: e for e in events}
+    shown = [(acc, history_row(by_position[pos], seq, bal)) for acc, pos, seq, _q, bal in rows]
+    # the stored quantity is the shown movement's
+    assert [q for *_, q, _b in rows] == [r["quantity"] for _a, r in shown]
     f1 = [
-        (pos, r["type"], r["unit"], r["quantity"], r["balance"], r["counterparty"])
-        for acc, pos, _seq, r in rows
+        (r["position"], r["type"], r["unit"], r["quantity"], r["balance"], r["counterparty"])
+        for acc, r in shown
         if acc == "F1"
     ]
     assert f1 == [
@@ -147,17 +152,17 @@ def test_history_fold_emits_each_movement_with_a_running_balance() -> None:
         (7, "AllowancesSurrendered", "CEA", -200, 500, None),
         (9, "AllowancesWithdrawn", "CEA", -50, 450, None),
     ]
-    f2 = [(pos, r["quantity"], r["balance"], r["counterparty"]) for acc, pos, _s, r in rows if acc == "F2"]
+    f2 = [(r["position"], r["quantity"], r["balance"], r["counterparty"]) for acc, r in shown if acc == "F2"]
     assert f2 == [(5, 300, 300, "F1"), (6, -100, 200, "F3")]
-    trade_row = next(r for acc, pos, _s, r in rows if acc == "F3" and pos == 6)
+    trade_row = next(r for acc, r in shown if acc == "F3" and r["position"] == 6)
     assert (trade_row["trade_id"], trade_row["price"], trade_row["trade_date"]) == (
         "T-000006",
         "80.00",
         "2024-06-03",
     )
-    assert next(r for acc, pos, _s, r in rows if pos == 9)["reason"] == "true-up clawback"
-    assert next(r for acc, pos, _s, r in rows if pos == 3)["basis"] == "pre-allocation"
-    assert next(r for acc, pos, _s, r in rows if pos == 7)["year"] == 2024
+    assert next(r for _a, r in shown if r["position"] == 9)["reason"] == "true-up clawback"
+    assert next(r for _a, r in shown if r["position"] == 3)["basis"] == "pre-allocation"
+    assert next(r for _a, r in shown if r["position"] == 7)["year"] == 2024
 
 
 def market_log() -> Log:

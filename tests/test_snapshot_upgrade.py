@@ -1,5 +1,6 @@
-"""A write-side snapshot of an older shape is ignored once and replaced as soon as the state is loaded,
-even when the command is refused: not refolded on every command."""
+"""Upgrades: a write-side snapshot of an older shape is ignored once and replaced as soon as the state is
+loaded, even when the command is refused (not refolded on every command); read models of an older shape are
+rebuilt."""
 
 from __future__ import annotations
 
@@ -35,3 +36,36 @@ def test_an_older_snapshot_is_replaced_by_the_next_command(ledger_db: str) -> No
         pos, blob = con.execute("SELECT position, state FROM ledger_snapshot").fetchone()
     assert pos == head  # replaced at load, by a command that appended nothing
     assert orjson.loads(blob)["version"] == SNAPSHOT_VERSION
+
+
+def test_read_models_of_an_older_shape_are_dropped_on_open_and_rebuilt_by_the_next_read(store_url: str) -> None:
+    """A store whose account history was written when each row held its whole JSON (a `row` column) opens,
+    drops its read models (derived, so nothing recorded is lost) and rebuilds them from the log."""
+    from ledgerkit import invoke_json, raw_db, run_main
+
+    reg = Registry(store_url)
+    reg.register_firm("F1", "U1", "power", "Hubei")
+    reg.register_firm("F2", "U2", "power", "Hebei")
+    reg.open_year(2024)
+    reg.issue("F1", "CEA", 2024, 1000, "pre-allocation")
+    reg.transfer("F1", "F2", "CEA", 2024, 300)
+    reg.trade("F2", "F1", "CEA", 2024, 50, "80.00", "listed", "2024-06-03")
+    head = reg.head()[0]
+    reg.close()
+    expected = invoke_json(store_url, "history", "F2")
+    balances = invoke_json(store_url, "balances")
+    with raw_db(store_url) as conn:  # the old shape, caught up to the head (so nothing would rebuild it)
+        conn.execute("DROP TABLE rm_history")
+        conn.execute("CREATE TABLE rm_history (account_id TEXT NOT NULL, position INTEGER NOT NULL,"
+                     " seq INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (account_id, position, seq))")
+        conn.execute("INSERT INTO rm_history VALUES ('F2', 5, 1, ?)", (b'{"quantity": 300}',))
+        assert conn.execute("SELECT MIN(position) FROM rm_state").fetchone()[0] == head
+
+    assert invoke_json(store_url, "history", "F2") == expected
+    assert invoke_json(store_url, "balances") == balances
+    with raw_db(store_url) as conn:
+        cols = [r[0] for r in conn.execute("SELECT * FROM rm_history LIMIT 0").description]
+    assert cols == ["account_id", "position", "seq", "quantity", "balance"]
+    r = run_main(store_url, "audit", "replay")
+    assert r.code == 0, r.err
+    assert [row["quantity"] for row in expected["rows"]] == [300, 50]  # the transfer in, the purchase
