@@ -15,20 +15,22 @@ TOTAL_FIELDS = ("issued", "held", "surrendered", "cancelled", "withdrawn")
 PAIRS = {"AllowancesTransferred": ("from_account", "to_account"), "TradeExecuted": ("seller", "buyer")}
 
 
-def _move(holdings: dict[Key, int], src: str, dst: str, unit: str, vintage: int, q: int) -> None:
-    """`q` t from src to dst, as the two movements of `movements` do (a holding at zero is dropped)."""
+def _move(holdings: dict[Key, int], src: str, dst: str, unit: str, vintage: int, q: int) -> tuple[int, int]:
+    """`q` t from src to dst, as the two movements of `movements` do (a holding at zero is dropped);
+    returns the two balances after them."""
     key = (src, unit, vintage)
-    new = holdings.get(key, 0) - q
-    if new:
-        holdings[key] = new
+    src_bal = holdings.get(key, 0) - q
+    if src_bal:
+        holdings[key] = src_bal
     else:
         holdings.pop(key, None)
     key = (dst, unit, vintage)
-    new = holdings.get(key, 0) + q
-    if new:
-        holdings[key] = new
+    dst_bal = holdings.get(key, 0) + q
+    if dst_bal:
+        holdings[key] = dst_bal
     else:
         holdings.pop(key, None)
+    return src_bal, dst_bal
 
 
 def movements(event: dict[str, Any]) -> list[tuple[str, str, int, int, str | None]]:
@@ -119,20 +121,8 @@ class History:
         pair = PAIRS.get(event["type"])
         if pair is not None:  # the bulk of a log: the two movements of `movements`, done directly (same rows)
             d = event["data"]
-            src, dst, u, v, q = d[pair[0]], d[pair[1]], d["unit"], d["vintage"], d["quantity"]
-            holdings = state["holdings"]
-            key = (src, u, v)
-            src_bal = holdings.get(key, 0) - q
-            if src_bal:
-                holdings[key] = src_bal
-            else:
-                holdings.pop(key, None)
-            key = (dst, u, v)
-            dst_bal = holdings.get(key, 0) + q
-            if dst_bal:
-                holdings[key] = dst_bal
-            else:
-                holdings.pop(key, None)
+            src, dst, q = d[pair[0]], d[pair[1]], d["quantity"]
+            src_bal, dst_bal = _move(state["holdings"], src, dst, d["unit"], d["vintage"], q)
             if out is not None:
                 pos = event["position"]
                 out.append((src, pos, 0, -q, src_bal))
