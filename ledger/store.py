@@ -45,6 +45,11 @@ EXTRA_TABLES = [
 # (name, table, columns). rm_history is read by account (its primary key) and, by `audit replay`, whole in
 # event order: without this index each page of that read was a full scan and sort, quadratic in the log.
 EXTRA_INDEXES = [("rm_history_by_position", "rm_history", "position, seq")]
+# A page of the whole history in event order, after (position, seq): a row-value comparison, so that both
+# SQLite and PostgreSQL seek in rm_history_by_position (with `position > ? OR (...)` SQLite walked the index
+# from its start on every page).
+HISTORY_PAGE_SQL = ("SELECT account_id, position, seq, quantity, balance FROM rm_history"
+                    " WHERE (position, seq) > (?, ?) ORDER BY position, seq LIMIT ?")
 READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # A store written before rm_history took its present shape has a `row` column there. Read models are derived
 # from the log, so such a store's are dropped when it is opened and rebuilt by the next read.
@@ -300,9 +305,7 @@ class LedgerRecorderMixin:
         after = (0, -1)
         while True:
             with self._read() as c:
-                c.execute(self._q("SELECT account_id, position, seq, quantity, balance FROM rm_history"
-                                  " WHERE position > ? OR (position = ? AND seq > ?) ORDER BY position, seq LIMIT ?"),
-                          (after[0], after[0], after[1], page))
+                c.execute(self._q(HISTORY_PAGE_SQL), (*after, page))
                 rows = c.fetchall()
             yield from (tuple(r) for r in rows)
             if len(rows) < page:

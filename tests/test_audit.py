@@ -15,6 +15,7 @@ from ledgerkit import events, invoke, invoke_json, raw_db, rehash_chain, rewrite
 
 from ledger.events import GENESIS_HASH, canonical_bytes, chain_hash, decode
 from ledger.registry import Registry
+from ledger.store import HISTORY_PAGE_SQL
 from projections.audit import verify_chain
 
 V = 2024
@@ -208,20 +209,25 @@ def test_replay_catches_a_doctored_account_history(store: str) -> None:
     assert r.code == 3 and "history" in r.err
 
 
-def test_replay_reads_the_stored_history_in_event_order_by_an_index_not_a_sort(store: str) -> None:
-    """`audit replay` pages through every history row in event order; without an index on (position, seq)
-    each page was a full scan and sort of the table, so the replay grew with the square of the log."""
+def test_replay_reads_the_stored_history_in_event_order_by_an_index_seek(store: str) -> None:
+    """`audit replay` pages through every history row in event order. Each page must seek in an index on
+    (position, seq): without the index every page was a full scan and sort of the table, and with a query
+    the planner could not seek on it walked the index from its start, either way quadratic in the log."""
     invoke_json(store, "history", "F2")
-    query = ("SELECT account_id, position, seq, quantity, balance FROM rm_history WHERE position > 0"
-             " OR (position = 0 AND seq > -1) ORDER BY position, seq LIMIT 5")
+    query = HISTORY_PAGE_SQL.replace("?", "{}").format(7, 0, 5)
     with raw_db(store) as conn:
         if isinstance(conn, sqlite3.Connection):
             plan = " ".join(str(r[-1]) for r in conn.execute("EXPLAIN QUERY PLAN " + query))
-            assert "rm_history_by_position" in plan and "TEMP B-TREE" not in plan, plan
-        else:  # PostgreSQL plans a tiny table with a scan; asked to avoid one, it must have the index to use
+            assert "SEARCH rm_history USING INDEX rm_history_by_position" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+            rows = conn.execute(query).fetchall()
+        else:  # PostgreSQL plans a tiny table with a scan; asked to avoid one, it must have the index to seek in
             conn.execute("SET enable_seqscan = off")
             plan = " ".join(r[0] for r in conn.execute("EXPLAIN " + query))
-            assert "rm_history_by_position" in plan and "Sort" not in plan, plan
+            assert "rm_history_by_position" in plan and "Index Cond" in plan and "Sort" not in plan, plan
+            rows = conn.execute(query).fetchall()
+    # and it is the right page: the rows after position 7, seq 0, in order
+    assert [(r[1], r[2]) for r in rows] == [(7, 1), (8, 0), (8, 1), (9, 0), (9, 1)]
 
 
 def test_export_reproduces_every_stored_event(registry: Registry, store: str) -> None:
