@@ -29,7 +29,13 @@ from psycopg.errors import DuplicateObject
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composable, Identifier
 
-from ledger.store import EXTRA_INDEXES, OLD_HISTORY_COLUMN, READ_MODEL_TABLES, LedgerRecorderMixin
+from ledger.store import (
+    EXTRA_INDEXES,
+    EXTRA_TABLES,
+    OLD_HISTORY_COLUMN,
+    READ_MODEL_TABLES,
+    LedgerRecorderMixin,
+)
 
 # Primary keys of the tables written with `_upsert` (SQLite's INSERT OR REPLACE).
 UPSERT_KEYS: dict[str, tuple[str, ...]] = {
@@ -50,6 +56,17 @@ def _table_name(ddl: str) -> str:
     if m is None:  # pragma: no cover - EXTRA_TABLES are all of this form
         raise ValueError(f"unexpected DDL: {ddl!r}")
     return m.group(1)
+
+
+def _column_types(ddl: str) -> list[str]:
+    """The PostgreSQL types of the columns of one of `EXTRA_TABLES`, in order."""
+    body = pg_ddl(ddl)
+    inner = body[body.index("(") + 1 : body.rindex(")")]
+    parts = [p.strip() for p in re.split(r",(?![^()]*\))", inner)]
+    return [p.split()[1].lower() for p in parts if not p.upper().startswith("PRIMARY KEY")]
+
+
+ARRAY_TYPES = {_table_name(ddl): _column_types(ddl) for ddl in EXTRA_TABLES}
 
 
 class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
@@ -166,6 +183,14 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
         else:
             statement += SQL("NOTHING")
         c.execute(statement, values)
+
+    def _insert_many(self, c: Any, table: str, rows: Sequence[tuple]) -> None:
+        """One INSERT ... SELECT FROM unnest(column arrays) for all the rows: executemany would send a
+        statement a row, even in a pipeline."""
+        statement = SQL("INSERT INTO {} SELECT * FROM unnest({})").format(
+            Identifier(table), SQL(", ").join(SQL("%b::" + t + "[]") for t in ARRAY_TYPES[table])  # type: ignore[arg-type]
+        )
+        c.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
     def reset_readmodels(self) -> None:
         with self._write() as c:

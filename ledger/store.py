@@ -145,6 +145,10 @@ class LedgerRecorderMixin:
         """
         yield
 
+    def _insert_many(self, c: Any, table: str, rows: Sequence[tuple]) -> None:
+        """Insert rows of whole tuples into one of our tables."""
+        c.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * len(rows[0]))})", rows)
+
     # ---- writes (inside the events' transaction) ----------------------------------------
     def _chain_and_extras(self, c: Any, stored_events: Sequence[StoredEvent], ids: Sequence[int],
                           commands: Sequence[tuple] = (), snapshot: tuple | None = None) -> None:
@@ -157,9 +161,9 @@ class LedgerRecorderMixin:
             h = chain_hash(h, bytes(s.state))
             chain.append((position, nid, h))
         if chain:
-            c.executemany(self._q("INSERT INTO ledger_chain VALUES (?,?,?)"), chain)
+            self._insert_many(c, "ledger_chain", chain)
         if commands:
-            c.executemany(self._q("INSERT INTO ledger_commands VALUES (?,?,?,?,?)"), list(commands))
+            self._insert_many(c, "ledger_commands", list(commands))
         if snapshot is not None:
             self._upsert(c, "ledger_snapshot", ("name", "position", "state"), snapshot)
 
@@ -284,7 +288,7 @@ class LedgerRecorderMixin:
             for name, (pos, blob) in states.items():
                 self._upsert(c, "rm_state", ("name", "position", "state"), (name, pos, blob))
             if history:
-                c.executemany(self._q("INSERT INTO rm_history VALUES (?,?,?,?,?)"), list(history))
+                self._insert_many(c, "rm_history", list(history))
             for cp in checkpoints:
                 self._upsert(c, "rm_checkpoint", ("name", "position", "state"), cp)
         return True
