@@ -304,17 +304,23 @@ class LedgerRecorderMixin:
                                   " AND position <= ? ORDER BY position, seq"), (account_id, upto))
             return [tuple(r) for r in c.fetchall()]
 
-    def history_rows_all(self, page: int = 20_000) -> Iterator[tuple]:
-        """Every stored history row in event order: (account, position, seq, quantity, balance)."""
+    def history_pages(self, page: int = 20_000) -> Iterator[list[tuple]]:
+        """Every stored history row in event order, a page at a time: (account, position, seq, quantity, balance)."""
         after = (0, -1)
         while True:
             with self._read() as c:
                 c.execute(self._q(HISTORY_PAGE_SQL), (*after, page))
-                rows = c.fetchall()
-            yield from (tuple(r) for r in rows)
+                rows = [tuple(r) for r in c.fetchall()]
+            if rows:
+                yield rows
             if len(rows) < page:
                 return
             after = (rows[-1][1], rows[-1][2])
+
+    def history_rows_all(self) -> Iterator[tuple]:
+        """Every stored history row in event order: (account, position, seq, quantity, balance)."""
+        for rows in self.history_pages():
+            yield from rows
 
     def events_at(self, positions: Sequence[int]) -> dict[int, bytes]:
         """The stored bytes of the events at these positions (those that exist)."""
