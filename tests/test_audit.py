@@ -254,3 +254,23 @@ def test_verify_reads_the_rows_not_the_cached_state(store: str) -> None:
         assert verify_chain(other.recorder)["position"] == 3
     finally:
         other.close()
+
+
+def test_the_history_digest_depends_on_the_rows_not_on_how_they_were_paged() -> None:
+    from projections.audit import RowDigest
+
+    rows = [(f"A{i % 7}", i // 2, i % 2, -i, 1000 - i) for i in range(3 * RowDigest.CHUNK + 17)]
+
+    def digest(pages: list[list[tuple]]) -> str:
+        d = RowDigest()
+        for page in pages:
+            d.update(page)
+        return d.hexdigest()
+
+    whole = digest([rows])
+    assert digest([rows[i : i + 999] for i in range(0, len(rows), 999)]) == whole
+    assert digest([rows[:1], rows[1:RowDigest.CHUNK + 5], [], rows[RowDigest.CHUNK + 5 :]]) == whole
+    changed = list(rows)
+    changed[RowDigest.CHUNK + 3] = (*changed[RowDigest.CHUNK + 3][:4], 0)
+    assert digest([changed]) != whole
+    assert digest([rows[:-1]]) != whole
