@@ -75,11 +75,12 @@ def catch_up(recorder: Any, progress: Progress = None,
     checkpoints: list[tuple] = []
     pos = start
     since_flush = 0
+    folds = [(p.name, p.apply, getattr(p, "emits_rows", False)) for p in PROJECTIONS]
     for pos, _h, blob in recorder.read_events(after=start, upto=head):
         env = decode(blob)
-        for p in PROJECTIONS:
-            if positions[p.name] < pos:
-                states[p.name] = _apply(p, states[p.name], env, rows)
+        for name, apply, emits in folds:
+            if positions[name] < pos:
+                states[name] = apply(states[name], env, rows) if emits else apply(states[name], env)
         if pos % CHECKPOINT_EVERY == 0:
             checkpoints += [(p.name, pos, orjson.dumps(p.dump(states[p.name])))
                             for p in PROJECTIONS if not getattr(p, "emits_rows", False)]
