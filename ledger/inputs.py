@@ -295,6 +295,10 @@ INPUTS: dict[str, type[CommandInput]] = {
 }
 
 
+MEMO_SIZE = 100_000  # validated field values remembered per command model
+_UNSEEN = object()
+
+
 def _fast_path(model: type[CommandInput]) -> Any:
     """The model's own field validators, called directly (pydantic's machinery costs more than they do).
 
@@ -323,6 +327,10 @@ def _fast_path(model: type[CommandInput]) -> Any:
         default = None if info.is_required() else info.default
         spec.append((name, check[name], kind, optional, info.is_required(), default))
     names = frozenset(model.model_fields)
+    # A field validator's result depends only on the field and the raw value, and a bulk import repeats
+    # values (accounts, units, vintages, dates, prices): remember results for plain str and int values
+    # (keyed by type too, so True never passes for 1), up to MEMO_SIZE of them. Failures are not kept.
+    memo: dict[tuple[str, type, Any], Any] = {}
 
     def parse(raw: dict[str, Any]) -> dict[str, Any] | None:
         if not names.issuperset(raw):
@@ -331,7 +339,17 @@ def _fast_path(model: type[CommandInput]) -> Any:
         try:
             for name, validate, kind, optional, required, default in spec:
                 if name in raw:
-                    value = validate(raw[name])
+                    r = raw[name]
+                    t = type(r)
+                    if t is str or t is int:
+                        key = (name, t, r)
+                        value = memo.get(key, _UNSEEN)
+                        if value is _UNSEEN:
+                            value = validate(r)
+                            if len(memo) < MEMO_SIZE:
+                                memo[key] = value
+                    else:
+                        value = validate(r)
                 elif required:
                     return None
                 else:

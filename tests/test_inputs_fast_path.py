@@ -65,3 +65,18 @@ def test_fast_path_covers_the_hot_commands_and_errors_stay_pydantics() -> None:
             assert e.message == message
         else:
             raise AssertionError(f"{raw} was accepted")
+
+
+def test_remembered_values_are_kept_per_field_and_type_and_refusals_are_not_remembered() -> None:
+    """The fast path remembers validated values (a bulk import repeats them); a remembered 1 must not let
+    True through (equal and hashing alike in Python), nor a value of one field pass for another."""
+    good = {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": 2024, "quantity": 1}
+    for _ in range(2):  # the second time from memory
+        assert parse_command("transfer", dict(good))["quantity"] == 1
+    for bad, field in [(True, "quantity"), (1.0, "quantity"), (2024, "unit"), ("F1 ", "to_account"), (0, "quantity")]:
+        for _ in range(2):
+            try:
+                parse_command("transfer", {**good, field: bad})
+            except BadInput:
+                continue
+            raise AssertionError(f"{field}={bad!r} passed")
