@@ -147,7 +147,7 @@ class LedgerRecorderMixin:
 
     def _insert_many(self, c: Any, table: str, rows: Sequence[tuple]) -> None:
         """Insert rows of whole tuples into one of our tables."""
-        c.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * len(rows[0]))})", rows)
+        c.executemany(self._q(f"INSERT INTO {table} VALUES ({','.join('?' * len(rows[0]))})"), rows)
 
     # ---- writes (inside the events' transaction) ----------------------------------------
     def _chain_and_extras(self, c: Any, stored_events: Sequence[StoredEvent], ids: Sequence[int],

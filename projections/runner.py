@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from ledger.errors import IntegrityFailure
 from ledger.events import decode
 from projections.balances import Balances, History, history_row
 from projections.compliance import Compliance
@@ -163,8 +164,8 @@ def history(recorder: Any, account_id: str, upto: int) -> list[dict[str, Any]]:
     for position, seq, quantity, balance in stored:
         row = history_row(decode(events[position]), seq, balance)
         if row["quantity"] != quantity:
-            raise ValueError(f"the stored history of {account_id} disagrees with the event at position {position};"
-                             " `audit replay` compares every read model with the log")
+            raise IntegrityFailure(f"the stored history of {account_id} disagrees with the event at position"
+                                   f" {position}; `audit replay` compares every read model with the log")
         out.append(row)
     return out
 

@@ -209,6 +209,18 @@ def test_replay_catches_a_doctored_account_history(store: str) -> None:
     assert r.code == 3 and "history" in r.err
 
 
+def test_history_refuses_to_show_a_stored_row_that_disagrees_with_its_event(store: str) -> None:
+    invoke_json(store, "history", "F2")
+    with raw_db(store) as conn:
+        conn.execute("UPDATE rm_history SET quantity = 999 WHERE account_id = 'F2' AND position = 8")
+    r = run_main(store, "history", "F2")
+    assert r.code == 3 and r.out == ""
+    assert r.err.strip().splitlines() == [
+        ("error: the stored history of F2 disagrees with the event at position 8;"
+         " `audit replay` compares every read model with the log")]
+    assert run_main(store, "audit", "replay").code == 3
+
+
 def test_replay_reads_the_stored_history_in_event_order_by_an_index_seek(store: str) -> None:
     """`audit replay` pages through every history row in event order. Each page must seek in an index on
     (position, seq): without the index every page was a full scan and sort of the table, and with a query
