@@ -361,12 +361,19 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
     def _q(sql: str) -> str:
         return sql
 
-    def _create_table(self, c: Any) -> None:
-        c.execute("SELECT name FROM pragma_table_info('rm_history')")
-        if OLD_HISTORY_COLUMN in {r[0] for r in c.fetchall()}:
-            for t in READ_MODEL_TABLES:
-                c.execute(f"DROP TABLE IF EXISTS {t}")
-        super()._create_table(c)
+    def create_table(self) -> None:
+        def old_shape(c: Any) -> bool:
+            c.execute("SELECT name FROM pragma_table_info('rm_history')")
+            return OLD_HISTORY_COLUMN in {r[0] for r in c.fetchall()}
+
+        with self._read() as c:
+            upgrade = old_shape(c)
+        if upgrade:  # asked again under the write lock: another process opening the store may have done it
+            with self._write() as c:
+                if old_shape(c):
+                    for t in READ_MODEL_TABLES:
+                        c.execute(f"DROP TABLE IF EXISTS {t}")
+        super().create_table()
 
     def construct_create_table_statements(self) -> list[str]:
         return (super().construct_create_table_statements() + self._extra_tables()
