@@ -4,9 +4,14 @@ rebuilt."""
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+from typing import Any
 
 import orjson
+from ledgerkit import CLI_ENV_CLEAR, EXE, invoke_json, raw_db, run_main
 
 from ledger import registry as registry_module
 from ledger.model import SNAPSHOT_VERSION
@@ -38,11 +43,10 @@ def test_an_older_snapshot_is_replaced_by_the_next_command(ledger_db: str) -> No
     assert orjson.loads(blob)["version"] == SNAPSHOT_VERSION
 
 
-def test_read_models_of_an_older_shape_are_dropped_on_open_and_rebuilt_by_the_next_read(store_url: str) -> None:
-    """A store whose account history was written when each row held its whole JSON (a `row` column) opens,
-    drops its read models (derived, so nothing recorded is lost) and rebuilds them from the log."""
-    from ledgerkit import invoke_json, raw_db, run_main
-
+def _old_shaped_store(store_url: str) -> tuple[Any, Any]:
+    """A store whose account history was written when each row held its whole JSON (a `row` column), its
+    read models caught up to the head (so nothing but the upgrade would rebuild them). Returns the history
+    of F2 and the balances as the store answered before it was given the old shape."""
     reg = Registry(store_url)
     reg.register_firm("F1", "U1", "power", "Hubei")
     reg.register_firm("F2", "U2", "power", "Hebei")
@@ -52,15 +56,20 @@ def test_read_models_of_an_older_shape_are_dropped_on_open_and_rebuilt_by_the_ne
     reg.trade("F2", "F1", "CEA", 2024, 50, "80.00", "listed", "2024-06-03")
     head = reg.head()[0]
     reg.close()
-    expected = invoke_json(store_url, "history", "F2")
-    balances = invoke_json(store_url, "balances")
-    with raw_db(store_url) as conn:  # the old shape, caught up to the head (so nothing would rebuild it)
+    history, balances = invoke_json(store_url, "history", "F2"), invoke_json(store_url, "balances")
+    with raw_db(store_url) as conn:
         conn.execute("DROP TABLE rm_history")
         conn.execute("CREATE TABLE rm_history (account_id TEXT NOT NULL, position INTEGER NOT NULL,"
                      " seq INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (account_id, position, seq))")
         conn.execute("INSERT INTO rm_history VALUES ('F2', 5, 1, ?)", (b'{"quantity": 300}',))
         assert conn.execute("SELECT MIN(position) FROM rm_state").fetchone()[0] == head
+    return history, balances
 
+
+def test_read_models_of_an_older_shape_are_dropped_on_open_and_rebuilt_by_the_next_read(store_url: str) -> None:
+    """The old-shaped store opens, drops its read models (derived, so nothing recorded is lost) and the next
+    read rebuilds them from the log."""
+    expected, balances = _old_shaped_store(store_url)
     assert invoke_json(store_url, "history", "F2") == expected
     assert invoke_json(store_url, "balances") == balances
     with raw_db(store_url) as conn:
@@ -69,3 +78,14 @@ def test_read_models_of_an_older_shape_are_dropped_on_open_and_rebuilt_by_the_ne
     r = run_main(store_url, "audit", "replay")
     assert r.code == 0, r.err
     assert [row["quantity"] for row in expected["rows"]] == [300, 50]  # the transfer in, the purchase
+
+
+def test_processes_opening_an_old_shaped_store_at_once_all_answer(store_url: str) -> None:
+    expected, balances = _old_shaped_store(store_url)
+    env = {k: v for k, v in os.environ.items() if k not in CLI_ENV_CLEAR}
+    procs = [subprocess.Popen([EXE, "--store", store_url, "balances", "--json"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    assert [json.loads(out) for out, _err in outs] == [balances] * 4
+    assert invoke_json(store_url, "history", "F2") == expected
