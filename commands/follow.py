@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from typing import Any
 
 import click
@@ -21,15 +22,28 @@ from projections import runner
 POLL_S = 0.2
 
 
+class _StopFlag:
+    """Set by the signal handler, read by the loop. Not a threading.Event: a handler runs in the main thread
+    between two bytecodes, and Event.set() there deadlocks if the signal lands while that same thread
+    holds the Event's lock inside Event.wait() (the follower then never stops)."""
+
+    def __init__(self) -> None:
+        self.flag = False
+
+    def set(self) -> None:
+        self.flag = True
+
+    def is_set(self) -> bool:
+        return self.flag
+
+
 def run_follow(c: Any, follow: bool, interval: float, as_json: bool) -> None:
     rec = c.existing_recorder()
-    stop = threading.Event()
+    stop = _StopFlag()
     wake = _Wakeups(rec, stop) if follow else None
 
     def _stop(signum: int, frame: Any) -> None:
-        stop.set()
-        if wake is not None:
-            wake.close()
+        stop.set()  # only this: the loop sees it within POLL_S, and closes the subscription itself
 
     if follow:
         signal.signal(signal.SIGTERM, _stop)
@@ -54,7 +68,7 @@ def run_follow(c: Any, follow: bool, interval: float, as_json: bool) -> None:
 class _Wakeups:
     """Tells the follower when new events may have arrived."""
 
-    def __init__(self, rec: Any, stop: threading.Event):
+    def __init__(self, rec: Any, stop: _StopFlag):
         self.rec = rec
         self.stop = stop
         self.arrived = threading.Event()
@@ -85,7 +99,7 @@ class _Wakeups:
             else:
                 if self.rec.head()[0] > pos:
                     return
-                self.stop.wait(POLL_S)
+                time.sleep(POLL_S)
             waited += POLL_S
 
     def close(self) -> None:
