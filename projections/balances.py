@@ -15,9 +15,19 @@ TOTAL_FIELDS = ("issued", "held", "surrendered", "cancelled", "withdrawn")
 PAIRS = {"AllowancesTransferred": ("from_account", "to_account"), "TradeExecuted": ("seller", "buyer")}
 
 
+def _add(holdings: dict[Key, int], key: Key, delta: int) -> int:
+    """Add `delta` to one holding (dropped at zero); returns the balance after it."""
+    bal = holdings.get(key, 0) + delta
+    if bal:
+        holdings[key] = bal
+    else:
+        holdings.pop(key, None)
+    return bal
+
+
 def _move(holdings: dict[Key, int], src: str, dst: str, unit: str, vintage: int, q: int) -> tuple[int, int]:
     """`q` t from src to dst, as the two movements of `movements` do (a holding at zero is dropped);
-    returns the two balances after them."""
+    returns the two balances after them. `_add` twice, inlined: this is the bulk of every replay."""
     key = (src, unit, vintage)
     src_bal = holdings.get(key, 0) - q
     if src_bal:
@@ -70,12 +80,7 @@ class Balances:
                 state["totals"][(u, v)] = dict.fromkeys(TOTAL_FIELDS, 0)
             return state
         for account, unit, vintage, delta, _ in movements(event):
-            key = (account, unit, vintage)
-            new = holdings.get(key, 0) + delta
-            if new:
-                holdings[key] = new
-            else:
-                holdings.pop(key, None)
+            _add(holdings, (account, unit, vintage), delta)
         d = event["data"]
         tk = (d["unit"], d["vintage"])
         tot = state["totals"].get(tk)
@@ -133,12 +138,7 @@ class History:
             return state
         holdings = state["holdings"]
         for seq, (account, unit, vintage, delta, _counterparty) in enumerate(moves):
-            key = (account, unit, vintage)
-            bal = holdings.get(key, 0) + delta
-            if bal:
-                holdings[key] = bal
-            else:
-                holdings.pop(key, None)
+            bal = _add(holdings, (account, unit, vintage), delta)
             if out is not None:
                 out.append((account, event["position"], seq, delta, bal))
         return state
