@@ -169,15 +169,24 @@ def stored_rows(store: Path) -> list[tuple]:
                            " ORDER BY rowid").fetchall()
 
 
-def measure_raw_insert(workdir: Path, rows: list[tuple], batch_size: int) -> float:
-    """The limit for import: executemany of the same rows into a bare WAL table, same batches, same fsyncs."""
-    path = workdir / "bare.db"
+def _remove_db(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(str(path) + suffix)
+
+
+def _fresh_wal_db(path: Path) -> sqlite3.Connection:
+    """An empty SQLite file in WAL mode with synchronous=FULL, as the store runs, in autocommit."""
+    _remove_db(path)
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
+    return con
+
+
+def measure_raw_insert(workdir: Path, rows: list[tuple], batch_size: int) -> float:
+    """The limit for import: executemany of the same rows into a bare WAL table, same batches, same fsyncs."""
+    con = _fresh_wal_db(workdir / "bare.db")
     con.execute("CREATE TABLE bare (id INTEGER PRIMARY KEY, originator_id TEXT, originator_version INTEGER,"
                 " topic TEXT, state BLOB)")
     t0 = time.perf_counter()
@@ -194,17 +203,11 @@ def measure_raw_insert(workdir: Path, rows: list[tuple], batch_size: int) -> flo
 def measure_schema_insert(store: Path, workdir: Path, batch_size: int) -> float:
     """What SQLite alone costs the import: the store's own rows (event, chain link, command id), inserted
     into a copy of its schema with its indexes, in the same batches and fsyncs. Events per second."""
-    path = workdir / "schema.db"
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(str(path) + suffix)
     with contextlib.closing(sqlite3.connect(store)) as src:
         ddl = [r[0] for r in src.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]
         tables = {t: src.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
                   for t in ("stored_events", "ledger_chain", "ledger_commands")}
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")
+    con = _fresh_wal_db(workdir / "schema.db")
     for stmt in ddl:
         con.execute(stmt)
     events, chain, commands = tables["stored_events"], tables["ledger_chain"], tables["ledger_commands"]
@@ -554,9 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.workdir:
         workdir = Path(a.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                (workdir / name).unlink()
+        _remove_db(workdir / "ledger.db")
     else:
         tmp = tempfile.mkdtemp(prefix="carbon-ledger-bench-")
         workdir = Path(tmp)
