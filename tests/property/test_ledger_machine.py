@@ -244,20 +244,17 @@ class LedgerMachine(RuleBasedStateMachine):
             data.draw(st.sampled_from(VINTAGES)),
         )
 
+    def register_cmd(self, fid: str, sector: str, unit_type: str | None) -> Cmd:
+        return Cmd(
+            "firm register",
+            {"firm_id": fid, "name": f"Firm {fid}", "sector": sector, "region": "Hubei", "unit_type": unit_type},
+            self.new_id(),
+        )
+
     def gen_register(self, data: st.DataObject) -> Cmd:
         fid = data.draw(st.sampled_from(FIRM_IDS + TRADING_IDS[:1]))
         sector, unit_type = data.draw(st.sampled_from(FIRM_KINDS + (("steel", "gas"),)))
-        return Cmd(
-            "firm register",
-            {
-                "firm_id": fid,
-                "name": f"Firm {fid}",
-                "sector": sector,
-                "region": "Hubei",
-                "unit_type": unit_type,
-            },
-            self.new_id(),
-        )
+        return self.register_cmd(fid, sector, unit_type)
 
     def gen_open_account(self, data: st.DataObject) -> Cmd:
         aid = data.draw(st.sampled_from(TRADING_IDS + FIRM_IDS[:1]))
@@ -492,19 +489,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """Some firms with allowances and an open year, so that sequences reach the interesting rules soon."""
         for fid in data.draw(st.lists(st.sampled_from(FIRM_IDS), min_size=1, max_size=3, unique=True)):
             sector, unit_type = data.draw(st.sampled_from(FIRM_KINDS))
-            self.run(
-                Cmd(
-                    "firm register",
-                    {
-                        "firm_id": fid,
-                        "name": f"Firm {fid}",
-                        "sector": sector,
-                        "region": "Hubei",
-                        "unit_type": unit_type,
-                    },
-                    self.new_id(),
-                )
-            )
+            self.run(self.register_cmd(fid, sector, unit_type))
             self.run(
                 Cmd(
                     "issue",
