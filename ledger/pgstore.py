@@ -32,7 +32,7 @@ from psycopg.sql import SQL, Composable, Identifier
 from ledger.store import (
     EXTRA_INDEXES,
     EXTRA_TABLES,
-    OLD_HISTORY_COLUMN,
+    READ_MODEL_FORMAT,
     READ_MODEL_TABLES,
     LedgerRecorderMixin,
 )
@@ -114,12 +114,12 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
                     # No IF NOT EXISTS for types: try in a savepoint and keep the existing one.
                     with suppress(DuplicateObject), curs.connection.transaction():
                         curs.execute(statement, prepare=False)
-            curs.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s"
-                         " AND table_name = 'rm_history'", (self.schema,))
-            if OLD_HISTORY_COLUMN in {r["column_name"] for r in curs.fetchall()}:
-                for t in READ_MODEL_TABLES:  # derived from the log: dropped here, rebuilt by the next read
-                    curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(self.schema), Identifier(t)))
             self._create_table(curs)
+            curs.execute(SQL("SET LOCAL search_path TO {}").format(Identifier(self.schema)))
+            if self._read_model_format(curs) != READ_MODEL_FORMAT:  # see ledger.store.READ_MODEL_FORMAT
+                self._drop_read_models(curs)
+                self._create_table(curs)
+                curs.execute("INSERT INTO rm_format VALUES (%s)", (READ_MODEL_FORMAT,))
         self.datastore.register_type_adapters()
 
     # ---- the mixin's primitives ---------------------------------------------------------

@@ -41,6 +41,7 @@ EXTRA_TABLES = [
      " PRIMARY KEY (account_id, position, seq))"),
     ("CREATE TABLE IF NOT EXISTS rm_checkpoint (name TEXT NOT NULL, position INTEGER NOT NULL, state BLOB NOT NULL,"
      " PRIMARY KEY (name, position))"),
+    "CREATE TABLE IF NOT EXISTS rm_format (format INTEGER NOT NULL)",
 ]
 # (name, table, columns). rm_history is read by account (its primary key) and, by `audit replay`, whole in
 # event order: without this index each page of that read was a full scan and sort, quadratic in the log.
@@ -51,9 +52,11 @@ EXTRA_INDEXES = [("rm_history_by_position", "rm_history", "position, seq")]
 HISTORY_PAGE_SQL = ("SELECT account_id, position, seq, quantity, balance FROM rm_history"
                     " WHERE (position, seq) > (?, ?) ORDER BY position, seq LIMIT ?")
 READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
-# A store written before rm_history took its present shape has a `row` column there. Read models are derived
-# from the log, so such a store's are dropped when it is opened and rebuilt by the next read.
-OLD_HISTORY_COLUMN = "row"
+# The shape of the read models (their tables, and the states the projections store). Read models are derived
+# from the log, so a store recorded with another format (or before formats, which had none) drops them when it
+# is opened and the next read rebuilds them. Bump it with any change of that shape.
+# 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance).
+READ_MODEL_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,17 @@ class LedgerRecorderMixin:
                 out.update((r[0], bytes(r[1])) for r in c.fetchall())
         return out
 
+    def _read_model_format(self, c: Any) -> int | None:
+        c.execute(self._q("SELECT format FROM rm_format"))
+        row = c.fetchone()
+        return None if row is None else (row[0] if isinstance(row, tuple) else row["format"])
+
+    def _drop_read_models(self, c: Any) -> None:
+        """Drop every read model table (the caller creates them anew, then records READ_MODEL_FORMAT)."""
+        for t in READ_MODEL_TABLES:
+            c.execute(f"DROP TABLE IF EXISTS {t}")
+        c.execute("DELETE FROM rm_format")
+
     def checkpoint_before(self, name: str, position: int) -> tuple[int, bytes] | None:
         with self._read() as c:
             c.execute(self._q("SELECT position, state FROM rm_checkpoint WHERE name = ? AND position <= ?"
@@ -362,18 +376,17 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
         return sql
 
     def create_table(self) -> None:
-        def old_shape(c: Any) -> bool:
-            c.execute("SELECT name FROM pragma_table_info('rm_history')")
-            return OLD_HISTORY_COLUMN in {r[0] for r in c.fetchall()}
-
-        with self._read() as c:
-            upgrade = old_shape(c)
-        if upgrade:  # asked again under the write lock: another process opening the store may have done it
-            with self._write() as c:
-                if old_shape(c):
-                    for t in READ_MODEL_TABLES:
-                        c.execute(f"DROP TABLE IF EXISTS {t}")
-        super().create_table()
+        """The tables, and read models of the present format, under the write lock (BEGIN IMMEDIATE): processes
+        opening a store at once take turns. (The library's deferred transaction failed with "database is
+        locked" when another opener changed the schema under it.) When nothing is missing, nothing is written."""
+        with self._write() as c:
+            for statement in self.create_table_statements:
+                c.execute(statement)
+            if self._read_model_format(c) != READ_MODEL_FORMAT:
+                self._drop_read_models(c)
+                for statement in self.create_table_statements:
+                    c.execute(statement)
+                c.execute("INSERT INTO rm_format VALUES (?)", (READ_MODEL_FORMAT,))
 
     def construct_create_table_statements(self) -> list[str]:
         return (super().construct_create_table_statements() + self._extra_tables()

@@ -44,7 +44,7 @@ def test_an_older_snapshot_is_replaced_by_the_next_command(ledger_db: str) -> No
 
 
 def _old_shaped_store(store_url: str) -> tuple[Any, Any]:
-    """A store whose account history was written when each row held its whole JSON (a `row` column), its
+    """A store of read-model format 1, whose account history held each row's whole JSON (a `row` column), its
     read models caught up to the head (so nothing but the upgrade would rebuild them). Returns the history
     of F2 and the balances as the store answered before it was given the old shape."""
     reg = Registry(store_url)
@@ -57,7 +57,8 @@ def _old_shaped_store(store_url: str) -> tuple[Any, Any]:
     head = reg.head()[0]
     reg.close()
     history, balances = invoke_json(store_url, "history", "F2"), invoke_json(store_url, "balances")
-    with raw_db(store_url) as conn:
+    with raw_db(store_url) as conn:  # such stores recorded no read-model format
+        conn.execute("DROP TABLE rm_format")
         conn.execute("DROP TABLE rm_history")
         conn.execute("CREATE TABLE rm_history (account_id TEXT NOT NULL, position INTEGER NOT NULL,"
                      " seq INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY (account_id, position, seq))")
@@ -84,8 +85,8 @@ def test_processes_opening_an_old_shaped_store_at_once_all_answer(store_url: str
     expected, balances = _old_shaped_store(store_url)
     env = {k: v for k, v in os.environ.items() if k not in CLI_ENV_CLEAR}
     procs = [subprocess.Popen([EXE, "--store", store_url, "balances", "--json"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(4)]
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(6)]
     outs = [p.communicate(timeout=60) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
-    assert [json.loads(out) for out, _err in outs] == [balances] * 4
+    assert [p.returncode for p in procs] == [0] * 6, outs
+    assert [json.loads(out) for out, _err in outs] == [balances] * 6
     assert invoke_json(store_url, "history", "F2") == expected
