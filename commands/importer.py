@@ -37,6 +37,7 @@ def parse_lines(file: TextIO) -> list[tuple[int, Any]]:
         cid = obj.pop("command_id", None)
         actor = obj.pop("actor", None)
         signature = obj.pop("signature", None)
+        expires = obj.pop("signature_expires", None)
         if not isinstance(name, str):
             raise BadInput(f"line {n}: no \"command\"")
         if not isinstance(cid, str) or not cid:
@@ -47,7 +48,11 @@ def parse_lines(file: TextIO) -> list[tuple[int, Any]]:
             raise BadInput(f"line {n} ({cid}): {e.message}") from None
         if signature is not None and not isinstance(signature, str):
             raise BadInput(f"line {n} ({cid}): \"signature\" must be a hex string")
-        cmds.append((n, Command(name, args, cid, actor if isinstance(actor, str) else None, signature, checked=True)))
+        if (signature is None) != (expires is None) or (expires is not None and not isinstance(expires, str)):
+            raise BadInput(f"line {n} ({cid}): \"signature\" and \"signature_expires\" (YYYY-MM-DDTHH:MM:SSZ)"
+                           " go together")
+        cmds.append((n, Command(name, args, cid, actor if isinstance(actor, str) else None, signature, checked=True,
+                                expires=expires)))
     return cmds
 
 
@@ -80,13 +85,13 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
     if c.actor:
         for _n, cmd in cmds:
             cmd.actor = cmd.actor or c.actor
-    if getattr(c, "key", None):  # sign every unsigned line as the --as actor, over the same canonical bytes as the CLI
+    if getattr(c, "key", None):  # the registry signs every unsigned line as the --as actor, as the CLI does
         from ledger import signing
 
         key = signing.load_private(c.key)
         for _n, cmd in cmds:
             if cmd.signature is None:
-                cmd.signature = signing.sign(key, signing.command_payload(cmd.name, cmd.command_id, cmd.args))
+                cmd.sign_with = key
     reg = c.registry
     applied = replayed = 0
     refusals: list[dict[str, Any]] = []
