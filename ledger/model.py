@@ -221,9 +221,10 @@ class LedgerState:
         except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
             raise IntegrityFailure(f"integrity failure at position {event.get('position')}: the event does not"
                                    f" fit the ledger ({type(e).__name__}: {e})", position=event.get("position")) from None
-        if event["command_id"] != self.last_command_id:
+        command_id = event.get("command_id")
+        if command_id != self.last_command_id:
             self.commands += 1
-            self.last_command_id = event["command_id"]
+            self.last_command_id = command_id
         self.position = event["position"]
 
     def advance(self, event: dict[str, Any], blob: bytes) -> None:

@@ -103,6 +103,7 @@ class _Audit:
             if progress is not None and pos % 10_000 == 0:
                 progress(pos, head)
         if expected:
+            self.pending_rows.pop()  # the unfinished command's row is not what is wrong
             raise _Bad(pos + 1, "the log ends inside a command: its last events are missing (truncated?)")
         self._at_boundary()
         self.flush_rows()
@@ -208,6 +209,8 @@ class _Audit:
         from ledger import signing
 
         st = self.st
+        if not signing.verify(str(cp.get("public_key", "")), str(cp.get("signature", "")), checkpoint_payload(cp)):
+            raise _Bad(st.position, "the checkpoint's signature does not verify")
         if cp.get("hash") != st.hash:
             raise _Bad(st.position, f"the log does not extend the checkpoint: the hash at {st.position} differs"
                        " (rewritten?)")
@@ -216,8 +219,6 @@ class _Audit:
             if signer is None or signer.role != "regulator" or signer.public_key != cp.get("public_key"):
                 raise _Bad(st.position, f"the checkpoint is not signed by the key that regulator {cp.get('actor')}"
                            f" had registered at position {st.position}")
-        if not signing.verify(str(cp.get("public_key", "")), str(cp.get("signature", "")), checkpoint_payload(cp)):
-            raise _Bad(st.position, "the checkpoint's signature does not verify")
         self.checkpoint_seen = {k: cp.get(k) for k in ("position", "hash", "time", "actor")}
 
 

@@ -11,7 +11,16 @@ import re
 import sqlite3
 
 import pytest
-from ledgerkit import events, invoke, invoke_json, raw_db, rehash_chain, rewrite_event, run_main
+from ledgerkit import (
+    events,
+    invoke,
+    invoke_json,
+    raw_db,
+    rehash_chain,
+    rewrite_command,
+    rewrite_event,
+    run_main,
+)
 
 from ledger.events import GENESIS_HASH, canonical_bytes, chain_hash, decode
 from ledger.registry import Registry
@@ -168,18 +177,9 @@ def test_an_edit_rehashed_from_there_on_is_caught_by_re_execution(store: str) ->
 def test_a_consistent_rewrite_of_an_open_store_needs_a_pinned_head(store: str) -> None:
     """A forger who rewrites a command, its event, its command-id row and the chain of an open (unsigned)
     store passes re-execution: only a published head (or a signed checkpoint) catches it."""
-    from ledger.decisions import command_digest
-
     pinned = invoke_json(store, "audit", "head")
     with raw_db(store) as conn:
-        def bigger(e: dict) -> None:
-            e["data"]["quantity"] = e["command"]["args"]["quantity"] = 5000
-
-        rewrite_event(conn, 6, bigger)
-        (cid, result) = conn.execute("SELECT command_id, result FROM ledger_commands WHERE first_position = 6").fetchone()
-        args = decode(conn.execute("SELECT e.state FROM ledger_chain c JOIN stored_events e ON e.rowid ="
-                                   " c.notification_id WHERE c.position = 6").fetchone()[0])["command"]["args"]
-        conn.execute("UPDATE ledger_commands SET digest = ? WHERE command_id = ?", (command_digest("issue", args), cid))
+        rewrite_command(conn, 6, quantity=5000)
         rehash_chain(conn)
     assert verify(store)[0] == 0
     after = invoke_json(store, "audit", "head")
