@@ -14,9 +14,8 @@ from ledgerkit import events, head, refusal
 
 from ledger import rules
 from ledger.errors import BadInput, LedgerError, Refused
-from ledger.events import CATALOGUE, validate_event
+from ledger.events import CATALOGUE, canonical_bytes, validate_event
 from ledger.model import LedgerState
-from ledger.events import canonical_bytes
 from ledger.registry import Command, Registry
 
 V = 2024

@@ -20,8 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 import hypothesis.strategies as st
-from eventsourcing.persistence import StoredEvent
 import orjson
+from eventsourcing.persistence import StoredEvent
 from hypothesis import note
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -35,11 +35,10 @@ from reference_model import UNITS, Cmd, Model, Prediction
 
 from ledger import registry as registry_module
 from ledger.errors import BadInput, LedgerError, Refused
-from ledger.events import GENESIS_HASH, TOPIC_PREFIX, chain_hash, decode, validate_event
+from ledger.events import GENESIS_HASH, TOPIC_PREFIX, canonical_bytes, chain_hash, decode, validate_event
 from ledger.model import LedgerState
-from ledger.events import canonical_bytes
-from ledger.verify import verify_log
 from ledger.registry import LEDGER_ID, Command, Registry
+from ledger.verify import verify_log
 from projections import audit, runner
 from projections import compliance as compliance_rm
 
@@ -691,7 +690,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert comparable(short.state.to_snapshot()) == comparable(self.write_side_at(n))
             else:  # cut inside a command: a writer sees a command without its command-id row and refuses
                 try:
-                    short.state
+                    _ = short.state
                 except LedgerError as e:
                     assert e.exit_code == 3 and "command ids" in e.message
                 else:
