@@ -27,10 +27,11 @@ from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEv
 from ledger.authority import OPEN_STORE_ACTOR, RIGHTS, authorize
 from ledger.decisions import DECIDE, command_digest, record
 from ledger.errors import BadInput, Conflict, IntegrityFailure, LedgerError, Refused, StoreError
-from ledger.events import TOPIC_PREFIX, chain_hash, decode
+from ledger.events import TOPIC_PREFIX, chain_hash
 from ledger.inputs import parse_command
 from ledger.model import SNAPSHOT_VERSION, LedgerState, Period
 from ledger.store import StoreConfig, parse_store
+from ledger.verify import Bad, Reexecution
 
 LEDGER_ID = uuid.uuid5(uuid.NAMESPACE_URL, "https://carbon-ledger.invalid/ledger")
 SNAPSHOT_EVERY = 1000  # events between write-side snapshots: a command starting up folds at most this many (~15 ms)
@@ -126,21 +127,22 @@ class Registry(Application):
         return LedgerState()
 
     def _catch_up(self, st: LedgerState) -> None:
-        """Fold the events after st.position, each checked against the chain before it is folded."""
-        for pos, h, blob in self.recorder.read_events(after=st.position):
-            if pos != st.position + 1 or chain_hash(st.hash, blob) != h:
-                raise IntegrityFailure(f"integrity failure at position {st.position + 1}: the stored event does"
-                                       " not extend the hash chain (changed, missing or reordered)",
-                                       position=st.position + 1)
-            try:
-                env = decode(blob)
-            except orjson.JSONDecodeError:
-                raise IntegrityFailure(f"integrity failure at position {pos}: the stored event is not JSON",
-                                       position=pos) from None
-            if not isinstance(env, dict) or env.get("position") != pos:
-                raise IntegrityFailure(f"integrity failure at position {pos}: the stored event claims another"
-                                       " position", position=pos)
-            st.advance(env, blob)
+        """Fold the events after st.position, each checked against the chain and decided again from its command
+        (ledger.verify.Reexecution): a writer never decides on an event the registry would not have recorded."""
+        re_ = Reexecution(st)
+        h = st.hash
+        pos = st.position
+        try:
+            for pos, stored_hash, blob in self.recorder.read_events(after=st.position):
+                h = chain_hash(h, blob)
+                if h != stored_hash:
+                    raise Bad(pos, "the stored event does not extend the hash chain (changed, missing or reordered)")
+                re_.feed(pos, blob)
+            re_.finish(pos)
+        except Bad as bad:
+            self._state = None
+            raise IntegrityFailure(f"integrity failure at position {bad.position}: {bad.reason}; nothing was"
+                                   " recorded (run `audit verify`)", position=bad.position) from None
 
     def _check_command_ids(self, st: LedgerState) -> None:
         """Every recorded command has its command-id row: one deleted would let the command run twice."""

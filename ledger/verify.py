@@ -27,7 +27,9 @@ from ledger.model import SNAPSHOT_VERSION, LedgerState
 ROWS_CHECKED_TOGETHER = 2000  # command-id rows looked up per query
 
 
-class _Bad(Exception):
+class Bad(Exception):
+    """A position where the stored log is not what the registry would have recorded, and why."""
+
     def __init__(self, position: int, reason: str) -> None:
         super().__init__(reason)
         self.position = position
@@ -42,83 +44,53 @@ def verify_log(recorder: Any, checkpoint: dict[str, Any] | None = None,
     try:
         try:
             audit.run(progress)
-        except _Bad:
+        except Bad:
             audit.flush_rows()  # the commands before the bad position are checked first: report the first
             raise
-    except _Bad as bad:
+    except Bad as bad:
         return {"ok": False, "position": bad.position, "reason": bad.reason, "events": st.position}
     return {"ok": True, "position": st.position, "hash": st.hash, "events": st.position, "commands": st.commands,
-            "signatures_checked": audit.signatures, "roles_enforced": st.enforced,
+            "signatures_checked": audit.re.signatures, "roles_enforced": st.enforced,
             "require_signatures": st.require_signatures, "snapshot_checked": audit.snapshot_checked,
             "store_id": st.store_id, "checkpoint": audit.checkpoint_seen}
 
 
-class _Audit:
-    def __init__(self, recorder: Any, st: LedgerState, checkpoint: dict[str, Any] | None) -> None:
-        self.rec = recorder
-        self.st = st
-        self.checkpoint = checkpoint
-        self.checkpoint_seen: dict[str, Any] | None = None
-        self.signatures = 0
-        self.snapshot_checked = False
-        self.first_type = ""
-        self.pending_rows: list[tuple[str, str, int, int, dict]] = []  # (id, digest, first, last, result)
-        snap = recorder.load_snapshot()
-        self.snapshot = snap  # (position, bytes) or None
+class Reexecution:
+    """Decides each recorded command again as its events arrive, in log order, and advances `st` by them.
 
-    def run(self, progress: Callable[[int, int], None] | None) -> None:
-        st = self.st
-        head = self.rec.head()[0]
-        expected: list[tuple[bytes, str]] = []  # the events the current command decides that are still to be matched
-        chain_h = GENESIS_HASH
-        pos = 0
-        for ev, ch in zip_longest(self.rec.raw_rows(), self.rec.chain_rows()):
-            pos += 1
-            if ev is None:
-                raise _Bad(pos, "the chain records an event that is missing from the store")
-            if ch is None:
-                raise _Bad(pos, "a stored event has no place in the hash chain (inserted?)")
-            nid, version, topic, blob = ev
-            position, chain_nid, stored_hash = ch
-            if position != pos:
-                raise _Bad(pos, f"the chain jumps from {pos - 1} to {position}")
-            if chain_nid != nid:
-                raise _Bad(pos, "the stored event rows were reordered")
-            if version != pos:
-                raise _Bad(pos, f"the event row stored here has version {version}")
-            chain_h = chain_hash(chain_h, blob)
-            if chain_h != stored_hash:
-                raise _Bad(pos, "the event's hash does not match (changed or reordered)")
-            if expected:  # a later event of a command already decided (and folded) at its first position
-                want, etype = expected.pop(0)
-                if blob != want:
-                    raise _Bad(pos, "the recorded event does not follow from its command: "
-                               + _difference(blob, want))
-            else:
-                self._at_boundary()
-                expected = self._reexecute(pos, blob)
-                etype = self.first_type
-            if topic != TOPIC_PREFIX + etype:
-                raise _Bad(pos, "the stored topic does not match the event type")
-            if progress is not None and pos % 10_000 == 0:
-                progress(pos, head)
-        if expected:
-            self.pending_rows.pop()  # the unfinished command's row is not what is wrong
-            raise _Bad(pos + 1, "the log ends inside a command: its last events are missing (truncated?)")
-        self._at_boundary()
-        self.flush_rows()
-        count = self.rec.command_count_and_head()[0]
-        if count != st.commands:
-            raise _Bad(st.position, f"the store holds {count} command-id rows for {st.commands} recorded commands"
-                       " (a row without its command: inserted?)")
-        if self.snapshot is not None and not self.snapshot_checked:
-            raise _Bad(self.snapshot[0], f"the write-side snapshot claims position {self.snapshot[0]}, which is"
-                       " not the end of a recorded command")
-        if self.checkpoint is not None and self.checkpoint_seen is None:
-            raise _Bad(int(self.checkpoint["position"]), f"the log is shorter than the checkpoint at position"
-                       f" {self.checkpoint['position']} (truncated?)")
-        if progress is not None:
-            progress(pos, head)
+    `feed(position, blob)` takes each stored event's bytes and raises Bad where the event does not follow from
+    its command; `finish()` says whether the log ended inside a command. The registry runs it over the events
+    it folds after its snapshot (so a writer never decides on a forged event); the audit over the whole log.
+    """
+
+    def __init__(self, st: LedgerState, keep_rows: bool = False) -> None:
+        self.st = st
+        self.expected: list[tuple[bytes, str]] = []  # the current command's events still to be matched
+        self.signatures = 0
+        self.keep_rows = keep_rows
+        self.first_type = ""
+        self.rows: list[tuple[str, str, int, int, dict]] = []  # (id, digest, first, last, result) per command
+
+    def feed(self, pos: int, blob: bytes) -> str:
+        """Check the event at `pos`; return its type. At the first event of a command the command is decided
+        and folded whole; its later events must then be exactly what it decided."""
+        if self.expected:
+            want, etype = self.expected.pop(0)
+            if blob != want:
+                raise Bad(pos, "the recorded event does not follow from its command: " + _difference(blob, want))
+            return etype
+        self.expected = self._reexecute(pos, blob)
+        return self.first_type
+
+    @property
+    def at_boundary(self) -> bool:
+        return not self.expected
+
+    def finish(self, pos: int) -> None:
+        if self.expected:
+            if self.rows:
+                self.rows.pop()  # the unfinished command's row is not what is wrong
+            raise Bad(pos + 1, "the log ends inside a command: its last events are missing (truncated?)")
 
     # ---- one command -----------------------------------------------------------------
     def _reexecute(self, pos: int, blob: bytes) -> list[tuple[bytes, str]]:
@@ -127,61 +99,116 @@ class _Audit:
         try:
             env = orjson.loads(blob)
         except orjson.JSONDecodeError:
-            raise _Bad(pos, "the stored event is not valid JSON") from None
+            raise Bad(pos, "the stored event is not valid JSON") from None
         if not isinstance(env, dict) or env.get("position") != pos:
-            raise _Bad(pos, "the event stored here claims another position")
+            raise Bad(pos, "the event stored here claims another position")
         cmd = env.get("command")
         command_id = env.get("command_id")
         if not isinstance(cmd, dict) or not isinstance(cmd.get("name"), str) or not isinstance(cmd.get("args"), dict):
             if command_id is not None and command_id == st.last_command_id:
-                raise _Bad(pos, f"command id {command_id} appears again: the event follows from no command")
-            raise _Bad(pos, "the event records no command: it follows from none (inserted, or written before"
+                raise Bad(pos, f"command id {command_id} appears again: the event follows from no command")
+            raise Bad(pos, "the event records no command: it follows from none (inserted, or written before"
                        " commands were recorded)")
         name, args = cmd["name"], cmd["args"]
         if not isinstance(command_id, str) or not command_id:
-            raise _Bad(pos, "the event has no command id")
+            raise Bad(pos, "the event has no command id")
         if command_id == st.last_command_id:
-            raise _Bad(pos, f"command id {command_id} appears twice in a row")
+            raise Bad(pos, f"command id {command_id} appears twice in a row")
         try:
             if parse_command(name, args) != args:
-                raise _Bad(pos, f"the recorded arguments of {name} are not in normal form")
+                raise Bad(pos, f"the recorded arguments of {name} are not in normal form")
         except BadInput as e:
-            raise _Bad(pos, f"the recorded command {name} is not valid input: {e.message}") from None
+            raise Bad(pos, f"the recorded command {name} is not valid input: {e.message}") from None
         signature = env.get("signature")
         if signature is not None and not isinstance(signature, dict):
-            raise _Bad(pos, "the stored signature is not a signature record")
+            raise Bad(pos, "the stored signature is not a signature record")
         try:
             envs, blobs, result = record(st, name, args, command_id, env.get("actor"), signature,
                                           str(env.get("recorded_at")))
         except IntegrityFailure as e:
-            raise _Bad(pos, e.message) from None
+            raise Bad(pos, e.message) from None
         except LedgerError as e:
-            raise _Bad(pos, f"the state before it refuses command {command_id} ({name}): {e.message}") from None
+            raise Bad(pos, f"the state before it refuses command {command_id} ({name}): {e.message}") from None
         if signature is not None:
             self.signatures += 1
         if blobs[0] != blob:
-            raise _Bad(pos, "the recorded event does not follow from its command: " + _difference(blob, blobs[0]))
+            raise Bad(pos, "the recorded event does not follow from its command: " + _difference(blob, blobs[0]))
         self.first_type = envs[0]["type"]
-        self.pending_rows.append((command_id, command_digest(name, args), pos, st.position, result))
-        if len(self.pending_rows) >= ROWS_CHECKED_TOGETHER:
-            self.flush_rows()
+        if self.keep_rows:
+            self.rows.append((command_id, command_digest(name, args), pos, st.position, result))
         return [(b, e["type"]) for e, b in zip(envs[1:], blobs[1:], strict=True)]
+
+class _Audit:
+    def __init__(self, recorder: Any, st: LedgerState, checkpoint: dict[str, Any] | None) -> None:
+        self.rec = recorder
+        self.st = st
+        self.re = Reexecution(st, keep_rows=True)
+        self.checkpoint = checkpoint
+        self.checkpoint_seen: dict[str, Any] | None = None
+        self.snapshot_checked = False
+        self.snapshot = recorder.load_snapshot()  # (position, bytes) or None
+
+    def run(self, progress: Callable[[int, int], None] | None) -> None:
+        st, re_ = self.st, self.re
+        head = self.rec.head()[0]
+        chain_h = GENESIS_HASH
+        pos = 0
+        for ev, ch in zip_longest(self.rec.raw_rows(), self.rec.chain_rows()):
+            pos += 1
+            if ev is None:
+                raise Bad(pos, "the chain records an event that is missing from the store")
+            if ch is None:
+                raise Bad(pos, "a stored event has no place in the hash chain (inserted?)")
+            nid, version, topic, blob = ev
+            position, chain_nid, stored_hash = ch
+            if position != pos:
+                raise Bad(pos, f"the chain jumps from {pos - 1} to {position}")
+            if chain_nid != nid:
+                raise Bad(pos, "the stored event rows were reordered")
+            if version != pos:
+                raise Bad(pos, f"the event row stored here has version {version}")
+            chain_h = chain_hash(chain_h, blob)
+            if chain_h != stored_hash:
+                raise Bad(pos, "the event's hash does not match (changed or reordered)")
+            if re_.at_boundary:
+                self._at_boundary()
+            if topic != TOPIC_PREFIX + re_.feed(pos, blob):
+                raise Bad(pos, "the stored topic does not match the event type")
+            if len(re_.rows) >= ROWS_CHECKED_TOGETHER:
+                self.flush_rows()
+            if progress is not None and pos % 10_000 == 0:
+                progress(pos, head)
+        re_.finish(pos)
+        self._at_boundary()
+        self.flush_rows()
+        count = self.rec.command_count_and_head()[0]
+        if count != st.commands:
+            raise Bad(st.position, f"the store holds {count} command-id rows for {st.commands} recorded commands"
+                      " (a row without its command: inserted?)")
+        if self.snapshot is not None and not self.snapshot_checked:
+            raise Bad(self.snapshot[0], f"the write-side snapshot claims position {self.snapshot[0]}, which is"
+                      " not the end of a recorded command")
+        if self.checkpoint is not None and self.checkpoint_seen is None:
+            raise Bad(int(self.checkpoint["position"]), f"the log is shorter than the checkpoint at position"
+                      f" {self.checkpoint['position']} (truncated?)")
+        if progress is not None:
+            progress(pos, head)
 
     def flush_rows(self) -> None:
         """Each command's id row must be its own: the same digest, positions and result."""
-        rows, self.pending_rows = self.pending_rows, []
+        rows, self.re.rows = self.re.rows, []
         if not rows:
             return
         stored = self.rec.lookup_commands([r[0] for r in rows])
         for command_id, digest, first, last, result in rows:
             row = stored.get(command_id)
             if row is None:
-                raise _Bad(first, f"command {command_id} has no command-id row (deleted?): it could be run again")
+                raise Bad(first, f"command {command_id} has no command-id row (deleted?): it could be run again")
             if row[1] != first or row[2] != last:
-                raise _Bad(first, f"command id {command_id} appears twice in the log (its row is for positions"
+                raise Bad(first, f"command id {command_id} appears twice in the log (its row is for positions"
                            f" {row[1]}-{row[2]})")
             if row[0] != digest or orjson.loads(row[3]) != result:
-                raise _Bad(first, f"the command-id row of {command_id} does not match its command")
+                raise Bad(first, f"the command-id row of {command_id} does not match its command")
 
     def _at_boundary(self) -> None:
         """Between two commands: check the snapshot and the checkpoint if they stand here."""
@@ -197,12 +224,12 @@ class _Audit:
         try:
             data = orjson.loads(blob)
         except orjson.JSONDecodeError:
-            raise _Bad(position, "the write-side snapshot is not JSON") from None
+            raise Bad(position, "the write-side snapshot is not JSON") from None
         self.snapshot_checked = True
         if isinstance(data, dict) and data.get("version") != SNAPSHOT_VERSION:
             return  # of an older shape: writers ignore it and refold the log
         if _norm(data) != _norm(orjson.loads(orjson.dumps(self.st.to_snapshot()))):
-            raise _Bad(position, "the write-side snapshot differs from the fold of the log at its position"
+            raise Bad(position, "the write-side snapshot differs from the fold of the log at its position"
                        " (forged or damaged): writers would act on it")
 
     def _check_checkpoint(self, cp: dict[str, Any]) -> None:
@@ -210,14 +237,14 @@ class _Audit:
 
         st = self.st
         if not signing.verify(str(cp.get("public_key", "")), str(cp.get("signature", "")), checkpoint_payload(cp)):
-            raise _Bad(st.position, "the checkpoint's signature does not verify")
+            raise Bad(st.position, "the checkpoint's signature does not verify")
         if cp.get("hash") != st.hash:
-            raise _Bad(st.position, f"the log does not extend the checkpoint: the hash at {st.position} differs"
+            raise Bad(st.position, f"the log does not extend the checkpoint: the hash at {st.position} differs"
                        " (rewritten?)")
         if st.enforced:  # the key in the file proves nothing by itself: it must be the signer's key then
             signer = st.actors.get(str(cp.get("actor")))
             if signer is None or signer.role != "regulator" or signer.public_key != cp.get("public_key"):
-                raise _Bad(st.position, f"the checkpoint is not signed by the key that regulator {cp.get('actor')}"
+                raise Bad(st.position, f"the checkpoint is not signed by the key that regulator {cp.get('actor')}"
                            f" had registered at position {st.position}")
         self.checkpoint_seen = {k: cp.get(k) for k in ("position", "hash", "time", "actor")}
 
