@@ -688,11 +688,11 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert self.reg.recorder.history_rows(account, upto=n) == short.recorder.history_rows(account)
             if n == 0 or decode(rows[-1][2])["command_id"] != self.command_at(n + 1):
                 assert comparable(short.state.to_snapshot()) == comparable(self.write_side_at(n))
-            else:  # cut inside a command: a writer sees a command without its command-id row and refuses
+            else:  # cut inside a command: a writer sees the command end early and refuses
                 try:
                     _ = short.state
                 except LedgerError as e:
-                    assert e.exit_code == 3 and "command ids" in e.message
+                    assert e.exit_code == 3 and "ends inside a command" in e.message
                 else:
                     raise AssertionError(f"a store cut inside a command at {n} was accepted by a writer")
         finally:
