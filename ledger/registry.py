@@ -137,7 +137,7 @@ class Registry(Application):
                 h = chain_hash(h, blob)
                 if h != stored_hash:
                     raise Bad(pos, "the stored event does not extend the hash chain (changed, missing or reordered)")
-                re_.feed(pos, blob)
+                re_.feed(pos, blob, h)
             re_.finish(pos)
         except Bad as bad:
             self._state = None

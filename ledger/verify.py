@@ -69,18 +69,24 @@ class Reexecution:
         self.signatures = 0
         self.keep_rows = keep_rows
         self.first_type = ""
-        self.rows: list[tuple[str, str, int, int, dict]] = []  # (id, digest, first, last, result) per command
+        self.rows: list[tuple[str, str, int, int, bytes]] = []  # (id, digest, first, last, result) per command
 
-    def feed(self, pos: int, blob: bytes) -> str:
-        """Check the event at `pos`; return its type. At the first event of a command the command is decided
-        and folded whole; its later events must then be exactly what it decided."""
+    def feed(self, pos: int, blob: bytes, chain_hash_here: str) -> str:
+        """Check the event at `pos` (its chain hash already checked by the caller); return its type. At the
+        first event of a command the command is decided and folded whole; its later events must then be
+        exactly what it decided."""
+        st = self.st
         if self.expected:
             want, etype = self.expected.pop(0)
             if blob != want:
                 raise Bad(pos, "the recorded event does not follow from its command: " + _difference(blob, want))
-            return etype
-        self.expected = self._reexecute(pos, blob)
-        return self.first_type
+        else:
+            self.expected = self._reexecute(pos, blob)
+            etype = self.first_type
+        st.hash = chain_hash_here  # the fold stands at the end of this command; its hash, at the end of it
+        if pos == 1:
+            st.store_id = chain_hash_here
+        return etype
 
     @property
     def at_boundary(self) -> bool:
@@ -94,24 +100,26 @@ class Reexecution:
 
     # ---- one command -----------------------------------------------------------------
     def _reexecute(self, pos: int, blob: bytes) -> list[tuple[bytes, str]]:
-        """Decide again the command whose first event is at `pos`; return the bytes of its other events."""
+        """Decide again the command whose first event is at `pos`; return the bytes of its other events.
+        (Whatever the stored event claims is checked at the end, byte for byte, against what is decided.)"""
         st = self.st
         try:
             env = orjson.loads(blob)
-        except orjson.JSONDecodeError:
-            raise Bad(pos, "the stored event is not valid JSON") from None
-        if not isinstance(env, dict) or env.get("position") != pos:
-            raise Bad(pos, "the event stored here claims another position")
-        cmd = env.get("command")
-        command_id = env.get("command_id")
-        if not isinstance(cmd, dict) or not isinstance(cmd.get("name"), str) or not isinstance(cmd.get("args"), dict):
-            if command_id is not None and command_id == st.last_command_id:
-                raise Bad(pos, f"command id {command_id} appears again: the event follows from no command")
-            raise Bad(pos, "the event records no command: it follows from none (inserted, or written before"
-                       " commands were recorded)")
-        name, args = cmd["name"], cmd["args"]
-        if not isinstance(command_id, str) or not command_id:
-            raise Bad(pos, "the event has no command id")
+            cmd = env.get("command")
+            if cmd is None:
+                command_id = env.get("command_id")
+                if command_id is not None and command_id == st.last_command_id:
+                    raise Bad(pos, f"command id {command_id} appears again: the event follows from no command")
+                raise Bad(pos, "the event records no command: it follows from none (inserted, or written before"
+                          " commands were recorded)")
+            name, args, command_id = cmd["name"], cmd["args"], env["command_id"]
+            signature = env.get("signature")
+            actor, recorded_at = env.get("actor"), env.get("recorded_at")
+            if not (isinstance(command_id, str) and isinstance(recorded_at, str) and isinstance(args, dict)
+                    and (signature is None or isinstance(signature, dict))):
+                raise TypeError("fields of the wrong type")
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
+            raise Bad(pos, f"the stored event is not a recorded command ({type(e).__name__}: {e})") from None
         if command_id == st.last_command_id:
             raise Bad(pos, f"command id {command_id} appears twice in a row")
         try:
@@ -119,12 +127,8 @@ class Reexecution:
                 raise Bad(pos, f"the recorded arguments of {name} are not in normal form")
         except BadInput as e:
             raise Bad(pos, f"the recorded command {name} is not valid input: {e.message}") from None
-        signature = env.get("signature")
-        if signature is not None and not isinstance(signature, dict):
-            raise Bad(pos, "the stored signature is not a signature record")
         try:
-            envs, blobs, result = record(st, name, args, command_id, env.get("actor"), signature,
-                                          str(env.get("recorded_at")))
+            envs, blobs, result = record(st, name, args, command_id, actor, signature, recorded_at, hashed=False)
         except IntegrityFailure as e:
             raise Bad(pos, e.message) from None
         except LedgerError as e:
@@ -135,8 +139,11 @@ class Reexecution:
             raise Bad(pos, "the recorded event does not follow from its command: " + _difference(blob, blobs[0]))
         self.first_type = envs[0]["type"]
         if self.keep_rows:
-            self.rows.append((command_id, command_digest(name, args), pos, st.position, result))
+            self.rows.append((command_id, command_digest(name, args), pos, st.position, orjson.dumps(result)))
+        if len(envs) == 1:
+            return []
         return [(b, e["type"]) for e, b in zip(envs[1:], blobs[1:], strict=True)]
+
 
 class _Audit:
     def __init__(self, recorder: Any, st: LedgerState, checkpoint: dict[str, Any] | None) -> None:
@@ -172,7 +179,7 @@ class _Audit:
                 raise Bad(pos, "the event's hash does not match (changed or reordered)")
             if re_.at_boundary:
                 self._at_boundary()
-            if topic != TOPIC_PREFIX + re_.feed(pos, blob):
+            if topic != TOPIC_PREFIX + re_.feed(pos, blob, chain_h):
                 raise Bad(pos, "the stored topic does not match the event type")
             if len(re_.rows) >= ROWS_CHECKED_TOGETHER:
                 self.flush_rows()
@@ -207,7 +214,7 @@ class _Audit:
             if row[1] != first or row[2] != last:
                 raise Bad(first, f"command id {command_id} appears twice in the log (its row is for positions"
                            f" {row[1]}-{row[2]})")
-            if row[0] != digest or orjson.loads(row[3]) != result:
+            if row[0] != digest or row[3] != result:
                 raise Bad(first, f"the command-id row of {command_id} does not match its command")
 
     def _at_boundary(self) -> None:

@@ -44,12 +44,14 @@ def command_digest(name: str, args: dict[str, Any]) -> str:
 
 
 def record(st: LedgerState, name: str, args: dict[str, Any], command_id: str, actor_id: str | None,
-           signature: dict[str, Any] | None, recorded_at: str) -> tuple[list[dict[str, Any]], list[bytes], dict]:
+           signature: dict[str, Any] | None, recorded_at: str,
+           hashed: bool = True) -> tuple[list[dict[str, Any]], list[bytes], dict]:
     """Decide one command (normalized `args`) and advance `st` by its events.
 
     Returns the event envelopes, their canonical bytes and the command's result; raises the LedgerError
     that refuses it (then `st` is unchanged). The first event records the command itself (name and
-    arguments) and its signature, so that an auditor can decide it again.
+    arguments) and its signature, so that an auditor can decide it again. With hashed=False the caller, who
+    holds the stored chain, keeps st.hash itself.
     """
     actor = authorize(st, name, args, actor_id)
     check_signature(st, name, command_id, args, actor, signature, recorded_at)
@@ -66,7 +68,10 @@ def record(st: LedgerState, name: str, args: dict[str, Any], command_id: str, ac
             if signature is not None:
                 env["signature"] = signature
         blob = canonical_bytes(env)
-        st.advance(env, blob)
+        if hashed:
+            st.advance(env, blob)
+        else:
+            st.apply(env)
         envs.append(env)
         blobs.append(blob)
     result = {"command": name, "command_id": command_id, "first_position": first, "position": st.position,
