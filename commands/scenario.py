@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from commands.context import Ctx, pass_ctx
+
 
 def _progress_bar() -> tuple[Any, Any]:
     if not sys.stderr.isatty():
@@ -58,10 +60,29 @@ def run_demo(c: Any, enforce: bool) -> None:
             bar.stop()
     click.echo(f"recorded {summary['events']:,} events in {summary['seconds']:.1f} s "
                f"({summary['events_per_s']:,.0f} events/s)")
-    from commands.cli import cli
+    from commands import read
+    from commands.audit import run_verify
 
-    read_as = ["--as", summary["regulator"]] if summary.get("regulator") else []
-    for args in (["market", "--by", "year"], ["compliance", "--year", "2024"], ["balances", "--totals"],
-                 ["audit", "verify"]):
+    for show in (lambda: read.show_market(c, by="year"), lambda: read.show_compliance(c, year=2024),
+                 lambda: read.show_balances(c, totals=True), lambda: run_verify(c, None, False)):
         click.echo("")
-        cli.main(["--store", cfg.url, *read_as, *args], standalone_mode=False)
+        show()
+
+
+@click.command()
+@click.argument("scenario", type=click.Choice(["china-2021-2024"]))
+@click.option("--scale", type=click.FloatRange(0.0001, 2.0), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--enforce", is_flag=True, help="Run on an enforced store, as named actors.")
+@pass_ctx
+def simulate(c: Ctx, scenario: str, scale: float, seed: int, enforce: bool) -> None:
+    """Replay a market scenario through the registry's commands."""
+    run_simulate(c, scenario, scale, seed, enforce)
+
+
+@click.command()
+@click.option("--enforce", is_flag=True, help="Run on an enforced store, as named actors.")
+@pass_ctx
+def demo(c: Ctx, enforce: bool) -> None:
+    """A small, fast market into a fresh store here; then the market, compliance and audit verify."""
+    run_demo(c, enforce)

@@ -623,7 +623,7 @@ def test_a_checkpoint_signed_with_another_key_than_the_regulators_is_refused(
 ) -> None:
     """A forger who rewrote the log signs a fresh checkpoint of it with a key of their own, claiming MEE."""
     store, _cp, _n = checkpointed
-    from commands.auditcmd import _checkpoint_payload
+    from commands.audit import _checkpoint_payload
 
     pos, h = invoke_json(store, "audit", "head")["position"], invoke_json(store, "audit", "head")["hash"]
     cp = {

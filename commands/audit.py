@@ -1,4 +1,4 @@
-"""Audit commands: verify (chain, signatures, checkpoint), replay, checkpoint."""
+"""`carbon-ledger audit ...`: head, verify (chain, signatures, checkpoint), replay, export, checkpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import click
 import orjson
 
+from commands.context import Ctx, pass_ctx
 from ledger.errors import BadInput, IntegrityFailure, Refused
 
 
@@ -129,3 +130,65 @@ def run_replay(c: Any, as_json: bool) -> None:
             click.echo(d)
     if not res["ok"]:
         raise IntegrityFailure(f"replay differs from the stored read models: {'; '.join(res['differences'])}")
+
+
+# ---- the commands ------------------------------------------------------------------------------
+
+@click.group()
+def audit() -> None:
+    """Verify, replay, export; head and checkpoints."""
+
+
+@audit.command("head")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit_head(c: Ctx, as_json: bool) -> None:
+    """The last position and its hash (publish it; pin it)."""
+    from commands.output import emit_json
+    from ledger.events import GENESIS_HASH
+    from ledger.store import parse_store, store_exists
+
+    cfg = parse_store(c.store)
+    pos, h = c.registry.head() if store_exists(cfg) else (0, GENESIS_HASH)
+    if as_json:
+        emit_json({"position": pos, "hash": h})
+    else:
+        click.echo(f"{pos} {h}")
+
+
+@audit.command("verify")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="A signed checkpoint this log must extend.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit_verify(c: Ctx, checkpoint: str | None, as_json: bool) -> None:
+    """Recompute the hash chain from the stored rows; exit 3 at the first bad position."""
+    run_verify(c, checkpoint, as_json)
+
+
+@audit.command("replay")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit_replay(c: Ctx, as_json: bool) -> None:
+    """Rebuild every projection from position 0 and compare with the stored read models."""
+    run_replay(c, as_json)
+
+
+@audit.command("export")
+@click.option("--as-of", "as_of", type=click.IntRange(0))
+@pass_ctx
+def audit_export(c: Ctx, as_of: int | None) -> None:
+    """Write the event catalogue as JSON lines to stdout."""
+    from projections.audit import export
+
+    import sys
+
+    out = sys.stdout.buffer
+    for line in export(c.existing_recorder(), as_of):
+        out.write(line + b"\n")
+
+
+@audit.command("checkpoint")
+@pass_ctx
+def audit_checkpoint(c: Ctx) -> None:
+    """Sign (position, head hash, time) with the regulator's key (--key) and print it."""
+    run_checkpoint(c)

@@ -1,0 +1,41 @@
+"""What every command shares: the store, the actor and the key it runs with, and the registry it opens."""
+
+from __future__ import annotations
+
+import click
+
+from ledger.errors import StoreError
+
+
+class Ctx:
+    def __init__(self, store: str | None, actor: str | None, key: str | None):
+        self.store = store
+        self.actor = actor
+        self.key = key
+        self._registry = None
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from ledger.registry import Registry
+
+            self._registry = Registry(self.store)
+        return self._registry
+
+    def existing_recorder(self):
+        """The recorder of a store that must exist already (reads never create a store)."""
+        from ledger.store import parse_store, store_exists
+
+        cfg = parse_store(self.store)
+        if not store_exists(cfg):
+            raise StoreError(f"no store at {cfg.path or cfg.url}: record something first, or pass --store")
+        return self.registry.recorder
+
+    def close(self) -> None:
+        """Close the registry a command opened (its connection pool on PostgreSQL, its file on SQLite)."""
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
