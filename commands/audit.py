@@ -100,27 +100,12 @@ def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
 
 
 def run_replay(c: Any, as_json: bool) -> None:
-    import sys
-
-    from commands.output import emit_json
+    from commands.output import emit_json, progress_bar
     from projections.audit import replay_compare
 
     rec = c.existing_recorder()
-    progress = None
-    if sys.stderr.isatty():
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        bar.start()
-        task = bar.add_task("replaying", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-    try:
+    with progress_bar("replaying") as progress:
         res = replay_compare(rec, progress)
-    finally:
-        if progress is not None:
-            bar.stop()
     if as_json:
         emit_json(res)
     elif res["ok"]:

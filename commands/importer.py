@@ -73,7 +73,7 @@ def run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json: 
 
 
 def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json: bool) -> None:
-    from commands.output import emit_json
+    from commands.output import emit_json, progress_bar
 
     with _parsed_commands_kept_out_of_gc():
         cmds = parse_lines(file)
@@ -91,19 +91,23 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
     applied = replayed = 0
     refusals: list[dict[str, Any]] = []
     stopped = False
-    for i in range(0, len(cmds), batch_size):
-        chunk = cmds[i : i + batch_size]
-        results = reg.execute_batch([cmd for _n, cmd in chunk], on_refusal=on_refusal)
-        for (n, cmd), r in zip(chunk, results):
-            if isinstance(r, LedgerError):
-                refusals.append({"line": n, "command_id": cmd.command_id, "error": r.message, "exit_code": r.exit_code})
-            elif r.replayed:
-                replayed += 1
-            else:
-                applied += 1
-        if refusals and on_refusal == "stop":
-            stopped = True
-            break
+    with progress_bar("importing") as progress:
+        for i in range(0, len(cmds), batch_size):
+            chunk = cmds[i : i + batch_size]
+            results = reg.execute_batch([cmd for _n, cmd in chunk], on_refusal=on_refusal)
+            for (n, cmd), r in zip(chunk, results):
+                if isinstance(r, LedgerError):
+                    refusals.append({"line": n, "command_id": cmd.command_id, "error": r.message,
+                                     "exit_code": r.exit_code})
+                elif r.replayed:
+                    replayed += 1
+                else:
+                    applied += 1
+            if progress is not None:
+                progress(i + len(chunk), len(cmds))
+            if refusals and on_refusal == "stop":
+                stopped = True
+                break
     pos, h = reg.head()
     summary = {"lines": len(cmds), "applied": applied, "already_applied": replayed, "refused": refusals,
                "stopped": stopped, "position": pos, "hash": h}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import re
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -55,3 +57,29 @@ def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
     console.print(t)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A rich progress bar on stderr while the block runs, when stderr is a terminal; else nothing (None).
+
+    The callback takes (done, total); total may be None while it is unknown. The bar is removed and the
+    cursor shown again however the block ends."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    bar.start()
+    try:
+        yield update
+    finally:
+        bar.stop()
