@@ -67,8 +67,6 @@ def init(c: Ctx, regulator: str, require_signatures: bool, public_key: str | Non
         from ledger import signing
 
         public_key = signing.public_hex(signing.load_private(c.key))
-    if require_signatures and not public_key:
-        raise BadInput("--require-signatures needs the regulator's key: pass --key FILE or --public-key HEX")
     c.actor = regulator
     _append(c, "init", {"regulator": regulator, "require_signatures": require_signatures, "public_key": public_key},
             command_id, as_json)
@@ -219,8 +217,10 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
     from ledger import rules
     from ledger.errors import Refused
 
+    from ledger.units import parse_year
+
+    y = parse_year(year)
     reg = c.registry
-    y = int(year)
     done, skipped = [], []
     for fid, f in sorted(reg.state.firms.items()):
         if not rules.is_covered(f.sector, y):

@@ -130,11 +130,8 @@ def audit() -> None:
 def audit_head(c: Ctx, as_json: bool) -> None:
     """The last position and its hash (publish it; pin it)."""
     from commands.output import emit_json
-    from ledger.events import GENESIS_HASH
-    from ledger.store import parse_store, store_exists
 
-    cfg = parse_store(c.store)
-    pos, h = c.registry.head() if store_exists(cfg) else (0, GENESIS_HASH)
+    pos, h = c.existing_recorder().head()
     if as_json:
         emit_json({"position": pos, "hash": h})
     else:

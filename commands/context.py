@@ -18,15 +18,19 @@ class Ctx:
     def registry(self):
         if self._registry is None:
             from ledger.registry import Registry
+            from ledger.store import check_store_path, parse_store
 
-            self._registry = Registry(self.store)
+            cfg = parse_store(self.store)
+            check_store_path(cfg, must_exist=False)
+            self._registry = Registry(cfg)
         return self._registry
 
     def existing_recorder(self):
         """The recorder of a store that must exist already (reads never create a store)."""
-        from ledger.store import parse_store, store_exists
+        from ledger.store import check_store_path, parse_store, store_exists
 
         cfg = parse_store(self.store)
+        check_store_path(cfg, must_exist=True)
         if not store_exists(cfg):
             raise StoreError(f"no store at {cfg.path or cfg.url}: record something first, or pass --store")
         return self.registry.recorder

@@ -110,6 +110,10 @@ def show_market(c: Ctx, by: str = "year", unit: str = "CEA", plot: str | None = 
                 as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
     from projections.market import report
 
+    if plot:
+        from commands.plots import check_target
+
+        check_target(plot)
     states, pos = _states(c, ["market"], as_of, as_of_date)
     rep = report(states["market"], unit)
     if plot:
@@ -141,6 +145,10 @@ def show_compliance(c: Ctx, year: int | None = None, firm: str | None = None, pl
                     as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
     from projections.compliance import rows as compliance_rows
 
+    if plot:
+        from commands.plots import check_target
+
+        check_target(plot)
     states, pos = _states(c, ["compliance"], as_of, as_of_date)
     rows = compliance_rows(states["compliance"], year, firm)
     if plot:

@@ -28,7 +28,7 @@ from ledger.events import TOPIC_PREFIX, canonical_bytes, decode
 from ledger.inputs import parse_command
 from ledger.model import SNAPSHOT_VERSION, LedgerState, Market, Period, default_deadline
 from ledger.store import StoreConfig, parse_store
-from ledger.units import fmt_money, money, parse_period
+from ledger.units import fmt_money, money, parse_command_id, parse_period
 
 LEDGER_ID = uuid.uuid5(uuid.NAMESPACE_URL, "https://carbon-ledger.invalid/ledger")
 SNAPSHOT_EVERY = 1000  # events between write-side snapshots: a command starting up folds at most this many (~15 ms)
@@ -211,9 +211,7 @@ class Registry(Application):
 
     def _run_one(self, st: LedgerState, cmd: Command, seen: dict[str, tuple], events: list, rows: list) -> Outcome:
         args = cmd.args if cmd.checked else parse_command(cmd.name, cmd.args)
-        command_id = cmd.command_id or uuid.uuid4().hex
-        if len(command_id) > 128:
-            raise BadInput("command id is longer than 128 characters")
+        command_id = parse_command_id(cmd.command_id) if cmd.command_id else uuid.uuid4().hex
         digest = _digest(cmd.name, args)
         actor = self._authorize(st, cmd.name, args, cmd.actor)  # a repeat reveals its result only to the allowed
         if command_id in seen:

@@ -134,6 +134,49 @@ def store_exists(cfg: StoreConfig) -> bool:
     return row is not None and row[0] is not None
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def sqlite_file_kind(path: str) -> str:
+    """What a SQLite store's path holds, found without changing it: "missing" (no file, or an empty one),
+    "ledger" (a carbon-ledger store), "other" (a SQLite database of something else) or "not-sqlite"."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return "missing"
+    except IsADirectoryError:
+        return "not-sqlite"
+    if not header:
+        return "missing"
+    if header != SQLITE_HEADER:
+        return "not-sqlite"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_chain'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return "not-sqlite"
+    return "ledger" if row else "other"
+
+
+def check_store_path(cfg: StoreConfig, *, must_exist: bool) -> None:
+    """Refuse, before anything opens it, a SQLite path that holds something other than a carbon-ledger store
+    (bad input: nothing is written to it); with must_exist (reads), also one that holds nothing yet."""
+    if cfg.kind != "sqlite":
+        return
+    path = cfg.path or DEFAULT_STORE
+    kind = sqlite_file_kind(path)
+    if kind == "not-sqlite":
+        raise BadInput(f"{path} is not a carbon-ledger store (not a SQLite database)")
+    if kind == "other" and must_exist:
+        raise BadInput(f"{path} is a SQLite database but not a carbon-ledger store; reads leave it unchanged")
+    if kind == "missing" and must_exist:
+        raise StoreError(f"no store at {path}: record something first, or pass --store")
+
+
 class LedgerRecorderMixin:
     """The ledger's extra reads and writes, in terms of a DB-API cursor (`?` placeholders)."""
 

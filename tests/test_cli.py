@@ -159,9 +159,16 @@ def created(store: str) -> bool:
         return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (pg_schema(store),)).fetchone() is not None
 
 
-def test_audit_head_of_an_empty_store_is_position_0_and_the_genesis_hash(store_url: str) -> None:
-    assert head(store_url) == (0, GENESIS_HASH)
+def test_audit_head_of_a_missing_store_exits_3_naming_it_and_creates_nothing(store_url: str) -> None:
+    r = run_main(store_url, "audit", "head")
+    assert r.code == 3 and r.err.startswith("error: no store at ") and r.out == ""
     assert not created(store_url)
+
+
+def test_audit_head_of_a_new_store_is_its_first_position(store_url: str) -> None:
+    ok(store_url, "firm", "register", "F1", "--name", "U", "--sector", "power", "--region", "X")
+    p, h = head(store_url)
+    assert p == 2 and h != GENESIS_HASH and len(h) == 64
 
 
 def test_audit_head_moves_with_every_append(store: str) -> None:
