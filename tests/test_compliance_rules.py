@@ -32,7 +32,7 @@ def test_the_benchmarks_used_below_are_the_rules_tables() -> None:
     assert b.electricity["gas"] == D("0.3779")
     assert b.heat["coal-above-300mw"] == D("0.1077")
     assert rules.benchmarks_for(2025) is b  # the latest table not after the year
-    assert rules.benchmarks_for(2019).electricity["coal-above-300mw"] == D("0.877")  # DOMAIN.md
+    assert rules.benchmarks_for(2019).electricity["coal-above-300mw"] == D("0.877")  # the 2019-2020 plan
     assert rules.benchmarks_for(2020).electricity["gas"] == D("0.392")
     assert rules.PRE_ALLOCATION_SHARE == D("0.70")
 
