@@ -1,6 +1,6 @@
 """The `carbon-ledger` command: thin click functions that parse, call one registry method, and print.
 
-Exit codes (DESIGN.md): 0 done; 1 refused by a ledger rule; 2 bad input or usage;
+Exit codes (docs/cli.md): 0 done; 1 refused by a ledger rule; 2 bad input or usage;
 3 store or integrity failure. Errors are one line on stderr, never a traceback.
 Heavy imports happen inside the commands, so a single append starts fast.
 """
@@ -571,9 +571,9 @@ def rules_show(year: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    import orjson
+    from commands.rulesview import print_rules
 
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    print_rules(data)
 
 
 # ---- audit ------------------------------------------------------------------------------------
