@@ -1,8 +1,9 @@
 """The `carbon-ledger` command group: global options, the context, and the mapping of errors to exit codes.
 
 The commands live by what users do: commands/append.py (what records), commands/read.py (what reads),
-commands/audit.py (audits), commands/scenario.py (simulate, demo). Exit codes: 0 done; 1 refused by a
-ledger rule; 2 bad input or usage; 3 store or integrity failure. Errors are one line on stderr, never a traceback.
+commands/audit.py (audits), commands/scenario.py (simulate, demo). Exit codes (docs/cli.md): 0 done;
+1 refused by a ledger rule; 2 bad input or usage; 3 store or integrity failure. Errors are one line on stderr,
+never a traceback.
 Heavy imports happen inside the commands, so a single append starts fast.
 """
 

@@ -198,9 +198,9 @@ def rules_show(year: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    import orjson
+    from commands.rulesview import print_rules
 
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    print_rules(data)
 
 
 @click.command()

@@ -35,7 +35,7 @@ SNAPSHOT_EVERY = 1000  # events between write-side snapshots: a command starting
 MAX_ATTEMPTS = 20  # retries of a command that lost a race to another writer
 OPEN_STORE_ACTOR = "operator"
 
-# Who may run what on an enforced store (DESIGN.md invariant 10).
+# Who may run what on an enforced store (docs/invariants.md, invariant 10).
 RIGHTS: dict[str, tuple[str, ...]] = {
     "actor add": ("regulator",),
     "actor key": ("regulator",),

@@ -1,7 +1,7 @@
 """Value types: whole tonnes, exact prices and money, vintages, unit kinds, sectors.
 
 Every parser here either returns a clean value or raises BadInput with one line
-naming what was wrong. Limits are named constants (see STYLE.md).
+naming what was wrong. Limits are named constants.
 """
 
 from __future__ import annotations
