@@ -55,8 +55,9 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # The shape of the read models (their tables, and the states the projections store). Read models are derived
 # from the log, so a store recorded with another format (or before formats, which had none) drops them when it
 # is opened and the next read rebuilds them. Bump it with any change of that shape.
-# 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance).
-READ_MODEL_FORMAT = 2
+# 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance);
+# 3: the balances state lists the accounts opened (so a read of an account that does not exist says so).
+READ_MODEL_FORMAT = 3
 
 
 @dataclass(frozen=True)
