@@ -48,7 +48,7 @@ def _states(c: Ctx, names: list[str], as_of: int | None, as_of_date: str | None)
         if as_of > head:
             raise BadInput(f"--as-of {as_of} is beyond the head position {head}")
         return runner.as_of(rec, as_of, names), as_of
-    states, pos = runner.catch_up(rec)
+    states, pos = c.catch_up()
     return {n: states[n] for n in names}, pos
 
 
@@ -107,11 +107,12 @@ def show_history(c: Ctx, account_id: str, *, as_json: bool = False,
     from projections import runner
 
     rec = c.existing_recorder()
-    states, pos = runner.catch_up(rec)  # the history rows are stored as the read models catch up
+    unsaved: list = []
+    states, pos = c.catch_up(unsaved)  # the history rows are stored as the read models catch up
     if as_of is not None or as_of_date is not None:
         states, pos = _states(c, ["balances"], as_of, as_of_date)
     _check_account(states["balances"], account_id, pos)
-    rows = [{"account_id": account_id, **r} for r in runner.history(rec, account_id, pos)]
+    rows = [{"account_id": account_id, **r} for r in runner.history(rec, account_id, pos, unsaved)]
     _print({"position": pos, "account_id": account_id, "rows": rows}, rows, f"History of {account_id} at position {pos}",
            as_json, as_csv, ["position", "recorded_at", "type", "unit", "vintage", "quantity", "balance", "counterparty"])
 

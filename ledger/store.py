@@ -163,6 +163,12 @@ def sqlite_file_kind(path: str) -> str:
     return "ledger" if row else "other"
 
 
+def read_only(cfg: StoreConfig) -> bool:
+    """Whether a SQLite store cannot be written here (file mode, an immutable file, read-only media):
+    reads then fold what is missing in memory and write nothing."""
+    return cfg.kind == "sqlite" and not os.access(cfg.path or DEFAULT_STORE, os.W_OK)
+
+
 def check_store_path(cfg: StoreConfig, *, must_exist: bool) -> None:
     """Refuse, before anything opens it, a SQLite path that holds something other than a carbon-ledger store
     (bad input: nothing is written to it); with must_exist (reads), also one that holds nothing yet."""
@@ -403,11 +409,6 @@ class LedgerRecorderMixin:
                               " ORDER BY position DESC LIMIT 1"), (name, position))
             row = c.fetchone()
         return (row[0], bytes(row[1])) if row else None
-
-    def reset_readmodels(self) -> None:
-        with self._write() as c:
-            for t in READ_MODEL_TABLES:
-                c.execute(f"DELETE FROM {t}")
 
 
 class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):

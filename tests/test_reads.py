@@ -4,8 +4,13 @@ store."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,3 +79,46 @@ def test_a_read_leaves_a_sqlite_file_of_another_application_unchanged(tmp_path: 
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     with sqlite3.connect(path) as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["notes"]
+
+
+@contextlib.contextmanager
+def read_only_file(path: Path):
+    """The file made unwritable for this process: chmod for a plain user, the immutable flag for root
+    (whom file modes do not stop); skipped where neither works."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o644)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_reads_and_audits_work_on_a_read_only_store_without_writing(tmp_path: Path) -> None:
+    from ledger.registry import Registry
+
+    path = tmp_path / "s.db"
+    reg = Registry(str(path))  # appended without the CLI: the read models are not caught up
+    try:
+        reg.register_firm("F1", "Unit 1", "power", "Hubei")
+        reg.open_year(2024)
+        reg.issue("F1", "CEA", 2024, 100, "auction")
+    finally:
+        reg.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with read_only_file(path):
+        assert not os.access(path, os.W_OK)
+        r = run_main(str(path), "balances", "--json")
+        assert r.code == 0, r.err
+        assert json.loads(r.out)["balances"] == [{"account_id": "F1", "unit": "CEA", "vintage": 2024, "quantity": 100}]
+        r = run_main(str(path), "history", "F1", "--json")
+        assert r.code == 0 and [x["quantity"] for x in json.loads(r.out)["rows"]] == [100], r.err
+        for args in (["audit", "verify"], ["audit", "head"], ["compliance", "--json"], ["market", "--json"]):
+            assert run_main(str(path), *args).code == 0, args
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
