@@ -14,45 +14,113 @@ import orjson
 from ledger.errors import BadInput, LedgerError, Refused
 
 MAX_LINE_BYTES = 64 * 1024
+MAX_REPORTED = 20  # bad lines printed one by one; the count says how many there were in all
+
+
+def _keys(value: Any) -> int:
+    """How many object keys a parsed JSON value holds, nested ones included."""
+    if isinstance(value, dict):
+        return len(value) + sum(_keys(v) for v in value.values() if isinstance(v, (dict, list)))
+    if isinstance(value, list):
+        return sum(_keys(v) for v in value if isinstance(v, (dict, list)))
+    return 0
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in seen:
+            raise BadInput(f"the key {k!r} appears twice")
+        seen[k] = v
+    return seen
+
+
+def _has_no_duplicate_keys(line: str, obj: Any) -> None:
+    """orjson keeps the last of two equal keys; a line must not say two things. Every key is followed by a
+    colon, so a line with as many colons as parsed keys has no duplicate (the common case, checked at once);
+    otherwise (a colon inside a string, or a duplicate) the line is parsed again, pair by pair."""
+    if line.count(":") == _keys(obj):
+        return
+    import json
+
+    json.loads(line, object_pairs_hook=_refuse_duplicate_keys)
+
+
+def _parse_line(n: int, line: str) -> Any:
+    """One line as a Command, or BadInput naming the line (and its command id when it has one)."""
+    from ledger.inputs import parse_command
+    from ledger.registry import Command
+    from ledger.units import parse_command_id
+
+    if len(line) > MAX_LINE_BYTES:
+        raise BadInput(f"line {n}: longer than {MAX_LINE_BYTES} bytes")
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise BadInput(f"line {n}: not JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise BadInput(f"line {n}: not a JSON object")
+    try:
+        _has_no_duplicate_keys(line, obj)
+    except BadInput as e:
+        raise BadInput(f"line {n}: {e.message}") from None
+    name = obj.pop("command", None)
+    cid = obj.pop("command_id", None)
+    actor = obj.pop("actor", None)
+    signature = obj.pop("signature", None)
+    expires = obj.pop("signature_expires", None)
+    if not isinstance(name, str):
+        raise BadInput(f"line {n}: no \"command\"")
+    if not isinstance(cid, str) or not cid:
+        raise BadInput(f"line {n}: no \"command_id\" (every imported command needs one, so a rerun is safe)")
+    try:
+        parse_command_id(cid)
+    except BadInput as e:
+        raise BadInput(f"line {n}: {e.message}") from None
+    try:
+        args = parse_command(name, obj)
+    except BadInput as e:
+        raise BadInput(f"line {n} ({cid}): {e.message}") from None
+    if signature is not None and not isinstance(signature, str):
+        raise BadInput(f"line {n} ({cid}): \"signature\" must be a hex string")
+    if (signature is None) != (expires is None) or (expires is not None and not isinstance(expires, str)):
+        raise BadInput(f"line {n} ({cid}): \"signature\" and \"signature_expires\" (YYYY-MM-DDTHH:MM:SSZ)"
+                       " go together")
+    if actor is not None:
+        from ledger.units import parse_id
+
+        try:
+            parse_id(actor, "actor")
+        except BadInput as e:
+            raise BadInput(f"line {n} ({cid}): {e.message}") from None
+    return Command(name, args, cid, actor, signature, checked=True, expires=expires)
 
 
 def parse_lines(file: TextIO) -> list[tuple[int, Any]]:
-    """Every line as (line number, Command); the first bad line refuses the whole file."""
-    from ledger.inputs import parse_command
-    from ledger.registry import Command
-
+    """Every line as (line number, Command). Any bad line refuses the whole file: each is reported on
+    stderr (the first MAX_REPORTED of them), then one line with their count, and nothing is appended."""
     cmds = []
-    for n, line in enumerate(file, 1):
-        if not line.strip():
-            continue
-        if len(line) > MAX_LINE_BYTES:
-            raise BadInput(f"line {n}: longer than {MAX_LINE_BYTES} bytes")
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            raise BadInput(f"line {n}: not JSON ({e})") from None
-        if not isinstance(obj, dict):
-            raise BadInput(f"line {n}: not a JSON object")
-        name = obj.pop("command", None)
-        cid = obj.pop("command_id", None)
-        actor = obj.pop("actor", None)
-        signature = obj.pop("signature", None)
-        expires = obj.pop("signature_expires", None)
-        if not isinstance(name, str):
-            raise BadInput(f"line {n}: no \"command\"")
-        if not isinstance(cid, str) or not cid:
-            raise BadInput(f"line {n}: no \"command_id\" (every imported command needs one, so a rerun is safe)")
-        try:
-            args = parse_command(name, obj)
-        except BadInput as e:
-            raise BadInput(f"line {n} ({cid}): {e.message}") from None
-        if signature is not None and not isinstance(signature, str):
-            raise BadInput(f"line {n} ({cid}): \"signature\" must be a hex string")
-        if (signature is None) != (expires is None) or (expires is not None and not isinstance(expires, str)):
-            raise BadInput(f"line {n} ({cid}): \"signature\" and \"signature_expires\" (YYYY-MM-DDTHH:MM:SSZ)"
-                           " go together")
-        cmds.append((n, Command(name, args, cid, actor if isinstance(actor, str) else None, signature, checked=True,
-                                expires=expires)))
+    bad: list[str] = []
+    count = 0
+    try:
+        for n, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                cmds.append((n, _parse_line(n, line)))
+            except BadInput as e:
+                count += 1
+                if len(bad) < MAX_REPORTED:
+                    bad.append(e.message)
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{getattr(file, 'name', 'the file')}: not UTF-8 text ({e.reason})") from None
+    if count == 1:
+        raise BadInput(bad[0])
+    if count:
+        for message in bad:
+            click.echo(message, err=True)
+        more = f", the first {MAX_REPORTED} shown" if count > MAX_REPORTED else ""
+        raise BadInput(f"{count} bad lines{more}; nothing was appended")
     return cmds
 
 
@@ -78,7 +146,7 @@ def run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json: 
 
 
 def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json: bool) -> None:
-    from commands.output import emit_json
+    from commands.output import emit_json, progress_bar
 
     with _parsed_commands_kept_out_of_gc():
         cmds = parse_lines(file)
@@ -96,19 +164,23 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
     applied = replayed = 0
     refusals: list[dict[str, Any]] = []
     stopped = False
-    for i in range(0, len(cmds), batch_size):
-        chunk = cmds[i : i + batch_size]
-        results = reg.execute_batch([cmd for _n, cmd in chunk], on_refusal=on_refusal)
-        for (n, cmd), r in zip(chunk, results):
-            if isinstance(r, LedgerError):
-                refusals.append({"line": n, "command_id": cmd.command_id, "error": r.message, "exit_code": r.exit_code})
-            elif r.replayed:
-                replayed += 1
-            else:
-                applied += 1
-        if refusals and on_refusal == "stop":
-            stopped = True
-            break
+    with progress_bar("importing") as progress:
+        for i in range(0, len(cmds), batch_size):
+            chunk = cmds[i : i + batch_size]
+            results = reg.execute_batch([cmd for _n, cmd in chunk], on_refusal=on_refusal)
+            for (n, cmd), r in zip(chunk, results):
+                if isinstance(r, LedgerError):
+                    refusals.append({"line": n, "command_id": cmd.command_id, "error": r.message,
+                                     "exit_code": r.exit_code})
+                elif r.replayed:
+                    replayed += 1
+                else:
+                    applied += 1
+            if progress is not None:
+                progress(i + len(chunk), len(cmds))
+            if refusals and on_refusal == "stop":
+                stopped = True
+                break
     pos, h = reg.head()
     summary = {"lines": len(cmds), "applied": applied, "already_applied": replayed, "refused": refusals,
                "stopped": stopped, "position": pos, "hash": h}

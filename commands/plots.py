@@ -3,9 +3,28 @@ compliance status counts per period and sector."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ledger.errors import BadInput
+
+
+def check_target(path: str) -> None:
+    """A chart goes to a .png file in a directory that exists: checked before anything is computed."""
+    if not path.lower().endswith(".png"):
+        raise BadInput(f"--plot {path}: charts are PNG files; name it NAME.png")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadInput(f"--plot {path}: no directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise BadInput(f"--plot {path}: cannot write in {folder}")
+
+
+def _save(fig: Any, path: str) -> None:
+    try:
+        _save(fig, path)
+    except OSError as e:
+        raise BadInput(f"--plot {path}: cannot write it: {e.strerror}") from None
 
 
 def _pyplot() -> Any:
@@ -41,7 +60,7 @@ def plot_market(report: dict[str, Any], path: str) -> None:
     ax1.set_title(f"{report['unit']}: daily close and cumulative volume")
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -70,5 +89,5 @@ def plot_compliance(rows: list[dict[str, Any]], path: str) -> None:
     ax.set_title("Compliance status per period and sector")
     ax.legend(title="status")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)

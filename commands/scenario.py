@@ -8,60 +8,112 @@ from typing import Any
 
 import click
 
-
-def _progress_bar() -> tuple[Any, Any]:
-    if not sys.stderr.isatty():
-        return None, None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                   TimeElapsedColumn(), transient=True)
-    bar.start()
-    task = bar.add_task("simulating", total=None)
-
-    def progress(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return bar, progress
+from commands.context import Ctx, pass_ctx
+from commands.output import progress_bar
 
 
 def run_simulate(c: Any, scenario: str, scale: float, seed: int, enforce: bool) -> None:
     from commands.simulate import simulate
 
-    bar, progress = _progress_bar()
-    try:
+    with progress_bar("simulating") as progress:
         summary = simulate(c.registry, scenario=scenario, scale=scale, seed=seed, progress=progress, enforce=enforce)
-    finally:
-        if bar is not None:
-            bar.stop()
     click.echo(f"simulated {scenario} at scale {scale} (seed {seed}): {summary['events']:,} events in "
                f"{summary['seconds']:.1f} s ({summary['events_per_s']:,.0f} events/s)")
 
 
-def run_demo(c: Any, enforce: bool) -> None:
-    from ledger.store import parse_store, store_exists
+DEMO_STORE = "carbon-ledger-demo.db"
+# SQLite's header field application_id marks a file the demo made (carbon-ledger's stores leave it 0), so a
+# rerun replaces the demo's own store and nothing else.
+DEMO_APPLICATION_ID = 0x434C4430  # "CLD0"
 
-    cfg = parse_store(c.store or "carbon-ledger-demo.db")
-    if cfg.kind == "sqlite" and store_exists(cfg):
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists((cfg.path or "") + suffix):
-                os.remove((cfg.path or "") + suffix)
+
+def _sqlite_application_id(path: str) -> int | None:
+    """The application_id of a SQLite file, or None when the file is not a SQLite database."""
+    import sqlite3
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                return None
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return conn.execute("PRAGMA application_id").fetchone()[0]
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error):
+        return None
+
+
+def _clear_demo_store(cfg: Any) -> None:
+    """Make room for the demo: remove a store the demo made before; refuse anything else that exists."""
+    from ledger.errors import BadInput
+    from ledger.store import store_exists
+
+    if cfg.kind != "sqlite":
+        if store_exists(cfg):
+            raise BadInput(f"demo: {cfg.url} is an existing store; the demo records only into a new one")
+        return
+    path = cfg.path or DEMO_STORE
+    if not os.path.lexists(path):
+        return
+    if _sqlite_application_id(path) != DEMO_APPLICATION_ID:
+        raise BadInput(f"demo: {path} exists and is not a store the demo made; it records only into a new"
+                       " store (pass --store NEW.db, or remove the file yourself)")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+
+
+def _mark_demo_store(cfg: Any) -> None:
+    import sqlite3
+
+    if cfg.kind == "sqlite":
+        conn = sqlite3.connect(cfg.path or DEMO_STORE)
+        try:
+            conn.execute(f"PRAGMA application_id = {DEMO_APPLICATION_ID}")
+            conn.commit()
+        finally:
+            conn.close()
+
+
+def run_demo(c: Any, enforce: bool) -> None:
+    from ledger.store import parse_store
+
+    cfg = parse_store(c.store or DEMO_STORE)
+    _clear_demo_store(cfg)
     c.store = cfg.url
     click.echo(f"demo store: {cfg.url}")
     from commands.simulate import demo
 
-    bar, progress = _progress_bar()
-    try:
-        summary = demo(c.registry, progress=progress, enforce=enforce) if enforce else demo(c.registry, progress=progress)
-    finally:
-        if bar is not None:
-            bar.stop()
+    c.registry.head()  # opening the registry creates the store: mark it as the demo's before recording
+    _mark_demo_store(cfg)
+    with progress_bar("simulating") as progress:
+        summary = demo(c.registry, progress=progress, enforce=enforce)
     click.echo(f"recorded {summary['events']:,} events in {summary['seconds']:.1f} s "
                f"({summary['events_per_s']:,.0f} events/s)")
-    from commands.cli import cli
+    from commands import read
+    from commands.audit import run_verify
 
-    read_as = ["--as", summary["regulator"]] if summary.get("regulator") else []
-    for args in (["market", "--by", "year"], ["compliance", "--year", "2024"], ["balances", "--totals"],
-                 ["audit", "verify"]):
+    for show in (lambda: read.show_market(c, by="year"), lambda: read.show_compliance(c, year=2024),
+                 lambda: read.show_balances(c, totals=True), lambda: run_verify(c, None, False)):
         click.echo("")
-        cli.main(["--store", cfg.url, *read_as, *args], standalone_mode=False)
+        show()
+
+
+@click.command()
+@click.argument("scenario", type=click.Choice(["china-2021-2024"]))
+@click.option("--scale", type=click.FloatRange(0.0001, 2.0), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--enforce", is_flag=True, help="Run on an enforced store, as named actors.")
+@pass_ctx
+def simulate(c: Ctx, scenario: str, scale: float, seed: int, enforce: bool) -> None:
+    """Replay a market scenario through the registry's commands."""
+    run_simulate(c, scenario, scale, seed, enforce)
+
+
+@click.command()
+@click.option("--enforce", is_flag=True, help="Run on an enforced store, as named actors.")
+@pass_ctx
+def demo(c: Ctx, enforce: bool) -> None:
+    """A small, fast market into a fresh store here; then the market, compliance and audit verify."""
+    run_demo(c, enforce)

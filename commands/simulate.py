@@ -1,7 +1,7 @@
 """Scenario engine (issue 6): a whole market generated from a seed and run through the registry.
 
 `simulate(registry, "china-2021-2024", scale, seed)` builds China's national ETS from its first
-compliance cycle to the 2024 expansion (DOMAIN.md): power firms with unit types and outputs,
+compliance cycle to the 2024 expansion (docs/domain.md): power firms with unit types and outputs,
 the steel, cement and aluminium firms of 2024, compliance periods opened with `year open`,
 benchmark allocation with `allocate` (pre-allocation, then true-up), verified emissions, CCER
 offsets, every trading day from 16 July 2021 to 31 December 2024, surrenders by each deadline
@@ -11,7 +11,7 @@ Every decision comes from `random.Random(seed)`, and every event is recorded by
 `Registry.execute_batch` running the same commands as the CLI and `import`: the simulator has
 no side door into the store. It plays the participants, not the ledger: it reads the
 registry's state (what a firm holds, what it owes) only to decide what the firm does next.
-The trades are calibrated so that each calendar year's volume and value match DOMAIN.md and
+The trades are calibrated so that each calendar year's volume and value match the published figures (docs/domain.md) and
 the daily closes (VWAP) pass through its price anchors.
 """
 
@@ -45,7 +45,7 @@ CENT = Decimal("0.01")
 UTC = dt.UTC
 D = Decimal
 
-# ---- the market in figures (DOMAIN.md) ----------------------------------------------------------
+# ---- the market in figures (docs/domain.md) ----------------------------------------------------------
 TRADING_START = dt.date(2021, 7, 16)
 TRADING_END = dt.date(2024, 12, 31)
 
@@ -163,7 +163,7 @@ PATH_NOISE = 0.012  # daily sd of the close around the knot path
 # Short firms pace their buying to be done when 60% of the volume before the deadline has traded.
 NEED_DONE_SHARE = 0.6
 
-# ---- the firms (DOMAIN.md) ----------------------------------------------------------------------
+# ---- the firms (docs/domain.md) ----------------------------------------------------------------------
 POWER_FIRMS_FIRST_CYCLE = 2162
 POWER_FIRMS_MIN = 10  # below this a market cannot clear its volume (too few sellers, T+1), whatever the scale
 POWER_ENTRANTS_2021 = 95  # 2,257 firms in the 2021-2022 cycle

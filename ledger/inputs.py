@@ -40,6 +40,13 @@ class Init(CommandInput):
     require_signatures: bool = False
     public_key: str | None = None
     _r = field_validator("regulator", mode="before")(_v(units.parse_id, "actor id"))
+    _k = field_validator("public_key", mode="before")(_v(units.parse_public_key, "the regulator's public key"))
+
+    @model_validator(mode="after")
+    def _signatures_need_the_regulators_key(self) -> Init:
+        if self.require_signatures and self.public_key is None:
+            raise ValueError("--require-signatures needs the regulator's key: pass --key FILE or --public-key HEX")
+        return self
 
 
 class ActorAdd(CommandInput):
@@ -50,6 +57,7 @@ class ActorAdd(CommandInput):
     _a = field_validator("actor_id", mode="before")(_v(units.parse_id, "actor id"))
     _r = field_validator("role", mode="before")(_v(units.parse_choice, units.ROLES, "role"))
     _f = field_validator("firm", mode="before")(_v(units.parse_id, "firm id"))
+    _k = field_validator("public_key", mode="before")(_v(units.parse_public_key))
 
     @model_validator(mode="after")
     def _firm_goes_with_role_firm(self) -> ActorAdd:
@@ -64,6 +72,7 @@ class ActorKey(CommandInput):
     actor_id: str
     public_key: str
     _a = field_validator("actor_id", mode="before")(_v(units.parse_id, "actor id"))
+    _k = field_validator("public_key", mode="before")(_v(units.parse_public_key))
 
 
 class FirmRegister(CommandInput):
@@ -180,6 +189,8 @@ class Allocate(CommandInput):
                 f = units.Decimal(str(raw))
             except ArithmeticError:
                 raise ValueError(f"factor {name}={raw!r} is not a number") from None
+            if not f.is_finite():
+                raise ValueError(f"factor {name}={raw!r} is not a number")
             if not lo <= f <= hi:
                 raise ValueError(f"factor {name}={raw} must be from {lo} to {hi}")
             out[name] = str(f)

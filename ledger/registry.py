@@ -31,12 +31,12 @@ from ledger.events import TOPIC_PREFIX, chain_hash
 from ledger.inputs import parse_command
 from ledger.model import SNAPSHOT_VERSION, LedgerState, Period
 from ledger.store import StoreConfig, parse_store
+from ledger.units import parse_command_id
 from ledger.verify import Bad, Reexecution
 
 LEDGER_ID = uuid.uuid5(uuid.NAMESPACE_URL, "https://carbon-ledger.invalid/ledger")
 SNAPSHOT_EVERY = 1000  # events between write-side snapshots: a command starting up folds at most this many (~15 ms)
 MAX_ATTEMPTS = 20  # retries of a command that lost a race to another writer
-MAX_COMMAND_ID_CHARS = 128
 SIGNATURE_LIFETIME = dt.timedelta(minutes=10)  # how long a signature made by the CLI stays valid
 
 
@@ -232,9 +232,7 @@ class Registry(Application):
 
     def _run_one(self, st: LedgerState, cmd: Command, seen: dict[str, tuple], blobs: list, rows: list) -> Outcome:
         args = cmd.args if cmd.checked else parse_command(cmd.name, cmd.args)
-        command_id = cmd.command_id or uuid.uuid4().hex
-        if len(command_id) > MAX_COMMAND_ID_CHARS:
-            raise BadInput(f"command id is longer than {MAX_COMMAND_ID_CHARS} characters")
+        command_id = parse_command_id(cmd.command_id) if cmd.command_id else uuid.uuid4().hex
         digest = command_digest(cmd.name, args)
         authorize(st, cmd.name, args, cmd.actor)  # a repeat reveals its result only to the allowed
         if command_id in seen:

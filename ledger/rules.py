@@ -1,10 +1,10 @@
-"""Market rules as versioned reference data (DOMAIN.md): nothing here is a code path.
+"""Market rules as versioned reference data (docs/domain.md): nothing here is a code path.
 
 Each table is keyed by the compliance year it applies to; `rules_for(year)` picks
 the entry in force (the latest entry not after the year). Allocation events record
 `rule_version` so an auditor knows which table produced a number.
 
-Sources: DOMAIN.md gives the 2019-2020 power benchmarks and the market rules. The
+Sources (named per rule in docs/domain.md): the 2019-2020 plan gives the power benchmarks of 2019-2020. The
 2021-2024 coal benchmarks follow the published tightening (2021-2022 plan); the
 2023-2024 values are approximations of the MEE 2023-2024 plan, marked as such in
 `BENCHMARK_NOTES`: check them against the official table before a real allocation.
@@ -66,7 +66,7 @@ BENCHMARKS: dict[int, Benchmarks] = {
         },
         heat={"coal-above-300mw": D("0.126"), "coal-300mw-or-less": D("0.126"),
               "coal-unconventional": D("0.126"), "gas": D("0.059")},
-        notes="DOMAIN.md: 2019-2020 power benchmarks",
+        notes="2019-2020 plan: 2019-2020 power benchmarks",
     ),
     2021: Benchmarks(
         version="power-2021",

@@ -36,15 +36,24 @@ def generate(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if p.exists():
         raise BadInput(f"key file {p} exists already; refusing to overwrite it")
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    except OSError as e:
+        raise BadInput(f"cannot write key file {p}: {e.strerror}") from None
     return public_hex(key)
+
+
+MAX_KEY_FILE_BYTES = 16 * 1024  # a PEM Ed25519 key is 119 bytes; anything far larger is not a key file
 
 
 def load_private(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_KEY_FILE_BYTES + 1)
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise BadInput(f"cannot read private key {path}: longer than {MAX_KEY_FILE_BYTES} bytes, not a key file")
         key = serialization.load_pem_private_key(data, password=None)
     except (OSError, ValueError, TypeError) as e:
         raise BadInput(f"cannot read private key {path}: {e}") from None
@@ -58,12 +67,9 @@ def public_hex(key: Ed25519PrivateKey) -> str:
 
 
 def parse_public(text: str) -> str:
-    try:
-        raw = bytes.fromhex(text.strip())
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError:
-        raise BadInput("public key must be 64 hex digits (a raw Ed25519 key)") from None
-    return raw.hex()
+    from ledger.units import parse_public_key
+
+    return parse_public_key(text)
 
 
 def sign(key: Ed25519PrivateKey, payload: bytes) -> str:

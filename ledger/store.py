@@ -55,8 +55,9 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # The shape of the read models (their tables, and the states the projections store). Read models are derived
 # from the log, so a store recorded with another format (or before formats, which had none) drops them when it
 # is opened and the next read rebuilds them. Bump it with any change of that shape.
-# 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance).
-READ_MODEL_FORMAT = 2
+# 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance);
+# 3: the balances state lists the accounts opened (so a read of an account that does not exist says so).
+READ_MODEL_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,55 @@ def store_exists(cfg: StoreConfig) -> bool:
     except psycopg.Error as e:
         raise StoreError(f"cannot open store {cfg.url}: {e}") from None
     return row is not None and row[0] is not None
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def sqlite_file_kind(path: str) -> str:
+    """What a SQLite store's path holds, found without changing it: "missing" (no file, or an empty one),
+    "ledger" (a carbon-ledger store), "other" (a SQLite database of something else) or "not-sqlite"."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return "missing"
+    except IsADirectoryError:
+        return "not-sqlite"
+    if not header:
+        return "missing"
+    if header != SQLITE_HEADER:
+        return "not-sqlite"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_chain'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return "not-sqlite"
+    return "ledger" if row else "other"
+
+
+def read_only(cfg: StoreConfig) -> bool:
+    """Whether a SQLite store cannot be written here (file mode, an immutable file, read-only media):
+    reads then fold what is missing in memory and write nothing."""
+    return cfg.kind == "sqlite" and not os.access(cfg.path or DEFAULT_STORE, os.W_OK)
+
+
+def check_store_path(cfg: StoreConfig, *, must_exist: bool) -> None:
+    """Refuse, before anything opens it, a SQLite path that holds something other than a carbon-ledger store
+    (bad input: nothing is written to it); with must_exist (reads), also one that holds nothing yet."""
+    if cfg.kind != "sqlite":
+        return
+    path = cfg.path or DEFAULT_STORE
+    kind = sqlite_file_kind(path)
+    if kind == "not-sqlite":
+        raise BadInput(f"{path} is not a carbon-ledger store (not a SQLite database)")
+    if kind == "other" and must_exist:
+        raise BadInput(f"{path} is a SQLite database but not a carbon-ledger store; reads leave it unchanged")
+    if kind == "missing" and must_exist:
+        raise StoreError(f"no store at {path}: record something first, or pass --store")
 
 
 class LedgerRecorderMixin:
@@ -379,11 +429,6 @@ class LedgerRecorderMixin:
                               " ORDER BY position DESC LIMIT 1"), (name, position))
             row = c.fetchone()
         return (row[0], bytes(row[1])) if row else None
-
-    def reset_readmodels(self) -> None:
-        with self._write() as c:
-            for t in READ_MODEL_TABLES:
-                c.execute(f"DELETE FROM {t}")
 
 
 class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):

@@ -1,7 +1,7 @@
 """Value types: whole tonnes, exact prices and money, vintages, unit kinds, sectors.
 
 Every parser here either returns a clean value or raises BadInput with one line
-naming what was wrong. Limits are named constants (see STYLE.md).
+naming what was wrong. Limits are named constants.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ MIN_VINTAGE = 2013
 MAX_VINTAGE = 2100
 MAX_ID_LENGTH = 64
 MAX_TEXT_LENGTH = 200
+MAX_COMMAND_ID_LENGTH = 128
 
 CENT = Decimal("0.01")
 
@@ -29,8 +30,8 @@ TRADE_MODES = ("listed", "block", "auction")
 CANCEL_REASONS = ("voluntary", "correction", "expiry")
 ROLES = ("regulator", "exchange", "verifier", "firm")
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
-_PRICE_RE = re.compile(r"^[0-9]+(\.[0-9]{1,2})?$")  # ASCII digits only
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")  # whole string (fullmatch: no newline slips past a $)
+_PRICE_RE = re.compile(r"[0-9]+(\.[0-9]{1,2})?")  # ASCII digits only, whole string
 
 
 def parse_id(value: object, what: str = "id") -> str:
@@ -39,8 +40,19 @@ def parse_id(value: object, what: str = "id") -> str:
         raise BadInput(f"{what} must be a non-empty string")
     if len(value) > MAX_ID_LENGTH:
         raise BadInput(f"{what} {value[:20]!r}... is longer than {MAX_ID_LENGTH} characters")
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise BadInput(f"{what} {value!r} may hold only letters, digits and _ . : -")
+    return value
+
+
+def parse_command_id(value: object) -> str:
+    """A command id (the idempotency key): printable text, no control characters, at most 128 characters."""
+    if not isinstance(value, str) or not value:
+        raise BadInput("command id must be a non-empty string")
+    if len(value) > MAX_COMMAND_ID_LENGTH:
+        raise BadInput(f"command id is longer than {MAX_COMMAND_ID_LENGTH} characters")
+    if not value.isprintable() or value != value.strip():
+        raise BadInput(f"command id {value!r} may not hold control characters or surrounding spaces")
     return value
 
 
@@ -49,7 +61,60 @@ def parse_text(value: object, what: str) -> str:
         raise BadInput(f"{what} must be non-empty text")
     if len(value) > MAX_TEXT_LENGTH:
         raise BadInput(f"{what} is longer than {MAX_TEXT_LENGTH} characters")
-    return value.strip()
+    text = value.strip()
+    if not text.isprintable():
+        raise BadInput(f"{what} {text[:40]!r} may not hold control characters (newlines, tabs, ...)")
+    return text
+
+
+# Ed25519 (RFC 8032): a public key is the 32-byte encoding of a point of the curve. A key that does not
+# decode, or that decodes to a point of small order (the identity, all zeros, ...), verifies no signature
+# (or, for small order, forgeable ones): it is refused where it is given.
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _ed25519_point(raw: bytes) -> tuple[int, int] | None:
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    sign = raw[31] >> 7
+    if y >= _P:
+        return None
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
+    if (v * x * x - u) % _P != 0:
+        if (v * x * x + u) % _P != 0:
+            return None
+        x = x * _SQRT_M1 % _P
+    if x == 0 and sign:
+        return None
+    if x % 2 != sign:
+        x = _P - x
+    return x, y
+
+
+def _ed25519_double(pt: tuple[int, int]) -> tuple[int, int]:
+    x, y = pt
+    t = _D * x * x * y * y % _P
+    return (2 * x * y * pow(1 + t, _P - 2, _P) % _P, (y * y + x * x) * pow(1 - t, _P - 2, _P) % _P)
+
+
+def parse_public_key(value: object, what: str = "public key") -> str:
+    """An Ed25519 public key as 64 hex digits (returned lower-case): a valid point, not of small order."""
+    try:
+        raw = bytes.fromhex(value.strip()) if isinstance(value, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise BadInput(f"{what} must be 64 hex digits (a raw Ed25519 key)")
+    pt = _ed25519_point(raw)
+    if pt is None:
+        raise BadInput(f"{what} is not a point of the Ed25519 curve")
+    for _ in range(3):
+        pt = _ed25519_double(pt)
+    if pt == (0, 1):  # 8P is the identity: P is of small order (the identity itself, all zeros, ...)
+        raise BadInput(f"{what} is a point of small order (such as the identity): no key")
+    return raw.hex()
 
 
 def parse_quantity(value: object, what: str = "quantity") -> int:
@@ -86,7 +151,7 @@ def parse_price(value: object, what: str = "price") -> Decimal:
         text = str(value).strip()
     else:
         raise BadInput(f"{what} {value!r} is not a price")
-    if not _PRICE_RE.match(text):
+    if not _PRICE_RE.fullmatch(text):
         raise BadInput(f"{what} {text!r} must be a positive decimal with at most 2 decimal places")
     try:
         p = Decimal(text).quantize(CENT)

@@ -1,5 +1,5 @@
 """Compliance per firm and period: verified emissions, surrendered CEA and CCER, obligation, shortfall, status,
-fine and deduction; and coverage per sector. Status codes (DOMAIN.md): A surrendered at least the obligation,
+fine and deduction; and coverage per sector. Status codes (docs/domain.md): A surrendered at least the obligation,
 B less, C no verified emissions, `-` no obligation; `*` marks a status that changed after the period closed."""
 
 from __future__ import annotations

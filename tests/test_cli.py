@@ -159,9 +159,16 @@ def created(store: str) -> bool:
         return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (pg_schema(store),)).fetchone() is not None
 
 
-def test_audit_head_of_an_empty_store_is_position_0_and_the_genesis_hash(store_url: str) -> None:
-    assert head(store_url) == (0, GENESIS_HASH)
+def test_audit_head_of_a_missing_store_exits_3_naming_it_and_creates_nothing(store_url: str) -> None:
+    r = run_main(store_url, "audit", "head")
+    assert r.code == 3 and r.err.startswith("error: no store at ") and r.out == ""
     assert not created(store_url)
+
+
+def test_audit_head_of_a_new_store_is_its_first_position(store_url: str) -> None:
+    ok(store_url, "firm", "register", "F1", "--name", "U", "--sector", "power", "--region", "X")
+    p, h = head(store_url)
+    assert p == 2 and h != GENESIS_HASH and len(h) == 64
 
 
 def test_audit_head_moves_with_every_append(store: str) -> None:
@@ -512,7 +519,7 @@ def _lines(*objs: dict) -> str:
     return "".join(json.dumps(o) + "\n" for o in objs)
 
 
-DESIGN_EXAMPLE = _lines(
+IMPORT_EXAMPLE = _lines(
     {
         "command": "firm register",
         "command_id": "c-1",
@@ -569,14 +576,14 @@ def _write(tmp_path: Path, text: str, name: str = "in.jsonl") -> str:
 
 
 def test_import_applies_the_design_example(store_url: str, tmp_path: Path) -> None:
-    res = invoke_json(store_url, "import", _write(tmp_path, DESIGN_EXAMPLE))
+    res = invoke_json(store_url, "import", _write(tmp_path, IMPORT_EXAMPLE))
     assert (res["applied"], res["already_applied"], res["refused"], res["position"]) == (5, 0, [], 7)
     assert balances(store_url) == {("F0001", "CEA", 2024): 850, ("F0002", "CEA", 2024): 150}
     assert [e["command_id"] for e in export_lines(store_url)][-3:] == ["c-2", "c-3", "c-4"]
 
 
 def test_import_reads_standard_input(store_url: str) -> None:
-    r = invoke(store_url, "import", "-", input=DESIGN_EXAMPLE)
+    r = invoke(store_url, "import", "-", input=IMPORT_EXAMPLE)
     assert r.exit_code == 0, r.exception
     assert head(store_url)[0] == 7
 
@@ -611,7 +618,7 @@ def test_a_bad_line_refuses_the_whole_file_before_anything_is_appended(
     store: str, tmp_path: Path, bad_line: str, why: str
 ) -> None:
     before = head(store)
-    lines = DESIGN_EXAMPLE.splitlines(keepends=True)
+    lines = IMPORT_EXAMPLE.splitlines(keepends=True)
     text = "".join(lines[:3]) + bad_line + "".join(lines[3:])
     r = run_main(store, "import", _write(tmp_path, text))
     assert r.code == 2
@@ -647,7 +654,7 @@ def test_a_line_whose_arguments_contradict_each_other_refuses_the_whole_file(
 ) -> None:
     """No ledger state is needed to see these lines are invalid, so nothing before them is appended either."""
     before = head(store)
-    text = DESIGN_EXAMPLE + json.dumps({**line, "command_id": "bad"}) + "\n"
+    text = IMPORT_EXAMPLE + json.dumps({**line, "command_id": "bad"}) + "\n"
     r = run_main(store, "import", _write(tmp_path, text))
     assert r.code == 2 and "line 6 (bad)" in r.err and why in r.err
     assert head(store) == before
@@ -655,13 +662,13 @@ def test_a_line_whose_arguments_contradict_each_other_refuses_the_whole_file(
 
 def test_a_bad_line_refuses_even_a_new_store_without_creating_it(tmp_path: Path) -> None:
     path = str(tmp_path / "new.db")
-    r = run_main(path, "import", _write(tmp_path, DESIGN_EXAMPLE + "{oops\n"))
+    r = run_main(path, "import", _write(tmp_path, IMPORT_EXAMPLE + "{oops\n"))
     assert r.code == 2 and "line 6" in r.err
     assert not os.path.exists(path)
 
 
 def test_rerunning_an_import_appends_nothing(store_url: str, tmp_path: Path) -> None:
-    f = _write(tmp_path, DESIGN_EXAMPLE)
+    f = _write(tmp_path, IMPORT_EXAMPLE)
     invoke_json(store_url, "import", f)
     before = head(store_url)
     res = invoke_json(store_url, "import", f)
@@ -672,12 +679,12 @@ def test_rerunning_an_import_appends_nothing(store_url: str, tmp_path: Path) -> 
 def test_rerunning_an_interrupted_import_appends_only_what_is_missing(
     store_url: str, new_store: Callable[[str], str], tmp_path: Path
 ) -> None:
-    lines = DESIGN_EXAMPLE.splitlines(keepends=True)
+    lines = IMPORT_EXAMPLE.splitlines(keepends=True)
     invoke_json(store_url, "import", _write(tmp_path, "".join(lines[:2]), "part.jsonl"))  # "crashed" after 2
-    res = invoke_json(store_url, "import", _write(tmp_path, DESIGN_EXAMPLE), "--batch-size", "2")
+    res = invoke_json(store_url, "import", _write(tmp_path, IMPORT_EXAMPLE), "--batch-size", "2")
     assert (res["applied"], res["already_applied"]) == (3, 2)
     whole = new_store("whole")
-    invoke_json(whole, "import", _write(tmp_path, DESIGN_EXAMPLE))
+    invoke_json(whole, "import", _write(tmp_path, IMPORT_EXAMPLE))
     strip = [{k: e[k] for k in ("position", "type", "command_id", "data")} for e in export_lines(whole)]
     assert [
         {k: e[k] for k in ("position", "type", "command_id", "data")} for e in export_lines(store_url)
@@ -746,7 +753,7 @@ def test_import_of_a_fixed_file_after_a_stop_applies_the_rest(store: str, tmp_pa
 
 def test_executable_import_of_a_bad_line_is_exit_2_naming_the_line(store: str) -> None:
     before = head(store)
-    r = run_exe(store, "import", "-", stdin=DESIGN_EXAMPLE + '{"command": "issue", "command_id": "z"}\n')
+    r = run_exe(store, "import", "-", stdin=IMPORT_EXAMPLE + '{"command": "issue", "command_id": "z"}\n')
     assert r.code == 2 and "line 6" in r.err and "Traceback" not in r.err
     assert head(store) == before
 

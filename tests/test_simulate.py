@@ -1,4 +1,4 @@
-"""The scenario engine: a deterministic China ETS whose exported events reproduce DOMAIN.md's figures."""
+"""The scenario engine: a deterministic China ETS whose exported events reproduce the published figures (docs/domain.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The decisions: for each command, check it against the ledger's state and say which events to record.
 
+A decision is a pure function of the state, the normalized arguments, the actor and the time the command is
+recorded at (`now`, as recorded_at: YYYY-MM-DDTHH:MM:SSZ), so that deciding it again gives the same events.
+
 `record` is the one path by which events come to be. The registry runs it to record a command; the
 re-execution audit (ledger.verify) runs it again on each recorded command, against the fold of the
 events before it, and checks that the stored events are exactly the ones it returns.
@@ -20,7 +23,7 @@ from ledger.errors import Refused
 from ledger.events import canonical_bytes
 from ledger.model import LedgerState
 
-DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str], Decided]] = {
+DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = {
     "init": accounts.init,
     "actor add": accounts.actor_add,
     "actor key": accounts.actor_key,
@@ -55,7 +58,7 @@ def record(st: LedgerState, name: str, args: dict[str, Any], command_id: str, ac
     """
     actor = authorize(st, name, args, actor_id)
     check_signature(st, name, command_id, args, actor, signature, recorded_at)
-    decided, extra = DECIDE[name](st, args, actor)
+    decided, extra = DECIDE[name](st, args, actor, recorded_at)
     if not decided:
         raise Refused(f"{name}: nothing to record", code="nothing_to_record")
     first = st.position + 1

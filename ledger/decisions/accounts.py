@@ -11,12 +11,12 @@ from ledger.errors import BadInput, Refused
 from ledger.model import LedgerState
 
 
-def init(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def init(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     return [("LedgerInitialized", {"regulator": a["regulator"], "require_signatures": a["require_signatures"],
                                    "public_key": a.get("public_key")})], {}
 
 
-def actor_add(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def actor_add(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     if a["actor_id"] in st.actors or a["actor_id"] == OPEN_STORE_ACTOR:
         raise Refused(f"actor {a['actor_id']} exists already", code="duplicate_actor")
     if a["role"] == "firm":
@@ -32,7 +32,7 @@ def actor_add(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
                             "public_key": pk})], {}
 
 
-def actor_key(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def actor_key(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     if a["actor_id"] not in st.actors:
         raise Refused(f"actor {a['actor_id']} is not registered", code="unknown_actor")
     from ledger import signing
@@ -40,7 +40,7 @@ def actor_key(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
     return [("ActorKeyRegistered", {"actor_id": a["actor_id"], "public_key": signing.parse_public(a["public_key"])})], {}
 
 
-def firm_register(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def firm_register(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     fid = a["firm_id"]
     if fid in st.firms:
         raise Refused(f"firm {fid} is already registered", code="duplicate_firm")
@@ -59,7 +59,7 @@ def firm_register(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
     ], {"firm_id": fid}
 
 
-def account_open(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def account_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     if a["account_id"] in st.accounts:
         raise Refused(f"account {a['account_id']} exists already", code="duplicate_account")
     if a["kind"] == "compliance":
@@ -67,7 +67,7 @@ def account_open(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
     return [("AccountOpened", {"account_id": a["account_id"], "holder": a["holder"], "kind": a["kind"]})], {}
 
 
-def cancel(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def cancel(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     st.check_account_open(a["account_id"])
     st.check_holding_covers(a["account_id"], a["unit"], a["vintage"], a["quantity"])
     return [("AllowancesCancelled", dict(a))], {}

@@ -11,7 +11,7 @@ from ledger.errors import Refused
 from ledger.model import LedgerState
 
 
-def issue(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def issue(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     st.check_account_open(a["account_id"])
     if (a["unit"] == "CCER") != (a["basis"] == "offset"):
         raise Refused("CCER are issued with basis offset, and only CCER are", code="basis_unit")
@@ -19,7 +19,7 @@ def issue(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
                                   "quantity": a["quantity"], "basis": a["basis"]})], {}
 
 
-def allocate(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def allocate(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     fid, year, step = a["firm_id"], a["year"], a["step"]
     firm = st.check_firm(fid)
     st.check_open_period(year)

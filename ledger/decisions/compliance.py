@@ -13,7 +13,7 @@ from ledger.model import LedgerState, default_deadline
 from ledger.units import fmt_money, money, parse_period
 
 
-def year_open(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def year_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     first, last = parse_period(a["year"])
     for y in range(first, last + 1):
         if y in st.year_period:
@@ -27,7 +27,7 @@ def year_open(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
     return [("ComplianceYearOpened", data)], {"year": a["year"], "deadline": deadline}
 
 
-def verify(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def verify(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     st.check_firm(a["firm_id"])
     if (a.get("output") is None) != (a.get("output_unit") is None):
         raise BadInput("--output and --output-unit go together")
@@ -35,7 +35,7 @@ def verify(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
                                    "output": a.get("output"), "output_unit": a.get("output_unit")})], {}
 
 
-def surrender(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     fid, unit, vintage, q = a["firm_id"], a["unit"], a["vintage"], a["quantity"]
     st.check_firm(fid)
     period = st.check_open_period(a["year"])
@@ -61,7 +61,7 @@ def surrender(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
                                        "quantity": q})], {}
 
 
-def year_close(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     period = st.check_open_period(a["year"])
     deadline = dt.date.fromisoformat(period.deadline) if period.deadline else None
     regime = rules.penalty_regime(deadline)

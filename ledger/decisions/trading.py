@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -13,7 +14,7 @@ from ledger.model import LedgerState, Market
 from ledger.units import fmt_money, money
 
 
-def transfer(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def transfer(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     if a["from_account"] == a["to_account"]:
         raise Refused("a transfer needs two different accounts", code="same_account")
     st.check_account_open(a["from_account"])
@@ -22,7 +23,7 @@ def transfer(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
     return [("AllowancesTransferred", dict(a))], {}
 
 
-def trade(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
+def trade(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     buyer, seller, q, mode, date = a["buyer"], a["seller"], a["quantity"], a["mode"], a["date"]
     if buyer == seller:
         raise Refused("buyer and seller must differ", code="self_trade")
@@ -32,6 +33,9 @@ def trade(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
         raise Refused(f"a listed trade must be under {rules.BLOCK_MIN_QUANTITY_T} t; use mode block", code="lot_size")
     if mode == "block" and q < rules.BLOCK_MIN_QUANTITY_T:
         raise Refused(f"a block trade must be at least {rules.BLOCK_MIN_QUANTITY_T} t", code="lot_size")
+    if date > _latest_trade_date(now[:10]):  # UTC + 1 day: today somewhere on Earth
+        raise Refused(f"trade date {date} is later than the registry's clock ({now[:10]} UTC)",
+                      code="trade_date_in_future")
     market = st.markets.get(a["unit"]) or Market()  # deciding never changes the state
     if market.last_date is not None and date < market.last_date:
         raise Refused(f"trade date {date} is before the last trading day {market.last_date}", code="trade_date")
@@ -55,6 +59,12 @@ def trade(st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
     if close is not None:
         data["reference_price"] = _fmt_close(close)
     return [("TradeExecuted", data)], {"trade_id": trade_id}
+
+
+@lru_cache(maxsize=64)
+def _latest_trade_date(today: str) -> str:
+    """The latest business date a trade recorded on `today` (UTC) may carry."""
+    return (dt.date.fromisoformat(today) + dt.timedelta(days=1)).isoformat()
 
 
 @lru_cache(maxsize=64)

@@ -1,6 +1,6 @@
 """An independent reference model of the registry, for the stateful property test.
 
-Written from DESIGN.md and DOMAIN.md (plain dicts and Counters, exact Fractions),
+Written from docs/events.md, docs/cli.md and docs/domain.md (plain dicts and Counters, exact Fractions),
 not from ledger/: it predicts, for each command, whether the registry accepts it
 (and which events it records), refuses it by a rule (Refused) or rejects its input
 (BadInput), and keeps the holdings that follow.
@@ -8,7 +8,7 @@ not from ledger/: it predicts, for each command, whether the registry accepts it
 Where the spec leaves a choice open, the model follows the registry's documented
 choice and says so in a comment ("as implemented"). Numbers that are reference
 data rather than rules (power benchmarks after 2020, the new-sector share from
-2025) are read from ledger.rules, which DOMAIN.md names as their home.
+2025) are read from ledger.rules, which docs/domain.md names as their home.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from ledger import rules as reference_data
 
-# ---- rules from DOMAIN.md -------------------------------------------------------------
+# ---- rules from docs/domain.md -------------------------------------------------------------
 LISTED_BELOW_T = 100_000  # listed agreement: under 100,000 t an order
 BLOCK_FROM_T = 100_000  # block agreement: at least 100,000 t
 BAND = {"listed": Fraction(10, 100), "block": Fraction(30, 100), "auction": None}
@@ -37,7 +37,7 @@ FINE_MULTIPLE_RANGE = (Decimal(5), Decimal(10))
 DEFAULT_FINE_MULTIPLE = Decimal(5)  # as implemented: the lower end of 5-10
 FIXED_FINE = Decimal("20000.00")  # before 2024: 20,000-30,000 yuan; as implemented: 20,000
 
-# ---- input vocabulary (DESIGN.md catalogue and CLI) --------------------------------------
+# ---- input vocabulary (docs/events.md catalogue and docs/cli.md) --------------------------------------
 UNITS = ("CEA", "CCER")
 SECTORS = ("power", "steel", "cement", "aluminium", "chemicals", "paper", "aviation", "other")
 UNIT_TYPES = ("coal-above-300mw", "coal-300mw-or-less", "coal-unconventional", "gas")
@@ -369,7 +369,7 @@ class Model:
         return min(v, free + floor(GAP_CAP_SHARE * v))
 
     def status(self, fid: str, p: dict[str, Any]) -> str:
-        """DOMAIN.md status codes: A met the obligation, B short, C not verified, - no obligation."""
+        """Status codes (docs/domain.md): A met the obligation, B short, C not verified, - no obligation."""
         sector = self.firms[fid][0]
         if p["first"] in self.registered_after.get(fid, ()):
             return "-"  # as implemented: a firm registered after a period closed owes nothing for it
@@ -678,7 +678,7 @@ class Model:
             if new_sector:
                 if actual is None:
                     raise ModelRefused("not verified")
-                share = Fraction(reference_data.new_sector_share(year))  # 2024: 1 (DOMAIN.md); later: data
+                share = Fraction(reference_data.new_sector_share(year))  # 2024: 1 (docs/domain.md); later: data
                 computed = floor(share * actual[0] * factor)
             else:
                 if actual is None or actual[1] is None:

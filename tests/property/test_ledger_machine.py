@@ -1,10 +1,10 @@
 """Stateful property test: random command sequences against a fresh registry and a reference model.
 
 Each step sends one command (or an atomic batch) to a Registry on a SQLite file
-and to the reference model (reference_model.py, written from DESIGN.md and
-DOMAIN.md). The registry's answer (accepted, replayed, refused by a rule, bad
+and to the reference model (reference_model.py, written from docs/events.md, docs/cli.md and
+docs/domain.md). The registry's answer (accepted, replayed, refused by a rule, bad
 input) and the events it records must be what the model predicts; after every
-step the invariants of DESIGN.md are checked against the stored log.
+step the invariants of docs/invariants.md are checked against the stored log.
 A failure prints the shrunk command sequence.
 """
 
@@ -777,7 +777,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def ledger_invariants(self) -> None:
         STATS["steps"] += 1
-        # the export contract (DESIGN.md): one JSON line per event, positions from 1 without gaps, chained
+        # the export contract (docs/events.md): one JSON line per event, positions from 1 without gaps, chained
         lines = [decode(line) for line in audit.export(self.reg.recorder)]
         rows = list(self.reg.recorder.read_events())
         assert len(lines) == len(rows)

@@ -36,7 +36,7 @@ def test_allowances_bought_today_stay_unsellable_after_buying_another_unit_on_an
     reg.issue("C", "CCER", 2024, 1000, "offset")
     reg.trade("B", "A", "CEA", 2024, 100, "60.00", "listed", "2024-06-03")  # B buys CEA on 3 June
     reg.trade("B", "C", "CCER", 2024, 10, "40.00", "listed", "2024-06-04")  # B buys CCER on 4 June
-    # The CEA market is still on 3 June; B's 100 t of CEA were bought that day (T+1, DOMAIN.md).
+    # The CEA market is still on 3 June; B's 100 t of CEA were bought that day (T+1, docs/domain.md).
     try:
         reg.trade("A", "B", "CEA", 2024, 100, "60.00", "listed", "2024-06-03")
     except Refused as e:

@@ -1,4 +1,4 @@
-"""Properties of the value types and of the canonical event encoding (DESIGN.md: prices are exact decimals
+"""Properties of the value types and of the canonical event encoding (docs/events.md: prices are exact decimals
 with two places, never floats; quantities whole tonnes; the hash chain covers canonical bytes)."""
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
-"""Audit commands: verify (chain, signatures, checkpoint), replay, checkpoint."""
+"""`carbon-ledger audit ...`: head, verify (chain, signatures, checkpoint), replay, export, checkpoint."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 import orjson
 
+from commands.context import Ctx, pass_ctx
 from ledger.errors import BadInput, IntegrityFailure, Refused
 
 
@@ -41,7 +40,7 @@ def run_checkpoint(c: Any) -> None:
 
 def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
     """Re-execute the whole log (ledger.verify): exit 3 naming the first position that does not follow."""
-    from commands.output import emit_json
+    from commands.output import emit_json, progress_bar
     from ledger.verify import checkpoint_payload, verify_log
 
     cp = None
@@ -54,7 +53,7 @@ def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise BadInput(f"checkpoint {checkpoint} is not a checkpoint file: {e}") from None
     rec = c.existing_recorder()
-    with _progress("verifying") as progress:
+    with progress_bar("verifying") as progress:
         res = verify_log(rec, cp, progress)
     if res["ok"]:
         head = rec.head()
@@ -73,38 +72,16 @@ def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
                                position=res["position"])
 
 
-@contextmanager
-def _progress(what: str) -> Iterator[Any]:
-    """A transient progress bar on a terminal (stderr), nothing otherwise; the cursor is always restored."""
-    import sys
-
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=True)
-    task = bar.add_task(what, total=None)
-
-    def progress(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=max(total, 1))
-
-    with bar:
-        yield progress
-
-
 def run_replay(c: Any, as_json: bool) -> None:
     """Rebuild every derived table from position 0 and compare: read models, history, as-of checkpoints and
     the write-side snapshot."""
-    from commands.output import emit_json
+    from commands.output import emit_json, progress_bar
     from ledger.verify import SnapshotFold
     from projections.audit import replay_compare
 
     rec = c.existing_recorder()
     snapshot = SnapshotFold(rec)
-    with _progress("replaying") as progress:
+    with progress_bar("replaying") as progress:
         res = replay_compare(rec, progress, on_event=snapshot)
     res["differences"] += snapshot.differences(res["position"])
     res["ok"] = not res["differences"]
@@ -118,3 +95,64 @@ def run_replay(c: Any, as_json: bool) -> None:
             click.echo(d)
     if not res["ok"]:
         raise IntegrityFailure(f"replay differs from the stored read models: {'; '.join(res['differences'])}")
+
+
+# ---- the commands ------------------------------------------------------------------------------
+
+@click.group()
+def audit() -> None:
+    """Verify, replay, export; head and checkpoints."""
+
+
+@audit.command("head")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit_head(c: Ctx, as_json: bool) -> None:
+    """The last position and its hash (publish it; pin it)."""
+    from commands.output import emit_json
+
+    pos, h = c.existing_recorder().head()
+    if as_json:
+        emit_json({"position": pos, "hash": h})
+    else:
+        click.echo(f"{pos} {h}")
+
+
+@audit.command("verify")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="A signed checkpoint this log must extend.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit_verify(c: Ctx, checkpoint: str | None, as_json: bool) -> None:
+    """Re-execute the log: the hash chain, and every command decided again against the state before it, its
+    events compared byte for byte; signatures, command ids, the snapshot. Exit 3 at the first bad position."""
+    run_verify(c, checkpoint, as_json)
+
+
+@audit.command("replay")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit_replay(c: Ctx, as_json: bool) -> None:
+    """Rebuild every read model (states, account history, as-of checkpoints) and the write-side snapshot from
+    position 0 and compare them with the stored ones."""
+    run_replay(c, as_json)
+
+
+@audit.command("export")
+@click.option("--as-of", "as_of", type=click.IntRange(0))
+@pass_ctx
+def audit_export(c: Ctx, as_of: int | None) -> None:
+    """Write the event catalogue as JSON lines to stdout."""
+    from projections.audit import export
+
+    import sys
+
+    out = sys.stdout.buffer
+    for line in export(c.existing_recorder(), as_of):
+        out.write(line + b"\n")
+
+
+@audit.command("checkpoint")
+@pass_ctx
+def audit_checkpoint(c: Ctx) -> None:
+    """Sign (position, head hash, time) with the regulator's key (--key) and print it."""
+    run_checkpoint(c)

@@ -1,0 +1,325 @@
+"""The commands that append: each parses its options, builds one Command and runs it (or, for `import`, a file
+of them), then prints what was recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from commands.context import Ctx, pass_ctx
+from ledger.errors import BadInput
+
+
+def _command(c: Ctx, name: str, args: dict[str, Any], command_id: str | None) -> Any:
+    """The Command to run as the context's actor; with --key, the registry signs it for this store."""
+    from ledger.registry import Command
+
+    key = None
+    if c.key:
+        from ledger import signing
+
+        key = signing.load_private(c.key)
+    return Command(name, {k: v for k, v in args.items() if v is not None}, command_id, c.actor, sign_with=key)
+
+
+def _append(c: Ctx, name: str, args: dict[str, Any], command_id: str | None, as_json: bool) -> None:
+    out = c.registry.execute(_command(c, name, args, command_id))
+    _report(out, as_json)
+
+
+def _report(out: Any, as_json: bool) -> None:
+    from commands.output import emit_json
+
+    if as_json:
+        emit_json({**out.result, "replayed": out.replayed})
+        return
+    r = out.result
+    if out.replayed:
+        click.echo(f"already recorded: command {r['command_id']} at position {r['position']}; nothing appended")
+        return
+    extra = "".join(f" {k}={r[k]}" for k in ("trade_id", "issued", "penalties", "fines") if k in r)
+    span = str(r["position"]) if r["first_position"] == r["position"] else f"{r['first_position']}-{r['position']}"
+    click.echo(f"recorded {', '.join(r['events'])} at position {span}{extra}")
+
+
+def command_id_option(f):
+    f = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(f)
+    return click.option("--command-id", help="Idempotency key: repeating it appends nothing.")(f)
+
+
+@click.command()
+@click.option("--regulator", required=True, help="The first regulator actor.")
+@click.option("--require-signatures", is_flag=True, help="Refuse every unsigned command from now on.")
+@click.option("--public-key", help="The regulator's Ed25519 public key (hex); taken from --key when omitted.")
+@command_id_option
+@pass_ctx
+def init(c: Ctx, regulator: str, require_signatures: bool, public_key: str | None, command_id: str | None,
+         as_json: bool) -> None:
+    """Create a store that enforces roles (for ever), with its first regulator."""
+    if c.key and not public_key:
+        from ledger import signing
+
+        public_key = signing.public_hex(signing.load_private(c.key))
+    c.actor = regulator
+    _append(c, "init", {"regulator": regulator, "require_signatures": require_signatures, "public_key": public_key},
+            command_id, as_json)
+
+
+@click.group()
+def actor() -> None:
+    """Actors, roles and keys."""
+
+
+@actor.command("add")
+@click.argument("actor_id")
+@click.option("--role", required=True, type=click.Choice(["regulator", "exchange", "verifier", "firm"]))
+@click.option("--firm", help="The firm a firm actor acts for.")
+@click.option("--public-key", help="Ed25519 public key (hex), to check this actor's signatures.")
+@command_id_option
+@pass_ctx
+def actor_add(c: Ctx, actor_id: str, role: str, firm: str | None, public_key: str | None, command_id: str | None,
+              as_json: bool) -> None:
+    """Add an actor (a regulator only)."""
+    _append(c, "actor add", {"actor_id": actor_id, "role": role, "firm": firm, "public_key": public_key},
+            command_id, as_json)
+
+
+@actor.command("key")
+@click.argument("actor_id")
+@click.option("--public-key", required=True, help="Ed25519 public key (hex).")
+@command_id_option
+@pass_ctx
+def actor_key(c: Ctx, actor_id: str, public_key: str, command_id: str | None, as_json: bool) -> None:
+    """Register an actor's public key (a regulator only)."""
+    _append(c, "actor key", {"actor_id": actor_id, "public_key": public_key}, command_id, as_json)
+
+
+@actor.command("keygen")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Private key file (0600).")
+def actor_keygen(out: str) -> None:
+    """Make an Ed25519 key pair: the private key goes to --out, the public key (hex) is printed."""
+    from ledger import signing
+
+    click.echo(signing.generate(out))
+
+
+@click.group()
+def firm() -> None:
+    """Covered firms."""
+
+
+@firm.command("register")
+@click.argument("firm_id")
+@click.option("--name", required=True)
+@click.option("--sector", required=True)
+@click.option("--region", required=True)
+@click.option("--unit-type", help="Power units: coal-above-300mw (default), coal-300mw-or-less, coal-unconventional, gas.")
+@command_id_option
+@pass_ctx
+def firm_register(c: Ctx, firm_id: str, name: str, sector: str, region: str, unit_type: str | None,
+                  command_id: str | None, as_json: bool) -> None:
+    """Register a firm and open its compliance account (account id = firm id)."""
+    _append(c, "firm register", {"firm_id": firm_id, "name": name, "sector": sector, "region": region,
+                                 "unit_type": unit_type}, command_id, as_json)
+
+
+@click.group()
+def account() -> None:
+    """Holding accounts."""
+
+
+@account.command("open")
+@click.argument("account_id")
+@click.option("--holder", required=True)
+@click.option("--kind", default="trading", show_default=True)
+@command_id_option
+@pass_ctx
+def account_open(c: Ctx, account_id: str, holder: str, kind: str, command_id: str | None, as_json: bool) -> None:
+    """Open a trading or government account."""
+    _append(c, "account open", {"account_id": account_id, "holder": holder, "kind": kind}, command_id, as_json)
+
+
+@click.group()
+def year() -> None:
+    """Compliance years and cycles."""
+
+
+@year.command("open")
+@click.argument("year")
+@click.option("--deadline", help="Surrender deadline YYYY-MM-DD (default: 31 Dec of the following year).")
+@command_id_option
+@pass_ctx
+def year_open(c: Ctx, year: str, deadline: str | None, command_id: str | None, as_json: bool) -> None:
+    """Open a compliance year (2024) or a multi-year cycle (2021-2022)."""
+    _append(c, "year open", {"year": year, "deadline": deadline}, command_id, as_json)
+
+
+@year.command("close")
+@click.argument("year")
+@click.option("--fine-multiple", help="Multiple of the shortfall's market value (5 to 10; default 5).")
+@command_id_option
+@pass_ctx
+def year_close(c: Ctx, year: str, fine_multiple: str | None, command_id: str | None, as_json: bool) -> None:
+    """Close a compliance period: fix statuses, assess penalties and deductions."""
+    _append(c, "year close", {"year": year.split("-")[0], "fine_multiple": fine_multiple}, command_id, as_json)
+
+
+def _unit_options(f):
+    f = click.option("--quantity", required=True, help="Whole tonnes.")(f)
+    f = click.option("--vintage", required=True)(f)
+    return click.option("--unit", required=True, help="CEA or CCER.")(f)
+
+
+@click.command()
+@click.argument("account_id")
+@_unit_options
+@click.option("--basis", required=True, help="pre-allocation, true-up, auction, offset or reserve.")
+@command_id_option
+@pass_ctx
+def issue(c: Ctx, account_id: str, unit: str, vintage: str, quantity: str, basis: str, command_id: str | None,
+          as_json: bool) -> None:
+    """Issue units into an account (a regulator)."""
+    _append(c, "issue", {"account_id": account_id, "unit": unit, "vintage": vintage, "quantity": quantity,
+                         "basis": basis}, command_id, as_json)
+
+
+@click.command()
+@click.argument("firm_id", required=False)
+@click.option("--year", required=True)
+@click.option("--step", required=True, type=click.Choice(["pre", "true-up"]))
+@click.option("--all", "all_firms", is_flag=True, help="Every covered firm, atomically per firm.")
+@click.option("--factor", "factors", multiple=True, help="Correction factor NAME=VALUE (cooling, heat_supply, load).")
+@command_id_option
+@pass_ctx
+def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool, factors: tuple[str, ...],
+             command_id: str | None, as_json: bool) -> None:
+    """Free allocation by the benchmark rules: pre-allocation or true-up (a regulator)."""
+    fs = {}
+    for f in factors:
+        if "=" not in f:
+            raise BadInput(f"--factor {f!r} must be NAME=VALUE")
+        k, v = f.split("=", 1)
+        fs[k] = v
+    if all_firms == bool(firm_id):
+        raise BadInput("name one FIRM_ID or pass --all")
+    if not all_firms:
+        _append(c, "allocate", {"firm_id": firm_id, "year": year, "step": step, "factors": fs or None}, command_id,
+                as_json)
+        return
+    from commands.output import emit_json
+    from ledger import rules
+    from ledger.errors import Refused
+
+    from ledger.units import parse_year
+
+    y = parse_year(year)
+    reg = c.registry
+    done, skipped = [], []
+    for fid, f in sorted(reg.state.firms.items()):
+        if not rules.is_covered(f.sector, y):
+            continue
+        cid = f"{command_id}:{fid}" if command_id else None
+        try:
+            out = reg.execute(_command(c, "allocate", {"firm_id": fid, "year": year, "step": step,
+                                                       "factors": fs or None}, cid))
+            done.append({"firm_id": fid, "issued": out.result.get("issued", 0), "position": out.position})
+        except Refused as e:
+            skipped.append({"firm_id": fid, "reason": e.message})
+    if as_json:
+        emit_json({"allocated": done, "skipped": skipped})
+    else:
+        click.echo(f"allocated {len(done)} firms ({sum(d['issued'] for d in done):,} t issued); skipped {len(skipped)}")
+        for s in skipped:
+            click.echo(f"  skipped {s['firm_id']}: {s['reason']}")
+
+
+@click.command()
+@click.argument("from_account")
+@click.argument("to_account")
+@_unit_options
+@command_id_option
+@pass_ctx
+def transfer(c: Ctx, from_account: str, to_account: str, unit: str, vintage: str, quantity: str,
+             command_id: str | None, as_json: bool) -> None:
+    """Move units between two accounts."""
+    _append(c, "transfer", {"from_account": from_account, "to_account": to_account, "unit": unit,
+                            "vintage": vintage, "quantity": quantity}, command_id, as_json)
+
+
+@click.command()
+@click.option("--buyer", required=True)
+@click.option("--seller", required=True)
+@_unit_options
+@click.option("--price", required=True, help="Yuan per tonne, at most 2 decimals.")
+@click.option("--mode", required=True, help="listed, block or auction.")
+@click.option("--date", "date", required=True, help="Trade date YYYY-MM-DD.")
+@command_id_option
+@pass_ctx
+def trade(c: Ctx, buyer: str, seller: str, unit: str, vintage: str, quantity: str, price: str, mode: str, date: str,
+          command_id: str | None, as_json: bool) -> None:
+    """Record a trade matched by the exchange (an exchange actor)."""
+    _append(c, "trade", {"buyer": buyer, "seller": seller, "unit": unit, "vintage": vintage, "quantity": quantity,
+                         "price": price, "mode": mode, "date": date}, command_id, as_json)
+
+
+@click.group()
+def emissions() -> None:
+    """Verified emissions (MRV)."""
+
+
+@emissions.command("verify")
+@click.argument("firm_id")
+@click.option("--year", required=True)
+@click.option("--tonnes", required=True)
+@click.option("--output", help="Verified output (e.g. supplied MWh).")
+@click.option("--output-unit", help="MWh, GJ or t.")
+@command_id_option
+@pass_ctx
+def emissions_verify(c: Ctx, firm_id: str, year: str, tonnes: str, output: str | None, output_unit: str | None,
+                     command_id: str | None, as_json: bool) -> None:
+    """Record a firm's verified emissions for a year."""
+    _append(c, "emissions verify", {"firm_id": firm_id, "year": year, "tonnes": tonnes, "output": output,
+                                    "output_unit": output_unit}, command_id, as_json)
+
+
+@click.command()
+@click.argument("firm_id")
+@click.option("--year", required=True)
+@_unit_options
+@command_id_option
+@pass_ctx
+def surrender(c: Ctx, firm_id: str, year: str, unit: str, vintage: str, quantity: str, command_id: str | None,
+              as_json: bool) -> None:
+    """Surrender units against a firm's obligation."""
+    _append(c, "surrender", {"firm_id": firm_id, "year": year, "unit": unit, "vintage": vintage,
+                             "quantity": quantity}, command_id, as_json)
+
+
+@click.command()
+@click.argument("account_id")
+@_unit_options
+@click.option("--reason", default="voluntary", show_default=True, help="voluntary, correction or expiry.")
+@command_id_option
+@pass_ctx
+def cancel(c: Ctx, account_id: str, unit: str, vintage: str, quantity: str, reason: str, command_id: str | None,
+           as_json: bool) -> None:
+    """Cancel (retire) units without counting them toward an obligation."""
+    _append(c, "cancel", {"account_id": account_id, "unit": unit, "vintage": vintage, "quantity": quantity,
+                          "reason": reason}, command_id, as_json)
+
+
+@click.command("import")
+@click.argument("file", type=click.File("r"))
+@click.option("--on-refusal", type=click.Choice(["stop", "continue"]), default="stop", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def import_(c: Ctx, file: Any, on_refusal: str, batch_size: int, as_json: bool) -> None:
+    """Append commands from JSON lines (- for stdin), in atomic batches."""
+    from commands.importer import run_import
+
+    run_import(c, file, on_refusal, batch_size, as_json)
+
+
+COMMANDS = [init, actor, firm, account, year, issue, allocate, transfer, trade, emissions, surrender, cancel, import_]
