@@ -26,7 +26,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEv
 
 from ledger.authority import OPEN_STORE_ACTOR, RIGHTS, authorize
 from ledger.decisions import DECIDE, command_digest, record
-from ledger.errors import BadInput, Conflict, IntegrityFailure, LedgerError, Refused, StoreError
+from ledger.errors import Conflict, IntegrityFailure, LedgerError, Refused, StoreError
 from ledger.events import TOPIC_PREFIX, chain_hash
 from ledger.inputs import parse_command
 from ledger.model import SNAPSHOT_VERSION, LedgerState, Period
