@@ -22,11 +22,21 @@ from ledger.errors import LedgerError
 @click.option("--store", envvar="CARBON_LEDGER_STORE", help="SQLite file (default ./carbon-ledger.db) or postgresql://USER@HOST:PORT/DB[?schema=NAME].")
 @click.option("--as", "actor", envvar="CARBON_LEDGER_ACTOR", help="The actor the command runs as.")
 @click.option("--key", envvar="CARBON_LEDGER_KEY", type=click.Path(dir_okay=False), help="Private key file to sign commands with.")
+@click.version_option(package_name="carbon-ledger", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, store: str | None, actor: str | None, key: str | None) -> None:
     """carbon-ledger: an event-sourced, hash-chained registry and trading ledger for carbon markets."""
     ctx.obj = Ctx(store, actor, key)
     ctx.call_on_close(ctx.obj.close)  # in-process callers (tests, embedding code) must not leak connections
+
+
+# click 8.2+ raises this for a group named without its command (older versions print the help themselves)
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def one_line(message: str) -> str:
+    """A message of several lines (a database driver's, say) as one line."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 def main() -> None:
@@ -35,6 +45,9 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
+    except _NO_ARGS_IS_HELP as e:  # `carbon-ledger` or `carbon-ledger actor` alone: the help, as git and gh do
+        click.echo(e.ctx.get_help() if e.ctx is not None else cli.get_help(click.Context(cli)))
+        sys.exit(0)
     except click.ClickException as e:  # one line, as every other error (click's own show() prints three)
         hint = ""
         if isinstance(e, click.UsageError) and e.ctx is not None:
@@ -44,7 +57,7 @@ def main() -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except LedgerError as e:
-        click.echo(f"error: {e.message}", err=True)
+        click.echo(f"error: {one_line(e.message)}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -63,6 +76,52 @@ def main() -> None:
 
 for _command in (*append.COMMANDS, *read.COMMANDS, audit.audit, scenario.simulate, scenario.demo):
     cli.add_command(_command)
+
+# One example per command, shown at the end of its --help.
+EXAMPLES = {
+    "init": "carbon-ledger --key mee.pem init --regulator MEE --require-signatures",
+    "actor add": "carbon-ledger --as MEE actor add SEEE --role exchange --public-key HEX",
+    "actor key": "carbon-ledger --as MEE actor key SEEE --public-key HEX",
+    "actor keygen": "carbon-ledger actor keygen --out seee.pem",
+    "firm register": "carbon-ledger firm register F0001 --name 'Huaneng Unit 1' --sector power --region Hubei",
+    "account open": "carbon-ledger account open T0001 --holder F0001 --kind trading",
+    "year open": "carbon-ledger year open 2024 --deadline 2025-12-31",
+    "year close": "carbon-ledger year close 2024 --fine-multiple 5",
+    "issue": "carbon-ledger issue F0001 --unit CEA --vintage 2024 --quantity 1000 --basis pre-allocation",
+    "allocate": "carbon-ledger allocate --all --year 2024 --step pre",
+    "transfer": "carbon-ledger transfer F0001 T0001 --unit CEA --vintage 2024 --quantity 100",
+    "trade": ("carbon-ledger trade --buyer F0002 --seller F0001 --unit CEA --vintage 2024 --quantity 100"
+              " --price 88.50 --mode listed --date 2024-06-03"),
+    "emissions verify": "carbon-ledger emissions verify F0001 --year 2024 --tonnes 950 --output 1200 --output-unit MWh",
+    "surrender": "carbon-ledger surrender F0001 --year 2024 --unit CEA --vintage 2024 --quantity 950",
+    "cancel": "carbon-ledger cancel T0001 --unit CEA --vintage 2024 --quantity 10 --reason voluntary",
+    "import": "carbon-ledger import commands.jsonl --on-refusal continue",
+    "balances": "carbon-ledger balances F0001 --as-of 120",
+    "history": "carbon-ledger history F0001 --csv > f0001.csv",
+    "market": "carbon-ledger market --by day --unit CEA --plot market.png",
+    "compliance": "carbon-ledger compliance --year 2024 --firm F0001",
+    "coverage": "carbon-ledger coverage --year 2024 --national-total 11000000000",
+    "rules show": "carbon-ledger rules show --year 2024",
+    "project": "carbon-ledger project --follow --interval 0.5",
+    "audit head": "carbon-ledger audit head --json",
+    "audit verify": "carbon-ledger audit verify --checkpoint checkpoint.json",
+    "audit replay": "carbon-ledger audit replay",
+    "audit export": "carbon-ledger audit export --as-of 1000 > events.jsonl",
+    "audit checkpoint": "carbon-ledger --as MEE --key mee.pem audit checkpoint > checkpoint.json",
+    "simulate": "carbon-ledger --store china.db simulate china-2021-2024 --scale 0.1 --seed 1",
+    "demo": "carbon-ledger demo",
+}
+
+
+def _with_example(command: click.Command, path: str) -> None:
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            _with_example(sub, f"{path} {name}".strip())
+    elif path in EXAMPLES:
+        command.epilog = f"\b\nExample:\n  {EXAMPLES[path]}"
+
+
+_with_example(cli, "")
 
 
 if __name__ == "__main__":

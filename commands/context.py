@@ -35,6 +35,17 @@ class Ctx:
             raise StoreError(f"no store at {cfg.path or cfg.url}: record something first, or pass --store")
         return self.registry.recorder
 
+    def catch_up(self, unsaved: list | None = None) -> tuple[dict, int]:
+        """The read models at the head: caught up and stored, or on a read-only store, caught up in memory
+        (the history rows that could not be stored go to `unsaved`)."""
+        from ledger.store import parse_store, read_only
+        from projections import runner
+
+        rec = self.existing_recorder()
+        if read_only(parse_store(self.store)):
+            return runner.catch_up(rec, unsaved=[] if unsaved is None else unsaved)
+        return runner.catch_up(rec)
+
     def close(self) -> None:
         """Close the registry a command opened (its connection pool on PostgreSQL, its file on SQLite)."""
         if self._registry is not None:

@@ -41,22 +41,85 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
-    from rich.console import Console
+STREAM_ABOVE = 100  # rows: rich lays a table out cell by cell (~1 ms a row); a longer body is written line by line
+
+
+def _table(title: str, cols: list[str], rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    cols = columns or (list(rows[0].keys()) if rows else [])
     t = Table(title=title, show_lines=False)
     for c in cols:
         sample = rows[0].get(c) if rows else None
         numeric = isinstance(sample, int) or (isinstance(sample, str) and bool(_MONEY.match(sample)))
         t.add_column(c, justify="right" if numeric else "left")
-    for r in rows:
-        t.add_row(*[_cell(c, r.get(c)) for c in cols])
+    return t
+
+
+def _console() -> Any:
+    from rich.console import Console
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 160))
+    return console
+
+
+def emit_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    cols = columns or (list(rows[0].keys()) if rows else [])
+    t = _table(title, cols, rows)
+    cells = [[_cell(c, r.get(c)) for c in cols] for r in rows]
+    console = _console()
+    if len(cells) > STREAM_ABOVE and _stream(console, t, cells):
+        return
+    for line in cells:
+        t.add_row(*line)
     console.print(t)
+
+
+def _stream(console: Any, t: Any, cells: list[list[str]]) -> bool:
+    """Print the table as rich would, its body written line by line: rich lays out the title, the header and
+    the borders around one row of the widest cells, and each row is padded to those widths. False (nothing
+    printed) when the table is wider than the console, where rich would wrap cells."""
+    from rich.cells import cell_len
+
+    if any("\n" in cell for row in cells for cell in row):
+        return False
+    n = len(t.columns)
+    widths = [cell_len(str(col.header)) for col in t.columns]
+    widest = [""] * n
+    for row in cells:
+        for i, cell in enumerate(row):
+            w = cell_len(cell)
+            if w > widths[i] or (w == widths[i] and not widest[i]):
+                widths[i], widest[i] = w, cell
+    if sum(widths) + 3 * n + 1 > console.width:
+        return False
+    t.add_row(*widest)
+    with console.capture() as cap:
+        console.print(t)
+    lines = cap.get().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    template = next((i for i, line in enumerate(lines) if line.startswith("│")), None)
+    if template is None or template != len(lines) - 2:
+        return False
+    right = [col.justify == "right" for col in t.columns]
+    out = sys.stdout
+    out.write("\n".join(lines[:template]) + "\n")
+    chunk: list[str] = []
+    for row in cells:
+        parts = []
+        for i, cell in enumerate(row):
+            pad = " " * (widths[i] - cell_len(cell))
+            parts.append(pad + cell if right[i] else cell + pad)
+        chunk.append("│ " + " │ ".join(parts) + " │")
+        if len(chunk) >= 1000:
+            out.write("\n".join(chunk) + "\n")
+            chunk = []
+    if chunk:
+        out.write("\n".join(chunk) + "\n")
+    out.write(lines[-1] + "\n")
+    return True
 
 
 @contextmanager

@@ -3,6 +3,7 @@ JSON for scripts or CSV for spreadsheets. Reads never create a store."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import click
@@ -11,11 +12,27 @@ from commands.context import Ctx, pass_ctx
 from ledger.errors import BadInput
 
 
+AS_OF_DATE_HELP = ("Answer as the ledger stood at the end of this day (UTC), by the time each event was recorded,"
+                   " not by its business date: a trade recorded today with --date 2024-06-03 is not in"
+                   " --as-of-date 2024-06-03. Ask by business date with market --by day (trade dates) or"
+                   " compliance --year.")
+
+
 def read_options(f):
-    f = click.option("--as-of-date", help="Answer as the ledger stood at the end of this date (YYYY-MM-DD).")(f)
-    f = click.option("--as-of", "as_of", type=click.IntRange(0), help="Answer as the ledger stood at this position.")(f)
-    f = click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets.")(f)
-    return click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")(f)
+    """--json, --csv, --as-of and --as-of-date, which a read takes one of each pair of."""
+
+    @functools.wraps(f)
+    def checked(*args: Any, **kw: Any) -> Any:
+        if kw.get("as_json") and kw.get("as_csv"):
+            raise click.UsageError("--json and --csv conflict: choose one")
+        if kw.get("as_of") is not None and kw.get("as_of_date") is not None:
+            raise click.UsageError("--as-of and --as-of-date conflict: choose one")
+        return f(*args, **kw)
+
+    g = click.option("--as-of-date", help=AS_OF_DATE_HELP)(checked)
+    g = click.option("--as-of", "as_of", type=click.IntRange(0), help="Answer as the ledger stood at this position.")(g)
+    g = click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets.")(g)
+    return click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")(g)
 
 
 def _states(c: Ctx, names: list[str], as_of: int | None, as_of_date: str | None) -> tuple[dict[str, Any], int]:
@@ -31,8 +48,13 @@ def _states(c: Ctx, names: list[str], as_of: int | None, as_of_date: str | None)
         if as_of > head:
             raise BadInput(f"--as-of {as_of} is beyond the head position {head}")
         return runner.as_of(rec, as_of, names), as_of
-    states, pos = runner.catch_up(rec)
+    states, pos = c.catch_up()
     return {n: states[n] for n in names}, pos
+
+
+def _check_account(balances_state: dict[str, Any], account_id: str, pos: int) -> None:
+    if account_id not in balances_state["accounts"]:
+        raise BadInput(f"account {account_id} does not exist (at position {pos})")
 
 
 def _print(payload: dict[str, Any], rows: list[dict[str, Any]], title: str, as_json: bool, as_csv: bool,
@@ -63,6 +85,8 @@ def show_balances(c: Ctx, account_id: str | None = None, totals: bool = False, *
 
     states, pos = _states(c, ["balances"], as_of, as_of_date)
     st = states["balances"]
+    if account_id is not None:
+        _check_account(st, account_id, pos)
     rows = balance_rows(st, account_id)
     tot = total_rows(st)
     _print({"position": pos, "balances": rows, "totals": tot}, tot if totals else rows,
@@ -83,14 +107,12 @@ def show_history(c: Ctx, account_id: str, *, as_json: bool = False,
     from projections import runner
 
     rec = c.existing_recorder()
-    if as_of_date is not None:
-        from ledger.units import parse_date
-
-        as_of = runner.position_at_date(rec, parse_date(as_of_date, "--as-of-date").isoformat())
-    _, pos = runner.catch_up(rec)
-    if as_of is not None:
-        pos = min(as_of, pos)
-    rows = [{"account_id": account_id, **r} for r in runner.history(rec, account_id, pos)]
+    unsaved: list = []
+    states, pos = c.catch_up(unsaved)  # the history rows are stored as the read models catch up
+    if as_of is not None or as_of_date is not None:
+        states, pos = _states(c, ["balances"], as_of, as_of_date)
+    _check_account(states["balances"], account_id, pos)
+    rows = [{"account_id": account_id, **r} for r in runner.history(rec, account_id, pos, unsaved)]
     _print({"position": pos, "account_id": account_id, "rows": rows}, rows, f"History of {account_id} at position {pos}",
            as_json, as_csv, ["position", "recorded_at", "type", "unit", "vintage", "quantity", "balance", "counterparty"])
 
@@ -150,7 +172,12 @@ def show_compliance(c: Ctx, year: int | None = None, firm: str | None = None, pl
 
         check_target(plot)
     states, pos = _states(c, ["compliance"], as_of, as_of_date)
-    rows = compliance_rows(states["compliance"], year, firm)
+    st = states["compliance"]
+    if firm is not None and firm not in st["firms"]:
+        raise BadInput(f"firm {firm} does not exist (at position {pos})")
+    if year is not None and year not in st["year_period"]:
+        raise BadInput(f"no compliance year {year} has been opened (at position {pos})")
+    rows = compliance_rows(st, year, firm)
     if plot:
         from commands.plots import plot_compliance
 

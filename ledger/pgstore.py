@@ -33,7 +33,6 @@ from ledger.store import (
     EXTRA_INDEXES,
     EXTRA_TABLES,
     READ_MODEL_FORMAT,
-    READ_MODEL_TABLES,
     LedgerRecorderMixin,
 )
 
@@ -191,11 +190,6 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
             Identifier(table), SQL(", ").join(SQL("%b::" + t + "[]") for t in ARRAY_TYPES[table])  # type: ignore[arg-type]
         )
         c.execute(statement, [list(column) for column in zip(*rows, strict=True)])
-
-    def reset_readmodels(self) -> None:
-        with self._write() as c:
-            for t in READ_MODEL_TABLES:
-                c.execute(SQL("DELETE FROM {}.{}").format(Identifier(self.schema), Identifier(t)))
 
     # ---- writing events ----------------------------------------------------------------
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)

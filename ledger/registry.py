@@ -460,6 +460,9 @@ def _transfer(reg: Registry, st: LedgerState, a: dict[str, Any], actor: str) -> 
     return [("AllowancesTransferred", dict(a))], {}
 
 
+_A_DAY = dt.timedelta(days=1)
+
+
 def _trade(reg: Registry, st: LedgerState, a: dict[str, Any], actor: str) -> Decided:
     buyer, seller, q, mode, date = a["buyer"], a["seller"], a["quantity"], a["mode"], a["date"]
     if buyer == seller:
@@ -470,6 +473,9 @@ def _trade(reg: Registry, st: LedgerState, a: dict[str, Any], actor: str) -> Dec
         raise Refused(f"a listed trade must be under {rules.BLOCK_MIN_QUANTITY_T} t; use mode block", code="lot_size")
     if mode == "block" and q < rules.BLOCK_MIN_QUANTITY_T:
         raise Refused(f"a block trade must be at least {rules.BLOCK_MIN_QUANTITY_T} t", code="lot_size")
+    if date > (reg.clock() + _A_DAY).date().isoformat():  # UTC + 1 day: today somewhere on Earth
+        raise Refused(f"trade date {date} is later than the registry's clock ({reg.clock():%Y-%m-%d} UTC)",
+                      code="trade_date_in_future")
     market = st.markets.get(a["unit"]) or Market()  # deciding never changes the state
     if market.last_date is not None and date < market.last_date:
         raise Refused(f"trade date {date} is before the last trading day {market.last_date}", code="trade_date")

@@ -55,8 +55,9 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # The shape of the read models (their tables, and the states the projections store). Read models are derived
 # from the log, so a store recorded with another format (or before formats, which had none) drops them when it
 # is opened and the next read rebuilds them. Bump it with any change of that shape.
-# 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance).
-READ_MODEL_FORMAT = 2
+# 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance);
+# 3: the balances state lists the accounts opened (so a read of an account that does not exist says so).
+READ_MODEL_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,12 @@ def sqlite_file_kind(path: str) -> str:
     except sqlite3.DatabaseError:
         return "not-sqlite"
     return "ledger" if row else "other"
+
+
+def read_only(cfg: StoreConfig) -> bool:
+    """Whether a SQLite store cannot be written here (file mode, an immutable file, read-only media):
+    reads then fold what is missing in memory and write nothing."""
+    return cfg.kind == "sqlite" and not os.access(cfg.path or DEFAULT_STORE, os.W_OK)
 
 
 def check_store_path(cfg: StoreConfig, *, must_exist: bool) -> None:
@@ -402,11 +409,6 @@ class LedgerRecorderMixin:
                               " ORDER BY position DESC LIMIT 1"), (name, position))
             row = c.fetchone()
         return (row[0], bytes(row[1])) if row else None
-
-    def reset_readmodels(self) -> None:
-        with self._write() as c:
-            for t in READ_MODEL_TABLES:
-                c.execute(f"DELETE FROM {t}")
 
 
 class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):

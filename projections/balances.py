@@ -64,11 +64,13 @@ class Balances:
     name = "balances"
 
     def initial(self) -> dict[str, Any]:
-        return {"holdings": {}, "totals": {}}
+        return {"holdings": {}, "totals": {}, "accounts": set()}  # accounts: every account opened
 
     def apply(self, state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         t = event["type"]
         if t not in MOVING:
+            if t == "AccountOpened":
+                state["accounts"].add(event["data"]["account_id"])
             return state
         holdings = state["holdings"]
         pair = PAIRS.get(t)
@@ -103,11 +105,12 @@ class Balances:
 
     def dump(self, state: dict[str, Any]) -> Any:
         return {"holdings": [[*k, v] for k, v in state["holdings"].items()],
-                "totals": [[u, v, t] for (u, v), t in state["totals"].items()]}
+                "totals": [[u, v, t] for (u, v), t in state["totals"].items()],
+                "accounts": sorted(state["accounts"])}
 
     def load(self, data: Any) -> dict[str, Any]:
         return {"holdings": {(a, u, v): q for a, u, v, q in data["holdings"]},
-                "totals": {(u, v): t for u, v, t in data["totals"]}}
+                "totals": {(u, v): t for u, v, t in data["totals"]}, "accounts": set(data["accounts"])}
 
 
 class History:

@@ -59,11 +59,13 @@ def _load(recorder: Any, p: Any) -> tuple[int, Any]:
 
 
 def catch_up(recorder: Any, progress: Progress = None,
-             should_stop: Callable[[], bool] | None = None) -> tuple[dict[str, Any], int]:
+             should_stop: Callable[[], bool] | None = None,
+             unsaved: list | None = None) -> tuple[dict[str, Any], int]:
     """Bring every stored read model up to the head; return the states and the position they stand at.
 
     `should_stop` is asked after each flush: a follower told to stop leaves a long backlog there,
-    with everything up to that position committed."""
+    with everything up to that position committed. With `unsaved` (a list), nothing is written (a
+    read-only store): the states are caught up in memory and the history rows not stored are added to it."""
     loaded = {p.name: _load(recorder, p) for p in PROJECTIONS}
     positions = {n: pos for n, (pos, _) in loaded.items()}
     states = {n: st for n, (_, st) in loaded.items()}
@@ -86,6 +88,8 @@ def catch_up(recorder: Any, progress: Progress = None,
             checkpoints += [(p.name, pos, orjson.dumps(p.dump(states[p.name])))
                             for p in PROJECTIONS if not getattr(p, "emits_rows", False)]
         since_flush += 1
+        if unsaved is not None:
+            continue
         if since_flush >= FLUSH_EVERY:
             if not _flush(recorder, expected, states, pos, rows, checkpoints):
                 return catch_up(recorder, progress, should_stop)  # another process moved them: start from theirs
@@ -96,6 +100,9 @@ def catch_up(recorder: Any, progress: Progress = None,
                 progress(pos, head)
             if should_stop is not None and should_stop():
                 return states, pos
+    if unsaved is not None:
+        unsaved.extend(rows)
+        return states, pos
     _flush(recorder, expected, states, pos, rows, checkpoints)
     if progress:
         progress(pos, head)
@@ -156,9 +163,12 @@ def as_of(recorder: Any, position: int, names: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def history(recorder: Any, account_id: str, upto: int) -> list[dict[str, Any]]:
-    """One account's movements up to `upto` as shown: each stored row with its event's details."""
+def history(recorder: Any, account_id: str, upto: int, unsaved: list | None = None) -> list[dict[str, Any]]:
+    """One account's movements up to `upto` as shown: each stored row (and each of `unsaved`, the rows a
+    read-only catch-up could not store) with its event's details."""
     stored = recorder.history_rows(account_id, upto)
+    if unsaved:
+        stored += [(p, seq, q, bal) for acc, p, seq, q, bal in unsaved if acc == account_id and p <= upto]
     events = recorder.events_at([r[0] for r in stored])
     out = []
     for position, seq, quantity, balance in stored:

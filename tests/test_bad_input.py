@@ -200,3 +200,26 @@ def test_actor_key_with_a_small_order_key_is_refused(tmp_path: Path) -> None:
     assert_bad_input(run_main(path, "--as", "MEE", "actor", "add", "X", "--role", "exchange",
                               "--public-key", IDENTITY_KEY), "small order")
     assert head(path) == 1
+
+
+# ---- 16: every bad line is reported (up to a limit, with the count) ----------------------------------------------
+def test_an_import_reports_every_bad_line_up_to_twenty_with_their_count(store: str, tmp_path: Path) -> None:
+    from commands.importer import MAX_REPORTED
+
+    good = [{**ISSUE, "command_id": f"ok-{n}"} for n in range(3)]
+    bad = [{**ISSUE, "command_id": f"bad-{n}", "quantity": -n - 1} for n in range(MAX_REPORTED + 5)]
+    before = head(store)
+    r = run_main(store, "import", write_lines(tmp_path, *good, *bad, "{oops"))
+    lines = r.err.splitlines()
+    assert r.code == 2 and len(lines) == MAX_REPORTED + 1
+    assert lines[0].startswith("line 4 (bad-0): ") and lines[MAX_REPORTED - 1].startswith(f"line {MAX_REPORTED + 3} ")
+    assert lines[-1] == f"error: {MAX_REPORTED + 6} bad lines, the first {MAX_REPORTED} shown; nothing was appended"
+    assert head(store) == before
+
+
+def test_an_import_with_two_bad_lines_reports_both(store: str, tmp_path: Path) -> None:
+    r = run_main(store, "import", write_lines(tmp_path, ISSUE, {**ISSUE, "command_id": "b1", "unit": "EUA"},
+                                              "[1]"))
+    assert r.code == 2
+    assert r.err.splitlines() == ["line 2 (b1): unit 'EUA' must be one of: CEA, CCER", "line 3: not a JSON object",
+                                  "error: 2 bad lines; nothing was appended"]

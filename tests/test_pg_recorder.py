@@ -231,9 +231,6 @@ def test_read_models(recorder: LedgerPostgresRecorder) -> None:
     assert recorder.history_rows("A", upto=4) == [(3, 0, 30, 30)]
     assert recorder.checkpoint_before("balances", 10) == (5, b"c5'")
     assert recorder.checkpoint_before("balances", 4) is None
-    recorder.reset_readmodels()
-    assert recorder.readmodel_positions() == {}
-    assert recorder.history_rows("A") == []
 
 
 def test_store_url_opens_this_recorder_in_the_schema(pg_schema_url: str) -> None:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from ledgerkit import events, head, refusal
+from ledgerkit import Clock, events, head, refusal
 
 from ledger import rules
 from ledger.errors import BadInput, LedgerError, Refused
@@ -553,3 +553,17 @@ def test_state_from_a_snapshot_equals_the_fold_of_every_event(
         assert st.sellable("P1", "CEA", 2024, "2025-11-11") == st.holding("P1", "CEA", 2024) - 10
     finally:
         reopened.close()
+
+
+def test_a_trade_dated_after_the_registry_clock_is_refused_and_later_trades_still_go_through(
+        reg: Registry) -> None:
+    clock = Clock("2024-06-03T09:30:00")
+    reg.clock = clock
+    refused_whole(reg, reg.trade, "F2", "F1", "CEA", V, 10, "80.00", "listed", "9999-12-31",
+                  code="trade_date_in_future")
+    refused_whole(reg, reg.trade, "F2", "F1", "CEA", V, 10, "80.00", "listed", "2024-06-05",
+                  code="trade_date_in_future")
+    reg.trade("F2", "F1", "CEA", V, 10, "80.00", "listed", "2024-06-04")  # the next day: zones ahead of UTC
+    clock.set("2024-06-05T02:00:00")
+    reg.trade("F2", "F1", "CEA", V, 10, "80.00", "listed", "2024-06-05")
+    assert holding(reg, "F2") == 20
