@@ -38,7 +38,8 @@ def _report(out: Any, as_json: bool) -> None:
     if out.replayed:
         click.echo(f"already recorded: command {r['command_id']} at position {r['position']}; nothing appended")
         return
-    extra = "".join(f" {k}={r[k]}" for k in ("trade_id", "issued", "penalties", "fines") if k in r)
+    extra = "".join(f" {k}={r[k]}" for k in ("trade_id", "transfer_id", "expires_at", "issued", "swept", "penalties",
+                                             "fines") if r.get(k) is not None)
     span = str(r["position"]) if r["first_position"] == r["position"] else f"{r['first_position']}-{r['position']}"
     click.echo(f"recorded {', '.join(r['events'])} at position {span}{extra}")
 
@@ -140,6 +141,47 @@ def account_open(c: Ctx, account_id: str, holder: str, kind: str, command_id: st
     _append(c, "account open", {"account_id": account_id, "holder": holder, "kind": kind}, command_id, as_json)
 
 
+@account.command("freeze")
+@click.argument("account_id")
+@click.option("--reason", required=True, help="judicial, investigation or default.")
+@click.option("--until", help="YYYY-MM-DD: the freeze lapses after this day (default: until unfrozen).")
+@command_id_option
+@pass_ctx
+def account_freeze(c: Ctx, account_id: str, reason: str, until: str | None, command_id: str | None,
+                   as_json: bool) -> None:
+    """Freeze an account: it can receive units but not send them (a regulator)."""
+    _append(c, "account freeze", {"account_id": account_id, "reason": reason, "until": until}, command_id, as_json)
+
+
+@account.command("unfreeze")
+@click.argument("account_id")
+@command_id_option
+@pass_ctx
+def account_unfreeze(c: Ctx, account_id: str, command_id: str | None, as_json: bool) -> None:
+    """Lift an account's freeze (a regulator)."""
+    _append(c, "account unfreeze", {"account_id": account_id}, command_id, as_json)
+
+
+@account.command("close")
+@click.argument("account_id")
+@click.option("--sweep-to", help="A government account that receives whatever the account still holds.")
+@command_id_option
+@pass_ctx
+def account_close(c: Ctx, account_id: str, sweep_to: str | None, command_id: str | None, as_json: bool) -> None:
+    """Close an account for good: it must hold nothing (or sweep it) and have no pending transfer (a regulator)."""
+    _append(c, "account close", {"account_id": account_id, "sweep_to": sweep_to}, command_id, as_json)
+
+
+@account.command("policy")
+@click.argument("account_id")
+@click.option("--approvals", required=True, help="1, or 2: a second actor of the firm approves each outgoing transfer.")
+@command_id_option
+@pass_ctx
+def account_policy(c: Ctx, account_id: str, approvals: str, command_id: str | None, as_json: bool) -> None:
+    """How many people an outgoing transfer needs (the firm raises it; only the regulator lowers it)."""
+    _append(c, "account policy", {"account_id": account_id, "approvals": approvals}, command_id, as_json)
+
+
 @click.group()
 def year() -> None:
     """Compliance years and cycles."""
@@ -234,17 +276,55 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
             click.echo(f"  skipped {s['firm_id']}: {s['reason']}")
 
 
-@click.command()
+class _TransferGroup(click.Group):
+    """`transfer FROM TO ...` sends units; `transfer approve ID` and `transfer cancel ID` act on a pending one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["send", *args]  # the plain form: transfer FROM TO --unit ... (the hidden `send`)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_TransferGroup)
+def transfer() -> None:
+    """Move units between two accounts: transfer FROM TO --unit U --vintage V --quantity Q [--expires-after 7d].
+
+    From an account that needs two approvals (account policy --approvals 2) the transfer is recorded as
+    pending and reserves its units until another actor of the firm runs `transfer approve ID`, someone
+    runs `transfer cancel ID`, or it expires (default 7 days of the registry's clock)."""
+
+
+@transfer.command("send", hidden=True)
 @click.argument("from_account")
 @click.argument("to_account")
 @_unit_options
+@click.option("--expires-after", help="Four-eyes accounts: how long the pending transfer waits (7d, 36h, 90m).")
 @command_id_option
 @pass_ctx
-def transfer(c: Ctx, from_account: str, to_account: str, unit: str, vintage: str, quantity: str,
-             command_id: str | None, as_json: bool) -> None:
-    """Move units between two accounts."""
+def transfer_send(c: Ctx, from_account: str, to_account: str, unit: str, vintage: str, quantity: str,
+                  expires_after: str | None, command_id: str | None, as_json: bool) -> None:
+    """Move units between two accounts (pending, if the sending account needs two approvals)."""
     _append(c, "transfer", {"from_account": from_account, "to_account": to_account, "unit": unit,
-                            "vintage": vintage, "quantity": quantity}, command_id, as_json)
+                            "vintage": vintage, "quantity": quantity, "expires_after": expires_after},
+            command_id, as_json)
+
+
+@transfer.command("approve")
+@click.argument("transfer_id")
+@command_id_option
+@pass_ctx
+def transfer_approve(c: Ctx, transfer_id: str, command_id: str | None, as_json: bool) -> None:
+    """Approve a pending transfer (another actor of the sending firm than the one who made it)."""
+    _append(c, "transfer approve", {"transfer_id": transfer_id}, command_id, as_json)
+
+
+@transfer.command("cancel")
+@click.argument("transfer_id")
+@command_id_option
+@pass_ctx
+def transfer_cancel(c: Ctx, transfer_id: str, command_id: str | None, as_json: bool) -> None:
+    """Cancel a pending transfer: its reserved units are free again."""
+    _append(c, "transfer cancel", {"transfer_id": transfer_id}, command_id, as_json)
 
 
 @click.command()

@@ -27,9 +27,10 @@ def run_checkpoint(c: Any) -> None:
     if st.enforced:
         a = st.actors.get(actor or "")
         if a is None or a.role != "regulator":
-            raise Refused(f"actor {actor} (not a regulator) lacks the right to sign a checkpoint")
+            raise Refused(f"actor {actor} (not a regulator) lacks the right to sign a checkpoint",
+                          code="not_permitted")
         if a.public_key and a.public_key != pub:
-            raise Refused(f"the key given is not the registered key of {actor}")
+            raise Refused(f"the key given is not the registered key of {actor}", code="bad_signature")
     pos, h = reg.head()
     cp = {"position": pos, "hash": h, "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
           "actor": actor or "operator"}

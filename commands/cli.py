@@ -39,6 +39,17 @@ def one_line(message: str) -> str:
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
+def _fail(code: str, message: str, exit_code: int) -> None:
+    """One line on stderr: `error: MESSAGE`, or with --json {"error": {"code": CODE, "message": MESSAGE}}."""
+    if "--json" in sys.argv[1:]:
+        import orjson
+
+        click.echo(orjson.dumps({"error": {"code": code, "message": message}}).decode(), err=True)
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(exit_code)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
@@ -52,13 +63,11 @@ def main() -> None:
         hint = ""
         if isinstance(e, click.UsageError) and e.ctx is not None:
             hint = f" (see {e.ctx.command_path} --help)"
-        click.echo(f"error: {e.format_message()}{hint}".replace("\n", " "), err=True)
-        sys.exit(2 if e.exit_code == 2 else e.exit_code)
+        _fail("usage", f"{e.format_message()}{hint}".replace("\n", " "), 2 if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except LedgerError as e:
-        click.echo(f"error: {one_line(e.message)}", err=True)
-        sys.exit(e.exit_code)
+        _fail(e.code, one_line(e.message), e.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
@@ -68,10 +77,8 @@ def main() -> None:
         from eventsourcing.persistence import PersistenceError
 
         if isinstance(e, (PersistenceError, OSError)):
-            click.echo(f"error: store failure: {type(e).__name__}: {e}".splitlines()[0], err=True)
-            sys.exit(3)
-        click.echo(f"error: internal: {type(e).__name__}: {e}".splitlines()[0], err=True)
-        sys.exit(3)
+            _fail("store_error", f"store failure: {type(e).__name__}: {e}".splitlines()[0], 3)
+        _fail("internal", f"internal: {type(e).__name__}: {e}".splitlines()[0], 3)
 
 
 for _command in (*append.COMMANDS, *read.COMMANDS, audit.audit, scenario.simulate, scenario.demo):
@@ -85,6 +92,12 @@ EXAMPLES = {
     "actor keygen": "carbon-ledger actor keygen --out seee.pem",
     "firm register": "carbon-ledger firm register F0001 --name 'Huaneng Unit 1' --sector power --region Hubei",
     "account open": "carbon-ledger account open T0001 --holder F0001 --kind trading",
+    "account freeze": "carbon-ledger --as MEE account freeze F0001 --reason judicial --until 2025-06-30",
+    "account unfreeze": "carbon-ledger --as MEE account unfreeze F0001",
+    "account close": "carbon-ledger --as MEE account close T0001 --sweep-to GOV-HUBEI",
+    "account policy": "carbon-ledger --as F0001-desk account policy F0001 --approvals 2",
+    "transfer approve": "carbon-ledger --as F0001-cfo transfer approve P-000042",
+    "transfer cancel": "carbon-ledger --as F0001-desk transfer cancel P-000042",
     "year open": "carbon-ledger year open 2024 --deadline 2025-12-31",
     "year close": "carbon-ledger year close 2024 --fine-multiple 5",
     "issue": "carbon-ledger issue F0001 --unit CEA --vintage 2024 --quantity 1000 --basis pre-allocation",
@@ -115,8 +128,10 @@ EXAMPLES = {
 
 def _with_example(command: click.Command, path: str) -> None:
     if isinstance(command, click.Group):
+        if path in EXAMPLES:  # a group that is also a command (transfer FROM TO)
+            command.epilog = f"\b\nExample:\n  {EXAMPLES[path]}"
         for name, sub in command.commands.items():
-            _with_example(sub, f"{path} {name}".strip())
+            _with_example(sub, path if sub.hidden else f"{path} {name}".strip())
     elif path in EXAMPLES:
         command.epilog = f"\b\nExample:\n  {EXAMPLES[path]}"
 

@@ -171,7 +171,7 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
             for (n, cmd), r in zip(chunk, results):
                 if isinstance(r, LedgerError):
                     refusals.append({"line": n, "command_id": cmd.command_id, "error": r.message,
-                                     "exit_code": r.exit_code})
+                                     "code": r.code, "exit_code": r.exit_code})
                 elif r.replayed:
                     replayed += 1
                 else:
@@ -195,5 +195,5 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
         raise_code = max(r["exit_code"] for r in refusals)
         if stopped:
             raise Refused(f"import stopped at line {first['line']} ({first['command_id']}); "
-                          f"{applied} commands before it were applied")
+                          f"{applied} commands before it were applied", code=first["code"])
         raise SystemExit(raise_code)

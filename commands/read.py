@@ -81,7 +81,7 @@ def balances(c: Ctx, **kw: Any) -> None:
 
 def show_balances(c: Ctx, account_id: str | None = None, totals: bool = False, *, as_json: bool = False,
                   as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
-    from projections.balances import balance_rows, total_rows
+    from projections.balances import account_rows, balance_rows, pending_rows, total_rows
 
     states, pos = _states(c, ["balances"], as_of, as_of_date)
     st = states["balances"]
@@ -89,8 +89,18 @@ def show_balances(c: Ctx, account_id: str | None = None, totals: bool = False, *
         _check_account(st, account_id, pos)
     rows = balance_rows(st, account_id)
     tot = total_rows(st)
-    _print({"position": pos, "balances": rows, "totals": tot}, tot if totals else rows,
-           f"Totals at position {pos}" if totals else f"Balances at position {pos}", as_json, as_csv)
+    accounts, pending = account_rows(st, account_id), pending_rows(st, account_id)
+    _print({"position": pos, "balances": rows, "totals": tot, "accounts": accounts, "pending": pending},
+           tot if totals else rows, f"Totals at position {pos}" if totals else f"Balances at position {pos}",
+           as_json, as_csv)
+    if not (as_json or as_csv or totals):  # for people: the accounts not simply open, and the pending transfers
+        from commands import output
+
+        unusual = [a for a in accounts if a["state"] != "open" or a["approvals"] > 1 or a["reserved"]]
+        if unusual:
+            output.emit_table("Account states", unusual)
+        if pending:
+            output.emit_table("Pending transfers", pending)
 
 
 @click.command()
@@ -112,9 +122,16 @@ def show_history(c: Ctx, account_id: str, *, as_json: bool = False,
     if as_of is not None or as_of_date is not None:
         states, pos = _states(c, ["balances"], as_of, as_of_date)
     _check_account(states["balances"], account_id, pos)
+    from projections.balances import account_rows
+
+    (account,) = account_rows(states["balances"], account_id)
+    state = account["state"] + (f" ({account['reason']}{', until ' + account['until'] if account['until'] else ''})"
+                                if account["reason"] else "")
     rows = [{"account_id": account_id, **r} for r in runner.history(rec, account_id, pos, unsaved)]
-    _print({"position": pos, "account_id": account_id, "rows": rows}, rows, f"History of {account_id} at position {pos}",
-           as_json, as_csv, ["position", "recorded_at", "type", "unit", "vintage", "quantity", "balance", "counterparty"])
+    title = f"History of {account_id} at position {pos}" + ("" if state == "open" else f": {state}")
+    _print({"position": pos, "account_id": account_id, "state": account["state"], "account": account, "rows": rows},
+           rows, title, as_json, as_csv,
+           ["position", "recorded_at", "type", "unit", "vintage", "quantity", "balance", "counterparty"])
 
 
 @click.command()

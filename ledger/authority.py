@@ -30,6 +30,12 @@ RIGHTS: dict[str, tuple[str, ...]] = {
     "transfer": ("firm", "regulator"),
     "surrender": ("firm",),
     "cancel": ("firm", "regulator"),
+    "account freeze": ("regulator",),
+    "account unfreeze": ("regulator",),
+    "account close": ("regulator",),
+    "account policy": ("firm", "regulator"),  # the decision checks the firm's own account, and who may lower it
+    "transfer approve": ("firm",),  # the decision checks: another actor of the sending account's firm
+    "transfer cancel": ("firm", "regulator"),
 }
 # The commands that move units out of one account, and the argument naming it.
 OWN_ACCOUNT_ONLY = {"transfer": "from_account", "surrender": "firm_id", "cancel": "account_id"}

@@ -211,6 +211,64 @@ class PenaltyAssessed(EventData):
         return v
 
 
+class AccountFrozen(EventData):
+    """The regulator froze an account: it can receive units (and be surrendered from by forced compliance)
+    but not send them; with `until`, the freeze lapses after that day."""
+
+    account_id: Id
+    reason: Literal["judicial", "investigation", "default"]
+    until: str | None = None
+
+
+class AccountUnfrozen(EventData):
+    """The regulator lifted an account's freeze."""
+
+    account_id: Id
+
+
+class AccountClosed(EventData):
+    """An account closed for good: it held nothing (its units swept to `swept_to` by the transfers just
+    before this event, if any) and had no pending transfer."""
+
+    account_id: Id
+    swept_to: Id | None = None
+
+
+class AccountPolicySet(EventData):
+    """How many people an outgoing transfer from the account needs (2: a second actor of the firm approves)."""
+
+    account_id: Id
+    approvals: Annotated[int, Field(ge=1, le=2)]
+
+
+class TransferPending(EventData):
+    """A transfer from a four-eyes account, waiting for a second person: its units are reserved until it is
+    approved, cancelled or expires (at `expires_at`, the registry's time)."""
+
+    transfer_id: Id
+    from_account: Id
+    to_account: Id
+    unit: Unit
+    vintage: int
+    quantity: Tonnes
+    initiator: Id
+    expires_at: str
+
+
+class TransferApproved(EventData):
+    """A second actor approved a pending transfer: the AllowancesTransferred that follows moves its units."""
+
+    transfer_id: Id
+    approver: Id
+
+
+class TransferCancelled(EventData):
+    """A pending transfer withdrawn (by its firm or the regulator): its reserved units are free again."""
+
+    transfer_id: Id
+    by: Id
+
+
 CATALOGUE: dict[str, type[EventData]] = {
     cls.__name__: cls
     for cls in (
@@ -229,6 +287,13 @@ CATALOGUE: dict[str, type[EventData]] = {
         AllowancesWithdrawn,
         ComplianceYearClosed,
         PenaltyAssessed,
+        AccountFrozen,
+        AccountUnfrozen,
+        AccountClosed,
+        AccountPolicySet,
+        TransferPending,
+        TransferApproved,
+        TransferCancelled,
     )
 }
 

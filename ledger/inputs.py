@@ -203,6 +203,8 @@ class Transfer(CommandInput):
     unit: str
     vintage: int
     quantity: int
+    expires_after: str | None = None  # a four-eyes account's pending transfer: how long it waits for approval
+    _e = field_validator("expires_after", mode="before")(_v(units.parse_duration, "--expires-after"))
     _f = field_validator("from_account", mode="before")(_v(units.parse_id, "account id"))
     _t = field_validator("to_account", mode="before")(_v(units.parse_id, "account id"))
     _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
@@ -288,6 +290,49 @@ class Cancel(CommandInput):
     _r = field_validator("reason", mode="before")(_v(units.parse_choice, units.CANCEL_REASONS, "reason"))
 
 
+def _date_text(value: object, what: str) -> str:
+    return units.parse_date(value, what).isoformat()
+
+
+class AccountFreeze(CommandInput):
+    account_id: str
+    reason: str
+    until: str | None = None
+    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
+    _r = field_validator("reason", mode="before")(_v(units.parse_choice, units.FREEZE_REASONS, "reason"))
+    _u = field_validator("until", mode="before")(_v(_date_text, "--until"))
+
+
+class AccountUnfreeze(CommandInput):
+    account_id: str
+    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
+
+
+class AccountClose(CommandInput):
+    account_id: str
+    sweep_to: str | None = None
+    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
+    _s = field_validator("sweep_to", mode="before")(_v(units.parse_id, "--sweep-to account id"))
+
+
+def _approvals(value: object) -> int:
+    if isinstance(value, bool) or str(value).strip() not in ("1", "2"):
+        raise BadInput(f"--approvals {value!r} must be 1 or 2")
+    return int(str(value).strip())
+
+
+class AccountPolicy(CommandInput):
+    account_id: str
+    approvals: int
+    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
+    _a = field_validator("approvals", mode="before")(_v(_approvals))
+
+
+class PendingTransfer(CommandInput):
+    transfer_id: str
+    _i = field_validator("transfer_id", mode="before")(_v(units.parse_id, "pending transfer id"))
+
+
 INPUTS: dict[str, type[CommandInput]] = {
     "init": Init,
     "actor add": ActorAdd,
@@ -303,6 +348,12 @@ INPUTS: dict[str, type[CommandInput]] = {
     "emissions verify": EmissionsVerify,
     "surrender": Surrender,
     "cancel": Cancel,
+    "account freeze": AccountFreeze,
+    "account unfreeze": AccountUnfreeze,
+    "account close": AccountClose,
+    "account policy": AccountPolicy,
+    "transfer approve": PendingTransfer,
+    "transfer cancel": PendingTransfer,
 }
 
 

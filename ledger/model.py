@@ -20,8 +20,9 @@ from ledger.events import GENESIS_HASH, chain_hash
 from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
-SNAPSHOT_VERSION = 3  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+SNAPSHOT_VERSION = 4  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
+# 4: account states (frozen, until, approvals) and pending transfers
 
 
 @dataclass
@@ -39,6 +40,35 @@ class Account:
     holder: str
     kind: str
     open: bool = True
+    frozen: str | None = None  # the freeze's reason while frozen (judicial, investigation, default)
+    frozen_until: str | None = None  # YYYY-MM-DD: the freeze lapses after this day (None: until unfrozen)
+    approvals: int = 1  # people needed for an outgoing transfer (2: four eyes)
+
+    def frozen_at(self, now: str) -> bool:
+        """Frozen at the registry's time `now` (a freeze with --until lapses after that day)."""
+        return self.frozen is not None and (self.frozen_until is None or now[:10] <= self.frozen_until)
+
+    def state_at(self, now: str) -> str:
+        """The account's state as a refusal names it: open, closed or frozen (reason[, until DATE])."""
+        if not self.open:
+            return "closed"
+        if self.frozen_at(now):
+            return f"frozen ({self.frozen}{f', until {self.frozen_until}' if self.frozen_until else ''})"
+        return "open"
+
+
+@dataclass
+class Pending:
+    """A transfer from a four-eyes account that waits for a second person; it reserves its units."""
+
+    transfer_id: str
+    from_account: str
+    to_account: str
+    unit: str
+    vintage: int
+    quantity: int
+    initiator: str
+    expires_at: str  # YYYY-MM-DDTHH:MM:SSZ: after it, the transfer can no longer be approved
 
 
 @dataclass
@@ -120,6 +150,7 @@ class LedgerState:
     # Trade dates never go back within a unit's market, so older dates can never matter again.
     bought: dict[tuple[str, str], tuple[str, dict[int, int]]] = field(default_factory=dict)
     penalized: set[tuple[str, str]] = field(default_factory=set)
+    pending: dict[str, Pending] = field(default_factory=dict)  # four-eyes transfers awaiting approval, by id
 
     # --- queries --------------------------------------------------------------
     def holding(self, account_id: str, unit: str, vintage: int) -> int:
@@ -157,6 +188,17 @@ class LedgerState:
             or self.free_allocation(firm_id, period) > 0
         )
 
+    def reserved(self, account_id: str, unit: str, vintage: int, now: str | None = None) -> int:
+        """Units of a holding that pending transfers reserve (at `now`: the ones not expired; None: all)."""
+        return sum(p.quantity for p in self.pending.values()
+                   if p.from_account == account_id and p.unit == unit and p.vintage == vintage
+                   and (now is None or now <= p.expires_at))
+
+    def available(self, account_id: str, unit: str, vintage: int, now: str | None = None) -> int:
+        """What an account can spend: its holding less what pending transfers reserve."""
+        held = self.holding(account_id, unit, vintage)
+        return held - self.reserved(account_id, unit, vintage, now) if self.pending else held
+
     def sellable(self, account_id: str, unit: str, vintage: int, trade_date: str) -> int:
         """Holding less what was bought on the same trade date (T+1)."""
         held = self.holding(account_id, unit, vintage)
@@ -186,19 +228,33 @@ class LedgerState:
             raise Refused(f"account {account_id} is closed", code="account_closed")
         return acc
 
+    def check_can_send(self, account_id: str, now: str) -> Account:
+        """The account exists, is open and not frozen at `now`: units may leave it."""
+        acc = self.check_account_open(account_id)
+        if acc.frozen_at(now):
+            raise Refused(f"account {account_id} is {acc.state_at(now)}: it can receive units but not send them",
+                          code="account_frozen")
+        return acc
+
     def check_firm(self, firm_id: str) -> Firm:
         firm = self.firms.get(firm_id)
         if firm is None:
             raise Refused(f"firm {firm_id} is not registered", code="unknown_firm")
         return firm
 
-    def check_holding_covers(self, account_id: str, unit: str, vintage: int, quantity: int) -> None:
+    def check_holding_covers(self, account_id: str, unit: str, vintage: int, quantity: int,
+                             now: str | None = None) -> None:
         held = self.holding(account_id, unit, vintage)
         if held < quantity:
             raise Refused(
                 f"account {account_id} holds {held} t of {unit} {vintage}, fewer than {quantity} t",
                 code="insufficient_holding",
             )
+        free = self.available(account_id, unit, vintage, now)
+        if free < quantity:
+            raise Refused(f"account {account_id} holds {held} t of {unit} {vintage}, of which {held - free} t are"
+                          f" reserved by pending transfers: {free} t are free, fewer than {quantity} t",
+                          code="units_reserved")
 
     def check_open_period(self, year: int) -> Period:
         period = self.period_of(year)
@@ -256,7 +312,8 @@ class LedgerState:
             "require_signatures": self.require_signatures,
             "actors": [[a.actor_id, a.role, a.firm_id, a.public_key] for a in self.actors.values()],
             "firms": [[f.firm_id, f.name, f.sector, f.region, f.unit_type] for f in self.firms.values()],
-            "accounts": [[a.account_id, a.holder, a.kind, a.open] for a in self.accounts.values()],
+            "accounts": [[a.account_id, a.holder, a.kind, a.open, a.frozen, a.frozen_until, a.approvals]
+                         for a in self.accounts.values()],
             "holdings": [[*k, v] for k, v in self.holdings.items()],
             "periods": [[p.first, p.last, p.deadline, p.closed] for p in self.periods.values()],
             "verified": [[*k, *v] for k, v in self.verified.items()],
@@ -269,6 +326,8 @@ class LedgerState:
             "months": [[k, q, str(v)] for k, (q, v) in self.months.items()],
             "bought": [[a, u, d, [[v, q] for v, q in b.items()]] for (a, u), (d, b) in self.bought.items()],
             "penalized": [list(k) for k in self.penalized],
+            "pending": [[p.transfer_id, p.from_account, p.to_account, p.unit, p.vintage, p.quantity, p.initiator,
+                         p.expires_at] for p in self.pending.values()],
         }
 
     @classmethod
@@ -296,6 +355,7 @@ class LedgerState:
         st.months = {k: (q, Decimal(v)) for k, q, v in s["months"]}
         st.bought = {(a, u): (d, {v: q for v, q in b}) for a, u, d, b in s["bought"]}
         st.penalized = {tuple(k) for k in s["penalized"]}  # type: ignore[misc]
+        st.pending = {p[0]: Pending(*p) for p in s["pending"]}
         return st
 
 
@@ -415,6 +475,35 @@ def _penalty(st: LedgerState, d: dict[str, Any]) -> None:
         st.deductions[d["firm_id"]] = (prev[0] + d["deduction"], max(prev[1], st.periods[label].last))
 
 
+def _frozen(st: LedgerState, d: dict[str, Any]) -> None:
+    acc = st.accounts[d["account_id"]]
+    acc.frozen, acc.frozen_until = d["reason"], d.get("until")
+
+
+def _unfrozen(st: LedgerState, d: dict[str, Any]) -> None:
+    acc = st.accounts[d["account_id"]]
+    acc.frozen = acc.frozen_until = None
+
+
+def _account_closed(st: LedgerState, d: dict[str, Any]) -> None:
+    if any(k[0] == d["account_id"] for k in st.holdings):
+        raise ValueError(f"account {d['account_id']} is closed while it holds units")
+    st.accounts[d["account_id"]].open = False
+
+
+def _policy(st: LedgerState, d: dict[str, Any]) -> None:
+    st.accounts[d["account_id"]].approvals = d["approvals"]
+
+
+def _pending(st: LedgerState, d: dict[str, Any]) -> None:
+    st.pending[d["transfer_id"]] = Pending(d["transfer_id"], d["from_account"], d["to_account"], d["unit"],
+                                           d["vintage"], d["quantity"], d["initiator"], d["expires_at"])
+
+
+def _pending_done(st: LedgerState, d: dict[str, Any]) -> None:
+    del st.pending[d["transfer_id"]]  # approved (its AllowancesTransferred follows) or cancelled
+
+
 _APPLY = {
     "LedgerInitialized": _initialized,
     "ActorAdded": _actor_added,
@@ -431,6 +520,13 @@ _APPLY = {
     "AllowancesWithdrawn": _withdrawn,
     "ComplianceYearClosed": _closed,
     "PenaltyAssessed": _penalty,
+    "AccountFrozen": _frozen,
+    "AccountUnfrozen": _unfrozen,
+    "AccountClosed": _account_closed,
+    "AccountPolicySet": _policy,
+    "TransferPending": _pending,
+    "TransferApproved": _pending_done,
+    "TransferCancelled": _pending_done,
 }
 
 

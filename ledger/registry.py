@@ -301,9 +301,39 @@ class Registry(Application):
                          command_id, actor, signature)
 
     def transfer(self, from_account: str, to_account: str, unit: str, vintage: int, quantity: int, *,
-                 command_id: str | None = None, actor: str | None = None, signature: str | None = None) -> Outcome:
+                 expires_after: str | None = None, command_id: str | None = None, actor: str | None = None,
+                 signature: str | None = None) -> Outcome:
         return self._cmd("transfer", {"from_account": from_account, "to_account": to_account, "unit": unit,
-                                      "vintage": vintage, "quantity": quantity}, command_id, actor, signature)
+                                      "vintage": vintage, "quantity": quantity, "expires_after": expires_after},
+                         command_id, actor, signature)
+
+    def approve_transfer(self, transfer_id: str, *, command_id: str | None = None, actor: str | None = None,
+                         signature: str | None = None) -> Outcome:
+        return self._cmd("transfer approve", {"transfer_id": transfer_id}, command_id, actor, signature)
+
+    def cancel_transfer(self, transfer_id: str, *, command_id: str | None = None, actor: str | None = None,
+                        signature: str | None = None) -> Outcome:
+        return self._cmd("transfer cancel", {"transfer_id": transfer_id}, command_id, actor, signature)
+
+    def freeze_account(self, account_id: str, reason: str, until: str | None = None, *,
+                       command_id: str | None = None, actor: str | None = None,
+                       signature: str | None = None) -> Outcome:
+        return self._cmd("account freeze", {"account_id": account_id, "reason": reason, "until": until},
+                         command_id, actor, signature)
+
+    def unfreeze_account(self, account_id: str, *, command_id: str | None = None, actor: str | None = None,
+                         signature: str | None = None) -> Outcome:
+        return self._cmd("account unfreeze", {"account_id": account_id}, command_id, actor, signature)
+
+    def close_account(self, account_id: str, sweep_to: str | None = None, *, command_id: str | None = None,
+                      actor: str | None = None, signature: str | None = None) -> Outcome:
+        return self._cmd("account close", {"account_id": account_id, "sweep_to": sweep_to}, command_id, actor,
+                         signature)
+
+    def set_policy(self, account_id: str, approvals: int, *, command_id: str | None = None,
+                   actor: str | None = None, signature: str | None = None) -> Outcome:
+        return self._cmd("account policy", {"account_id": account_id, "approvals": approvals}, command_id, actor,
+                         signature)
 
     def trade(self, buyer: str, seller: str, unit: str, vintage: int, quantity: int, price: str, mode: str,
               date: str, *, command_id: str | None = None, actor: str | None = None,

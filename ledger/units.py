@@ -29,6 +29,10 @@ ISSUE_BASES = ("pre-allocation", "true-up", "auction", "offset", "reserve")
 TRADE_MODES = ("listed", "block", "auction")
 CANCEL_REASONS = ("voluntary", "correction", "expiry")
 ROLES = ("regulator", "exchange", "verifier", "firm")
+FREEZE_REASONS = ("judicial", "investigation", "default")
+_DURATION_RE = re.compile(r"([1-9][0-9]{0,7})([dhms])")
+_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+MAX_PENDING_SECONDS = 366 * 86_400
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")  # whole string (fullmatch: no newline slips past a $)
 _PRICE_RE = re.compile(r"[0-9]+(\.[0-9]{1,2})?")  # ASCII digits only, whole string
@@ -220,3 +224,14 @@ def parse_date(value: object, what: str = "date") -> dt.date:
         return dt.date.fromisoformat(str(value).strip())
     except ValueError:
         raise BadInput(f"{what} {value!r} must be a date YYYY-MM-DD") from None
+
+
+def parse_duration(value: object, what: str = "duration") -> str:
+    """A duration such as 7d, 36h, 90m or 3600s, normalized to whole seconds ("604800s"), at most 366 days."""
+    m = _DURATION_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if m is None:
+        raise BadInput(f"{what} {value!r} must be a whole number of days, hours, minutes or seconds (7d, 36h, 90m)")
+    seconds = int(m.group(1)) * _SECONDS[m.group(2)]
+    if not 60 <= seconds <= MAX_PENDING_SECONDS:
+        raise BadInput(f"{what} {value!r} must be from 1 minute to 366 days")
+    return f"{seconds}s"

@@ -64,13 +64,15 @@ class Balances:
     name = "balances"
 
     def initial(self) -> dict[str, Any]:
-        return {"holdings": {}, "totals": {}, "accounts": set()}  # accounts: every account opened
+        # accounts: every account opened -> [state, freeze reason, frozen until, approvals];
+        # pending: four-eyes transfers awaiting approval -> [from, to, unit, vintage, quantity, expires_at]
+        return {"holdings": {}, "totals": {}, "accounts": {}, "pending": {}}
 
     def apply(self, state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         t = event["type"]
         if t not in MOVING:
-            if t == "AccountOpened":
-                state["accounts"].add(event["data"]["account_id"])
+            if t in ACCOUNT_EVENTS:
+                _account_event(state, t, event["data"])
             return state
         holdings = state["holdings"]
         pair = PAIRS.get(t)
@@ -106,11 +108,51 @@ class Balances:
     def dump(self, state: dict[str, Any]) -> Any:
         return {"holdings": [[*k, v] for k, v in state["holdings"].items()],
                 "totals": [[u, v, t] for (u, v), t in state["totals"].items()],
-                "accounts": sorted(state["accounts"])}
+                "accounts": [[a, *s] for a, s in sorted(state["accounts"].items())],
+                "pending": [[i, *p] for i, p in state["pending"].items()]}
 
     def load(self, data: Any) -> dict[str, Any]:
         return {"holdings": {(a, u, v): q for a, u, v, q in data["holdings"]},
-                "totals": {(u, v): t for u, v, t in data["totals"]}, "accounts": set(data["accounts"])}
+                "totals": {(u, v): t for u, v, t in data["totals"]},
+                "accounts": {a[0]: a[1:] for a in data["accounts"]}, "pending": {p[0]: p[1:] for p in data["pending"]}}
+
+
+ACCOUNT_EVENTS = frozenset({"AccountOpened", "AccountFrozen", "AccountUnfrozen", "AccountClosed", "AccountPolicySet",
+                            "TransferPending", "TransferApproved", "TransferCancelled"})
+
+
+def _account_event(state: dict[str, Any], t: str, d: dict[str, Any]) -> None:
+    """An account's state (open, frozen, closed), its approvals, and the pending transfers that reserve units."""
+    if t == "AccountOpened":
+        state["accounts"][d["account_id"]] = ["open", None, None, 1]
+    elif t == "AccountFrozen":
+        state["accounts"][d["account_id"]][:3] = ["frozen", d["reason"], d.get("until")]
+    elif t == "AccountUnfrozen":
+        state["accounts"][d["account_id"]][:3] = ["open", None, None]
+    elif t == "AccountClosed":
+        state["accounts"][d["account_id"]][0] = "closed"
+    elif t == "AccountPolicySet":
+        state["accounts"][d["account_id"]][3] = d["approvals"]
+    elif t == "TransferPending":
+        state["pending"][d["transfer_id"]] = [d["from_account"], d["to_account"], d["unit"], d["vintage"],
+                                              d["quantity"], d["expires_at"]]
+    else:
+        state["pending"].pop(d["transfer_id"], None)
+
+
+def account_rows(state: dict[str, Any], account_id: str | None = None) -> list[dict[str, Any]]:
+    """Each account's state: open, frozen (with its reason and end) or closed; approvals; units reserved."""
+    reserved: dict[str, int] = {}
+    for p in state["pending"].values():
+        reserved[p[0]] = reserved.get(p[0], 0) + p[4]
+    return [{"account_id": a, "state": s, "reason": r, "until": u, "approvals": n, "reserved": reserved.get(a, 0)}
+            for a, (s, r, u, n) in sorted(state["accounts"].items()) if account_id in (None, a)]
+
+
+def pending_rows(state: dict[str, Any], account_id: str | None = None) -> list[dict[str, Any]]:
+    return [{"transfer_id": i, "from_account": f, "to_account": t, "unit": u, "vintage": v, "quantity": q,
+             "expires_at": e} for i, (f, t, u, v, q, e) in sorted(state["pending"].items())
+            if account_id in (None, f, t)]
 
 
 class History:

@@ -475,6 +475,9 @@ def test_executable_appends_and_reads_with_exit_0(store_url: str) -> None:
                 "withdrawn": 0,
             }
         ],
+        "accounts": [{"account_id": "F1", "state": "open", "reason": None, "until": None, "approvals": 1,
+                      "reserved": 0}],
+        "pending": [],
     }
 
 

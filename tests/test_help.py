@@ -41,7 +41,7 @@ def test_version_prints_the_installed_version() -> None:
 def _leaves(group: click.Group, path: str = "") -> list[tuple[str, click.Command]]:
     out = []
     for name, cmd in group.commands.items():
-        p = f"{path} {name}".strip()
+        p = path if cmd.hidden else f"{path} {name}".strip()  # transfer's hidden `send` is `transfer FROM TO`
         out += _leaves(cmd, p) if isinstance(cmd, click.Group) else [(p, cmd)]
     return out
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ledger.authority import authorize, check_signature
-from ledger.decisions import accounts, allocation, compliance, trading
+from ledger.decisions import accounts, allocation, compliance, operations, trading
 from ledger.decisions.base import Decided
 from ledger.errors import Refused
 from ledger.events import canonical_bytes
@@ -36,7 +36,13 @@ DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = 
     "surrender": compliance.surrender,
     "issue": allocation.issue,
     "allocate": allocation.allocate,
-    "transfer": trading.transfer,
+    "transfer": operations.transfer,
+    "transfer approve": operations.transfer_approve,
+    "transfer cancel": operations.transfer_cancel,
+    "account freeze": operations.account_freeze,
+    "account unfreeze": operations.account_unfreeze,
+    "account close": operations.account_close,
+    "account policy": operations.account_policy,
     "trade": trading.trade,
 }
 

@@ -68,6 +68,6 @@ def account_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> De
 
 
 def cancel(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
-    st.check_account_open(a["account_id"])
-    st.check_holding_covers(a["account_id"], a["unit"], a["vintage"], a["quantity"])
+    st.check_can_send(a["account_id"], now)
+    st.check_holding_covers(a["account_id"], a["unit"], a["vintage"], a["quantity"], now)
     return [("AllowancesCancelled", dict(a))], {}

@@ -85,7 +85,10 @@ def allocate(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decide
             events = [("AllowancesIssued", {"account_id": fid, "unit": "CEA", "vintage": year, "quantity": delta,
                                             "basis": "true-up", **_clean(inputs)})]
         else:
-            held = st.holding(fid, "CEA", year)
+            if st.accounts[fid].frozen_at(now):
+                raise Refused(f"{fid} must return {-delta} t of CEA {year} but its account is"
+                              f" {st.accounts[fid].state_at(now)}", code="account_frozen")
+            held = st.available(fid, "CEA", year, now)  # units reserved by pending transfers stay
             take = min(held, -delta)
             if take == 0:
                 raise Refused(f"{fid} must return {-delta} t of CEA {year} but holds none", code="insufficient_holding")

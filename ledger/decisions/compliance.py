@@ -41,7 +41,8 @@ def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
     period = st.check_open_period(a["year"])
     if vintage > period.last:
         raise Refused(f"vintage {vintage} is later than compliance year {period.label}", code="vintage_too_late")
-    st.check_holding_covers(fid, unit, vintage, q)
+    st.check_can_send(fid, now)
+    st.check_holding_covers(fid, unit, vintage, q, now)
     verified = st.verified_in(fid, period)
     if verified is None:
         raise Refused(f"firm {fid} has no verified emissions for {period.label}; verify before surrender",

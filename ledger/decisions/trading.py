@@ -1,4 +1,4 @@
-"""Decisions that move units between holders: transfers and exchange trades (lot sizes, price bands, T+1)."""
+"""Decisions of exchange trades (lot sizes, price bands, T+1). Transfers are ledger.decisions.operations'."""
 
 from __future__ import annotations
 
@@ -14,21 +14,12 @@ from ledger.model import LedgerState, Market
 from ledger.units import fmt_money, money
 
 
-def transfer(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
-    if a["from_account"] == a["to_account"]:
-        raise Refused("a transfer needs two different accounts", code="same_account")
-    st.check_account_open(a["from_account"])
-    st.check_account_open(a["to_account"])
-    st.check_holding_covers(a["from_account"], a["unit"], a["vintage"], a["quantity"])
-    return [("AllowancesTransferred", dict(a))], {}
-
-
 def trade(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     buyer, seller, q, mode, date = a["buyer"], a["seller"], a["quantity"], a["mode"], a["date"]
     if buyer == seller:
         raise Refused("buyer and seller must differ", code="self_trade")
     st.check_account_open(buyer)
-    st.check_account_open(seller)
+    st.check_can_send(seller, now)
     if mode == "listed" and q > rules.LISTED_MAX_QUANTITY_T:
         raise Refused(f"a listed trade must be under {rules.BLOCK_MIN_QUANTITY_T} t; use mode block", code="lot_size")
     if mode == "block" and q < rules.BLOCK_MIN_QUANTITY_T:
@@ -48,6 +39,11 @@ def trade(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
             raise Refused(f"price {price} is outside the {mode} band {lo}-{hi} (previous close {close})",
                           code="price_band")
     sellable = st.sellable(seller, a["unit"], a["vintage"], date)
+    if st.pending:
+        reserved = st.reserved(seller, a["unit"], a["vintage"], now)
+        if reserved and sellable - reserved < q:
+            raise Refused(f"seller {seller} can sell {sellable} t of {a['unit']} {a['vintage']}, of which {reserved} t"
+                          f" are reserved by pending transfers: fewer than {q} t", code="units_reserved")
     if sellable < q:
         held = st.holding(seller, a["unit"], a["vintage"])
         why = f" ({held - sellable} t bought on {date} are not sellable until the next day)" if held > sellable else ""
