@@ -38,7 +38,7 @@ def _report(out: Any, as_json: bool) -> None:
     if out.replayed:
         click.echo(f"already recorded: command {r['command_id']} at position {r['position']}; nothing appended")
         return
-    extra = "".join(f" {k}={r[k]}" for k in ("trade_id", "transfer_id", "expires_at", "issued", "swept", "penalties",
+    extra = "".join(f" {k}={r[k]}" for k in ("trade_id", "transfer_id", "expires_at", "reversed_position", "issued", "swept", "penalties",
                                              "fines") if r.get(k) is not None)
     span = str(r["position"]) if r["first_position"] == r["position"] else f"{r['first_position']}-{r['position']}"
     click.echo(f"recorded {', '.join(r['events'])} at position {span}{extra}")
@@ -232,10 +232,11 @@ def issue(c: Ctx, account_id: str, unit: str, vintage: str, quantity: str, basis
 @click.option("--step", required=True, type=click.Choice(["pre", "true-up"]))
 @click.option("--all", "all_firms", is_flag=True, help="Every covered firm, atomically per firm.")
 @click.option("--factor", "factors", multiple=True, help="Correction factor NAME=VALUE (cooling, heat_supply, load).")
+@click.option("--to-authority", is_flag=True, help="Issue into the province's government account (forced compliance).")
 @command_id_option
 @pass_ctx
 def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool, factors: tuple[str, ...],
-             command_id: str | None, as_json: bool) -> None:
+             to_authority: bool, command_id: str | None, as_json: bool) -> None:
     """Free allocation by the benchmark rules: pre-allocation or true-up (a regulator)."""
     fs = {}
     for f in factors:
@@ -246,8 +247,8 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
     if all_firms == bool(firm_id):
         raise BadInput("name one FIRM_ID or pass --all")
     if not all_firms:
-        _append(c, "allocate", {"firm_id": firm_id, "year": year, "step": step, "factors": fs or None}, command_id,
-                as_json)
+        _append(c, "allocate", {"firm_id": firm_id, "year": year, "step": step, "factors": fs or None,
+                                "to_authority": to_authority or None}, command_id, as_json)
         return
     from commands.output import emit_json
     from ledger import rules
@@ -264,7 +265,8 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
         cid = f"{command_id}:{fid}" if command_id else None
         try:
             out = reg.execute(_command(c, "allocate", {"firm_id": fid, "year": year, "step": step,
-                                                       "factors": fs or None}, cid))
+                                                       "factors": fs or None, "to_authority": to_authority or None},
+                                       cid))
             done.append({"firm_id": fid, "issued": out.result.get("issued", 0), "position": out.position})
         except Refused as e:
             skipped.append({"firm_id": fid, "reason": e.message})
@@ -367,13 +369,15 @@ def emissions_verify(c: Ctx, firm_id: str, year: str, tonnes: str, output: str |
 @click.argument("firm_id")
 @click.option("--year", required=True)
 @_unit_options
+@click.option("--from", "from_account", help="Forced compliance: surrender from this government account (or the"
+              " frozen firm's own) on the firm's behalf (a regulator).")
 @command_id_option
 @pass_ctx
-def surrender(c: Ctx, firm_id: str, year: str, unit: str, vintage: str, quantity: str, command_id: str | None,
-              as_json: bool) -> None:
-    """Surrender units against a firm's obligation."""
+def surrender(c: Ctx, firm_id: str, year: str, unit: str, vintage: str, quantity: str, from_account: str | None,
+              command_id: str | None, as_json: bool) -> None:
+    """Surrender units against a firm's obligation (--from: forced compliance, by the regulator)."""
     _append(c, "surrender", {"firm_id": firm_id, "year": year, "unit": unit, "vintage": vintage,
-                             "quantity": quantity}, command_id, as_json)
+                             "quantity": quantity, "from_account": from_account}, command_id, as_json)
 
 
 @click.command()
@@ -389,6 +393,16 @@ def cancel(c: Ctx, account_id: str, unit: str, vintage: str, quantity: str, reas
                           "reason": reason}, command_id, as_json)
 
 
+@click.command()
+@click.argument("position")
+@click.option("--reason", required=True, help="Why: recorded with the reversal.")
+@command_id_option
+@pass_ctx
+def reverse(c: Ctx, position: str, reason: str, command_id: str | None, as_json: bool) -> None:
+    """Undo the issuance, transfer, surrender or verification at POSITION by a linked reversal (a regulator)."""
+    _append(c, "reverse", {"position": position, "reason": reason}, command_id, as_json)
+
+
 @click.command("import")
 @click.argument("file", type=click.File("r"))
 @click.option("--on-refusal", type=click.Choice(["stop", "continue"]), default="stop", show_default=True)
@@ -402,4 +416,5 @@ def import_(c: Ctx, file: Any, on_refusal: str, batch_size: int, as_json: bool) 
     run_import(c, file, on_refusal, batch_size, as_json)
 
 
-COMMANDS = [init, actor, firm, account, year, issue, allocate, transfer, trade, emissions, surrender, cancel, import_]
+COMMANDS = [init, actor, firm, account, year, issue, allocate, transfer, trade, emissions, surrender, cancel, reverse,
+            import_]

@@ -108,6 +108,7 @@ EXAMPLES = {
     "emissions verify": "carbon-ledger emissions verify F0001 --year 2024 --tonnes 950 --output 1200 --output-unit MWh",
     "surrender": "carbon-ledger surrender F0001 --year 2024 --unit CEA --vintage 2024 --quantity 950",
     "cancel": "carbon-ledger cancel T0001 --unit CEA --vintage 2024 --quantity 10 --reason voluntary",
+    "reverse": "carbon-ledger --as MEE reverse 42 --reason 'issued to the wrong account'",
     "import": "carbon-ledger import commands.jsonl --on-refusal continue",
     "balances": "carbon-ledger balances F0001 --as-of 120",
     "history": "carbon-ledger history F0001 --csv > f0001.csv",

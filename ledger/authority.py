@@ -28,7 +28,7 @@ RIGHTS: dict[str, tuple[str, ...]] = {
     "emissions verify": ("regulator", "verifier"),
     "trade": ("exchange",),
     "transfer": ("firm", "regulator"),
-    "surrender": ("firm",),
+    "surrender": ("firm", "regulator"),  # the regulator only with --from (forced compliance)
     "cancel": ("firm", "regulator"),
     "account freeze": ("regulator",),
     "account unfreeze": ("regulator",),
@@ -36,6 +36,7 @@ RIGHTS: dict[str, tuple[str, ...]] = {
     "account policy": ("firm", "regulator"),  # the decision checks the firm's own account, and who may lower it
     "transfer approve": ("firm",),  # the decision checks: another actor of the sending account's firm
     "transfer cancel": ("firm", "regulator"),
+    "reverse": ("regulator",),
 }
 # The commands that move units out of one account, and the argument naming it.
 OWN_ACCOUNT_ONLY = {"transfer": "from_account", "surrender": "firm_id", "cancel": "account_id"}
@@ -60,8 +61,10 @@ def authorize(st: LedgerState, name: str, args: dict[str, Any], actor_id: str | 
     if actor.role not in allowed:
         raise Refused(f"actor {actor_id} ({actor.role}) lacks the right to {name}"
                       f" (needs {' or '.join(allowed)})", code="not_permitted")
+    if name == "surrender" and args.get("from_account") is not None and actor.role == "regulator":
+        return actor_id  # forced compliance: the decision checks the account it surrenders from
     if name in OWN_ACCOUNT_ONLY:
-        account_id = args[OWN_ACCOUNT_ONLY[name]]
+        account_id = args.get("from_account") or args[OWN_ACCOUNT_ONLY[name]]
         acc = st.accounts.get(account_id)
         if actor.role == "regulator" and acc is not None and acc.kind != "government":
             raise Refused(f"actor {actor_id} (regulator) lacks the right to {name} from {acc.kind} account"

@@ -106,6 +106,7 @@ class AllowancesIssued(EventData):
     computed: int | None = None
     previously_allocated: int | None = None
     verified_emissions: int | None = None
+    firm_id: Id | None = None  # an allocation issued to the province's account for this firm (--to-authority)
 
 
 class AllowancesTransferred(EventData):
@@ -144,13 +145,15 @@ class EmissionsVerified(EventData):
 
 
 class AllowancesSurrendered(EventData):
-    """Units given up against a firm's obligation for a compliance period."""
+    """Units given up against a firm's obligation for a compliance period; with `from_account`, by forced
+    compliance: the regulator surrenders them from that account (the province's) on the firm's behalf."""
 
     firm_id: Id
     year: int
     unit: Unit
     vintage: int
     quantity: Tonnes
+    from_account: Id | None = None
 
 
 class AllowancesCancelled(EventData):
@@ -269,6 +272,30 @@ class TransferCancelled(EventData):
     by: Id
 
 
+class EntryReversed(EventData):
+    """The regulator undid the issuance, transfer, surrender or verification at `reversed_position` (which stays
+    in the log). An issuance's units leave `account_id`; a transfer's go back (`from_account` is the original's
+    receiver); a surrender's return to `account_id`; a verification gives way to the one it replaced
+    (`tonnes`, `output`, `output_unit` of `restores_position`), or to none."""
+
+    reversed_position: Annotated[int, Field(gt=0)]
+    reversed_type: Literal["AllowancesIssued", "AllowancesTransferred", "AllowancesSurrendered", "EmissionsVerified"]
+    reason: str
+    account_id: Id | None = None
+    from_account: Id | None = None
+    to_account: Id | None = None
+    firm_id: Id | None = None
+    unit: Unit | None = None
+    vintage: int | None = None
+    quantity: Tonnes | None = None
+    basis: str | None = None
+    year: int | None = None
+    tonnes: Annotated[int, Field(ge=0)] | None = None
+    output: int | None = None
+    output_unit: str | None = None
+    restores_position: int | None = None
+
+
 CATALOGUE: dict[str, type[EventData]] = {
     cls.__name__: cls
     for cls in (
@@ -294,6 +321,7 @@ CATALOGUE: dict[str, type[EventData]] = {
         TransferPending,
         TransferApproved,
         TransferCancelled,
+        EntryReversed,
     )
 }
 

@@ -171,6 +171,16 @@ class Allocate(CommandInput):
     year: int
     step: str
     factors: dict[str, str] | None = None
+    to_authority: bool | None = None  # issue into the province's government account (forced compliance)
+
+    @field_validator("to_authority", mode="before")
+    @classmethod
+    def _to_authority(cls, value: Any) -> bool | None:
+        if value in (None, False, "false"):
+            return None  # one normal form: absent
+        if value in (True, "true"):
+            return True
+        raise ValueError(f"to_authority {value!r} must be true or false")
     _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
     _y = field_validator("year", mode="before")(_v(units.parse_year))
     _s = field_validator("step", mode="before")(_v(units.parse_choice, ("pre", "true-up"), "step"))
@@ -270,6 +280,8 @@ class Surrender(CommandInput):
     unit: str
     vintage: int
     quantity: int
+    from_account: str | None = None  # forced compliance: a government account (or the frozen firm's own)
+    _fa = field_validator("from_account", mode="before")(_v(units.parse_id, "--from account id"))
     _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
     _y = field_validator("year", mode="before")(_v(units.parse_year))
     _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
@@ -333,6 +345,13 @@ class PendingTransfer(CommandInput):
     _i = field_validator("transfer_id", mode="before")(_v(units.parse_id, "pending transfer id"))
 
 
+class Reverse(CommandInput):
+    position: int
+    reason: str
+    _p = field_validator("position", mode="before")(_v(units.parse_quantity, "position"))
+    _r = field_validator("reason", mode="before")(_v(units.parse_text, "reason"))
+
+
 INPUTS: dict[str, type[CommandInput]] = {
     "init": Init,
     "actor add": ActorAdd,
@@ -354,6 +373,7 @@ INPUTS: dict[str, type[CommandInput]] = {
     "account policy": AccountPolicy,
     "transfer approve": PendingTransfer,
     "transfer cancel": PendingTransfer,
+    "reverse": Reverse,
 }
 
 

@@ -20,9 +20,10 @@ from ledger.events import GENESIS_HASH, chain_hash
 from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
-SNAPSHOT_VERSION = 4  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+SNAPSHOT_VERSION = 5  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
 # 4: account states (frozen, until, approvals) and pending transfers
+# 5: the reversible entries of open compliance years, and the position of each firm-year's verification
 
 
 @dataclass
@@ -151,6 +152,10 @@ class LedgerState:
     bought: dict[tuple[str, str], tuple[str, dict[int, int]]] = field(default_factory=dict)
     penalized: set[tuple[str, str]] = field(default_factory=set)
     pending: dict[str, Pending] = field(default_factory=dict)  # four-eyes transfers awaiting approval, by id
+    # Reversible entries (issuance, transfer, surrender, verification) by position, while the compliance year
+    # they concern is open: [type, data, position of the reversal or None]. Dropped when that year closes.
+    entries: dict[int, list[Any]] = field(default_factory=dict)
+    verified_at: dict[tuple[str, int], int] = field(default_factory=dict)  # the position of the verification in force
 
     # --- queries --------------------------------------------------------------
     def holding(self, account_id: str, unit: str, vintage: int) -> int:
@@ -277,6 +282,8 @@ class LedgerState:
         except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
             raise IntegrityFailure(f"integrity failure at position {event.get('position')}: the event does not"
                                    f" fit the ledger ({type(e).__name__}: {e})", position=event.get("position")) from None
+        if event["type"] in REVERSIBLE:
+            self._entry(event)
         command_id = event.get("command_id")
         if command_id != self.last_command_id:
             self.commands += 1
@@ -289,6 +296,19 @@ class LedgerState:
         self.hash = chain_hash(self.hash, blob)
         if self.position == 1:
             self.store_id = self.hash
+
+    def _entry(self, event: dict[str, Any]) -> None:
+        """Keep a reversible event while its compliance year is open (the year closed already: not at all)."""
+        t, d = event["type"], event["data"]
+        year = entry_year(t, d)
+        label = self.year_period.get(year)
+        if label is not None and self.periods[label].closed:
+            return
+        if t == "EmissionsVerified":  # which verification it replaced: a reversal restores that one
+            key = (d["firm_id"], d["year"])
+            d = {**d, "previous_position": self.verified_at.get(key)}
+            self.verified_at[key] = event["position"]
+        self.entries[event["position"]] = [t, d, None]
 
     def _add(self, key: HoldingKey, delta: int) -> None:
         new = self.holdings.get(key, 0) + delta
@@ -328,6 +348,8 @@ class LedgerState:
             "penalized": [list(k) for k in self.penalized],
             "pending": [[p.transfer_id, p.from_account, p.to_account, p.unit, p.vintage, p.quantity, p.initiator,
                          p.expires_at] for p in self.pending.values()],
+            "entries": [[k, *v] for k, v in self.entries.items()],
+            "verified_at": [[*k, v] for k, v in self.verified_at.items()],
         }
 
     @classmethod
@@ -356,6 +378,8 @@ class LedgerState:
         st.bought = {(a, u): (d, {v: q for v, q in b}) for a, u, d, b in s["bought"]}
         st.penalized = {tuple(k) for k in s["penalized"]}  # type: ignore[misc]
         st.pending = {p[0]: Pending(*p) for p in s["pending"]}
+        st.entries = {e[0]: e[1:] for e in s["entries"]}
+        st.verified_at = {(f, y): p for f, y, p in s["verified_at"]}
         return st
 
 
@@ -393,8 +417,9 @@ def _year_opened(st: LedgerState, d: dict[str, Any]) -> None:
 
 def _issued(st: LedgerState, d: dict[str, Any]) -> None:
     st._add((d["account_id"], d["unit"], d["vintage"]), d["quantity"])
-    if d["basis"] in ("pre-allocation", "true-up") and d["account_id"] in st.firms:
-        key = (d["account_id"], d.get("year") or d["vintage"])
+    firm = d.get("firm_id") or d["account_id"]  # firm_id: allocated to the province's account for the firm
+    if d["basis"] in ("pre-allocation", "true-up") and firm in st.firms:
+        key = (firm, d.get("year") or d["vintage"])
         st.allocated[key] = st.allocated.get(key, 0) + d["quantity"]
         if d["basis"] == "pre-allocation":
             st.pre_allocated[key] = st.pre_allocated.get(key, 0) + d["quantity"]
@@ -434,7 +459,7 @@ def _verified(st: LedgerState, d: dict[str, Any]) -> None:
 
 
 def _surrendered(st: LedgerState, d: dict[str, Any]) -> None:
-    st._add((d["firm_id"], d["unit"], d["vintage"]), -d["quantity"])
+    st._add((d.get("from_account") or d["firm_id"], d["unit"], d["vintage"]), -d["quantity"])
     label = st.year_period[d["year"]]
     key = (d["firm_id"], label, d["unit"])
     st.surrendered[key] = st.surrendered.get(key, 0) + d["quantity"]
@@ -464,7 +489,11 @@ def _withdrawn(st: LedgerState, d: dict[str, Any]) -> None:
 
 
 def _closed(st: LedgerState, d: dict[str, Any]) -> None:
-    st.periods[st.year_period[d["year"]]].closed = True
+    period = st.periods[st.year_period[d["year"]]]
+    period.closed = True
+    years = set(period.years())
+    for pos in [p for p, (t, e, _) in st.entries.items() if entry_year(t, e) in years]:
+        del st.entries[pos]  # enforced: no longer reversible
 
 
 def _penalty(st: LedgerState, d: dict[str, Any]) -> None:
@@ -504,6 +533,44 @@ def _pending_done(st: LedgerState, d: dict[str, Any]) -> None:
     del st.pending[d["transfer_id"]]  # approved (its AllowancesTransferred follows) or cancelled
 
 
+REVERSIBLE = frozenset({"AllowancesIssued", "AllowancesTransferred", "AllowancesSurrendered", "EmissionsVerified"})
+
+
+def entry_year(etype: str, d: dict[str, Any]) -> int:
+    """The compliance year a reversible event concerns: a surrender's or verification's year; an allocation's
+    year; otherwise the units' vintage."""
+    if etype in ("AllowancesSurrendered", "EmissionsVerified"):
+        return d["year"]
+    return d.get("year") or d["vintage"]
+
+
+def _reversed(st: LedgerState, d: dict[str, Any]) -> None:
+    """Undo the entry at `reversed_position`, as the EntryReversed event states it."""
+    entry = st.entries[d["reversed_position"]]
+    if entry[2] is not None or entry[0] != d["reversed_type"]:
+        raise ValueError(f"position {d['reversed_position']} is reversed already or is not a {d['reversed_type']}")
+    t, e = entry[0], entry[1]
+    entry[2] = st.position + 1
+    if t == "AllowancesIssued":
+        _issued(st, {**e, "quantity": -e["quantity"]})
+        key = (e.get("firm_id") or e["account_id"], e.get("year") or e["vintage"])
+        for kept in (st.allocated, st.pre_allocated):
+            if kept.get(key) == 0:
+                del kept[key]  # a reversed pre-allocation may be made again
+    elif t == "AllowancesTransferred":
+        _transferred(st, {**e, "from_account": e["to_account"], "to_account": e["from_account"]})
+    elif t == "AllowancesSurrendered":
+        _surrendered(st, {**e, "quantity": -e["quantity"]})
+    else:
+        key = (e["firm_id"], e["year"])
+        if d.get("tonnes") is None:
+            st.verified.pop(key, None)
+            st.verified_at.pop(key, None)
+        else:
+            st.verified[key] = (d["tonnes"], d.get("output"), d.get("output_unit"))
+            st.verified_at[key] = d["restores_position"]
+
+
 _APPLY = {
     "LedgerInitialized": _initialized,
     "ActorAdded": _actor_added,
@@ -527,6 +594,7 @@ _APPLY = {
     "TransferPending": _pending,
     "TransferApproved": _pending_done,
     "TransferCancelled": _pending_done,
+    "EntryReversed": _reversed,
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 Key = tuple[str, str, int]
 MOVING = ("AllowancesIssued", "AllowancesTransferred", "TradeExecuted", "AllowancesSurrendered",
-          "AllowancesCancelled", "AllowancesWithdrawn")
+          "AllowancesCancelled", "AllowancesWithdrawn", "EntryReversed")
 TOTAL_FIELDS = ("issued", "held", "surrendered", "cancelled", "withdrawn")
 PAIRS = {"AllowancesTransferred": ("from_account", "to_account"), "TradeExecuted": ("seller", "buyer")}
 
@@ -48,6 +48,8 @@ def movements(event: dict[str, Any]) -> list[tuple[str, str, int, int, str | Non
     t, d = event["type"], event["data"]
     if t not in MOVING:
         return []
+    if t == "EntryReversed":
+        return _reversal_movements(d)
     u, v, q = d["unit"], d["vintage"], d["quantity"]
     if t == "AllowancesIssued":
         return [(d["account_id"], u, v, q, None)]
@@ -56,8 +58,21 @@ def movements(event: dict[str, Any]) -> list[tuple[str, str, int, int, str | Non
     if t == "TradeExecuted":
         return [(d["seller"], u, v, -q, d["buyer"]), (d["buyer"], u, v, q, d["seller"])]
     if t == "AllowancesSurrendered":
-        return [(d["firm_id"], u, v, -q, None)]
+        return [(d.get("from_account") or d["firm_id"], u, v, -q, None)]
     return [(d["account_id"], u, v, -q, None)]
+
+
+def _reversal_movements(d: dict[str, Any]) -> list[tuple[str, str, int, int, str | None]]:
+    """An EntryReversed moves what the original moved, the other way (a verification's moves nothing)."""
+    t = d["reversed_type"]
+    if t == "AllowancesIssued":
+        return [(d["account_id"], d["unit"], d["vintage"], -d["quantity"], None)]
+    if t == "AllowancesTransferred":
+        u, v, q = d["unit"], d["vintage"], d["quantity"]
+        return [(d["from_account"], u, v, -q, d["to_account"]), (d["to_account"], u, v, q, d["from_account"])]
+    if t == "AllowancesSurrendered":
+        return [(d["account_id"], d["unit"], d["vintage"], d["quantity"], None)]
+    return []
 
 
 class Balances:
@@ -83,9 +98,14 @@ class Balances:
             if (u, v) not in state["totals"]:
                 state["totals"][(u, v)] = dict.fromkeys(TOTAL_FIELDS, 0)
             return state
-        for account, unit, vintage, delta, _ in movements(event):
+        moves = movements(event)
+        for account, unit, vintage, delta, _ in moves:
             _add(holdings, (account, unit, vintage), delta)
         d = event["data"]
+        if t == "EntryReversed":
+            t = {"AllowancesIssued": "Unissued", "AllowancesSurrendered": "Unsurrendered"}.get(d["reversed_type"], "")
+            if not t:
+                return state
         tk = (d["unit"], d["vintage"])
         tot = state["totals"].get(tk)
         if tot is None:
@@ -103,6 +123,12 @@ class Balances:
         elif t == "AllowancesWithdrawn":
             tot["withdrawn"] += q
             tot["held"] -= q
+        elif t == "Unissued":  # a reversed issuance: as if never issued
+            tot["issued"] -= q
+            tot["held"] -= q
+        elif t == "Unsurrendered":  # a reversed surrender: the units are held again
+            tot["surrendered"] -= q
+            tot["held"] += q
         return state
 
     def dump(self, state: dict[str, Any]) -> Any:
@@ -203,6 +229,8 @@ def history_row(event: dict[str, Any], seq: int, balance: int) -> dict[str, Any]
            "vintage": vintage, "quantity": delta, "balance": balance, "counterparty": counterparty}
     if t == "TradeExecuted":
         row.update(trade_id=d["trade_id"], price=d["price"], trade_date=d["trade_date"])
+    elif t == "EntryReversed":
+        row.update(reverses=d["reversed_position"], reversed_type=d["reversed_type"], reason=d["reason"])
     elif "basis" in d:
         row["basis"] = d["basis"]
     elif "reason" in d:

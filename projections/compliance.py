@@ -37,8 +37,9 @@ class Compliance:
         elif t == "EmissionsVerified":
             s["verified"][(d["firm_id"], d["year"])] = d["tonnes"]
         elif t == "AllowancesIssued":
-            if d["basis"] in ("pre-allocation", "true-up") and d["account_id"] in s["firms"]:
-                k = (d["account_id"], d.get("year") or d["vintage"])
+            firm = d.get("firm_id") or d["account_id"]  # to the province's account for the firm
+            if d["basis"] in ("pre-allocation", "true-up") and firm in s["firms"]:
+                k = (firm, d.get("year") or d["vintage"])
                 s["allocated"][k] = s["allocated"].get(k, 0) + d["quantity"]
         elif t == "AllowancesWithdrawn":
             firm = d.get("firm_id") or d["account_id"]
@@ -50,6 +51,8 @@ class Compliance:
         elif t == "AllowancesSurrendered":
             k = (d["firm_id"], s["year_period"][d["year"]], d["unit"])
             s["surrendered"][k] = s["surrendered"].get(k, 0) + d["quantity"]
+        elif t == "EntryReversed":
+            _reversal(s, d)
         elif t == "PenaltyAssessed":
             s["penalties"][(d["firm_id"], s["year_period"][d["year"]])] = [d["fine"], d["deduction"], d["shortfall"]]
         elif t == "ComplianceYearClosed":
@@ -84,6 +87,23 @@ class Compliance:
         s["deducted"] = {(f, y): v for f, y, v in data["deducted"]}
         s["at_close"] = {(f, p): v for f, p, v in data["at_close"]}
         return s
+
+
+def _reversal(s: dict[str, Any], d: dict[str, Any]) -> None:
+    """A reversed allocation, surrender or verification counts no more (the original stays in the log)."""
+    t = d["reversed_type"]
+    firm = d.get("firm_id") or d.get("account_id")
+    if t == "AllowancesIssued" and d.get("basis") in ("pre-allocation", "true-up") and firm in s["firms"]:
+        k = (firm, d.get("year") or d["vintage"])
+        s["allocated"][k] = s["allocated"].get(k, 0) - d["quantity"]
+    elif t == "AllowancesSurrendered":
+        k = (d["firm_id"], s["year_period"][d["year"]], d["unit"])
+        s["surrendered"][k] = s["surrendered"].get(k, 0) - d["quantity"]
+    elif t == "EmissionsVerified":
+        if d.get("tonnes") is None:
+            s["verified"].pop((d["firm_id"], d["year"]), None)
+        else:
+            s["verified"][(d["firm_id"], d["year"])] = d["tonnes"]
 
 
 def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:

@@ -488,6 +488,7 @@ def _every_kind_of_event(reg: Registry) -> None:
     reg.unfreeze_account("T1")
     reg.open_account("GOV-HUBEI", "Hubei", "government")
     reg.close_account("T1", sweep_to="GOV-HUBEI")
+    reg.reverse(reg.issue("GOV-HUBEI", "CEA", 2025, 5, "auction").position, "issued by mistake")
 
 
 def test_every_emitted_event_validates_against_the_catalogue(registry: Registry) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ledger.authority import authorize, check_signature
-from ledger.decisions import accounts, allocation, compliance, operations, trading
+from ledger.decisions import accounts, allocation, compliance, forced, operations, reversals, trading
 from ledger.decisions.base import Decided
 from ledger.errors import Refused
 from ledger.events import canonical_bytes
@@ -35,7 +35,7 @@ DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = 
     "emissions verify": compliance.verify,
     "surrender": compliance.surrender,
     "issue": allocation.issue,
-    "allocate": allocation.allocate,
+    "allocate": forced.allocate,  # allocation.allocate, or into the province's account (--to-authority)
     "transfer": operations.transfer,
     "transfer approve": operations.transfer_approve,
     "transfer cancel": operations.transfer_cancel,
@@ -43,6 +43,7 @@ DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = 
     "account unfreeze": operations.account_unfreeze,
     "account close": operations.account_close,
     "account policy": operations.account_policy,
+    "reverse": reversals.reverse,
     "trade": trading.trade,
 }
 

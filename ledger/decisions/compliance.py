@@ -41,8 +41,19 @@ def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
     period = st.check_open_period(a["year"])
     if vintage > period.last:
         raise Refused(f"vintage {vintage} is later than compliance year {period.label}", code="vintage_too_late")
-    st.check_can_send(fid, now)
-    st.check_holding_covers(fid, unit, vintage, q, now)
+    src = a.get("from_account") or fid
+    if a.get("from_account") is not None:  # forced compliance: the regulator surrenders on the firm's behalf
+        who = st.actors.get(actor)
+        if st.enforced and (who is None or who.role != "regulator"):
+            raise Refused(f"surrender --from is forced compliance, by the regulator; {actor} surrenders from {fid}",
+                          code="not_permitted")
+        acc = st.check_account_open(src)
+        if src != fid and acc.kind != "government":
+            raise Refused(f"forced compliance surrenders from a government account or the firm's own, not the"
+                          f" {acc.kind} account {src}", code="forced_source")
+    else:
+        st.check_can_send(fid, now)  # a frozen account is surrendered from only by forced compliance
+    st.check_holding_covers(src, unit, vintage, q, now)
     verified = st.verified_in(fid, period)
     if verified is None:
         raise Refused(f"firm {fid} has no verified emissions for {period.label}; verify before surrender",
@@ -58,8 +69,10 @@ def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
     if done + q > obligation:
         raise Refused(f"surrendering {q} t would exceed {fid}'s obligation of {obligation} t for {period.label}"
                       f" ({done} t already surrendered)", code="beyond_obligation")
-    return [("AllowancesSurrendered", {"firm_id": fid, "year": period.first, "unit": unit, "vintage": vintage,
-                                       "quantity": q})], {}
+    data = {"firm_id": fid, "year": period.first, "unit": unit, "vintage": vintage, "quantity": q}
+    if a.get("from_account") is not None:
+        data["from_account"] = src
+    return [("AllowancesSurrendered", data)], {}
 
 
 def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
