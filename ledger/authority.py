@@ -61,7 +61,10 @@ def authorize(st: LedgerState, name: str, args: dict[str, Any], actor_id: str | 
     if actor.role not in allowed:
         raise Refused(f"actor {actor_id} ({actor.role}) lacks the right to {name}"
                       f" (needs {' or '.join(allowed)})", code="not_permitted")
-    if name == "surrender" and args.get("from_account") is not None and actor.role == "regulator":
+    if name == "surrender" and actor.role == "regulator":
+        if args.get("from_account") is None:
+            raise Refused(f"actor {actor_id} (regulator) surrenders only by forced compliance, with --from an"
+                          " account on the firm's behalf", code="not_permitted")
         return actor_id  # forced compliance: the decision checks the account it surrenders from
     if name in OWN_ACCOUNT_ONLY:
         account_id = args.get("from_account") or args[OWN_ACCOUNT_ONLY[name]]
