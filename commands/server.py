@@ -264,7 +264,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
     @app.get("/v1/balances")
     async def balances(request: Request, account: str | None = None, as_of: int | None = None) -> Any:
         """Holdings per account, unit and vintage. Signed: a firm sees its own accounts, the regulator all."""
-        from projections.balances import balance_rows, total_rows
+        from projections.balances import account_rows, balance_rows, pending_rows, total_rows
 
         try:
             actor, role = await caller(request, required=True)
@@ -279,7 +279,11 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
                     if account not in st["accounts"]:
                         raise BadInput(f"account {account} does not exist (at position {pos})")
                 rows = [r for r in balance_rows(st, account) if mine is None or r["account_id"] in mine]
-                return {"position": pos, "balances": rows, "totals": total_rows(st)}
+                accounts = [r for r in account_rows(st, account) if mine is None or r["account_id"] in mine]
+                pending = [r for r in pending_rows(st, account)
+                           if mine is None or r["from_account"] in mine or r["to_account"] in mine]
+                return {"position": pos, "balances": rows, "totals": total_rows(st), "accounts": accounts,
+                        "pending": pending}
 
             return await reading(read)
         except LedgerError as e:
