@@ -150,7 +150,7 @@ class YearClose(CommandInput):
             raise ValueError(str(e)) from None
         if not lo <= m <= hi:
             raise ValueError(f"fine multiple {m} must be from {lo} to {hi}")
-        return str(m.normalize())
+        return format(m.normalize(), "f")  # "10", never "1E+1"
 
 
 class Issue(CommandInput):
