@@ -22,6 +22,9 @@ from ledger.errors import BadInput, LedgerError, Refused, StoreError
 
 # Limits, each named once (docs/security.md lists them with the rest of the threat model).
 MAX_BODY_BYTES = 64 * 1024  # one command: the import's line limit
+MAX_BATCH_BYTES = 16 * 1024 * 1024  # a batch of JSON lines
+MAX_BATCH_LINES = 10_000  # commands in one batch
+MAX_BAD_LINES_REPORTED = 20
 GROUP_MAX_COMMANDS = 500  # commands gathered into one transaction at most
 GROUP_MAX_WAIT_S = 0.002  # how long the first command of a group waits for others to join it
 UNAUTHENTICATED = {"unsigned", "bad_signature", "signature_expired", "no_public_key", "replayed", "unknown_actor",
@@ -48,8 +51,9 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 @dataclass
 class _Job:
-    command: Any
+    commands: list[Any]
     future: Future
+    on_refusal: str | None = None  # None: one command that may share a transaction; else a batch, alone
 
 
 class GroupCommit:
@@ -70,15 +74,33 @@ class GroupCommit:
         self.thread.start()
 
     def submit(self, command: Any) -> Future:
+        """One command; the future's result is its Outcome (or its LedgerError)."""
         fut: Future = Future()
-        self.jobs.put(_Job(command, fut))
+        self.jobs.put(_Job([command], fut))
+        return fut
+
+    def submit_batch(self, commands: list[Any], on_refusal: str) -> Future:
+        """Commands with import's semantics, in a transaction of their own; the result is the list of outcomes
+        (a refusal stops the rest with on_refusal="stop")."""
+        fut: Future = Future()
+        self.jobs.put(_Job(commands, fut, on_refusal))
         return fut
 
     def _run(self) -> None:
+        held: _Job | None = None  # a batch that arrived while a group was gathered: it runs next, alone
+        stopping = False
         while True:
-            job = self.jobs.get()
+            if held is not None:
+                job, held = held, None
+            elif stopping:
+                return
+            else:
+                job = self.jobs.get()
             if job is None:
                 return
+            if job.on_refusal is not None:
+                self._commit_batch(job)
+                continue
             group = [job]
             if self.group:
                 deadline = time.monotonic() + GROUP_MAX_WAIT_S
@@ -88,29 +110,41 @@ class GroupCommit:
                     except queue.Empty:
                         break
                     if more is None:
-                        self.jobs.put(None)
+                        stopping = True
+                        break
+                    if more.on_refusal is not None:
+                        held = more
                         break
                     group.append(more)
             self._commit(group)
 
-    def _commit(self, group: list[_Job]) -> None:
+    def _execute(self, jobs: list[_Job], commands: list[Any], on_refusal: str) -> list[Any] | None:
         try:
-            results = self.registry.execute_batch([j.command for j in group], on_refusal="continue")
+            results = self.registry.execute_batch(commands, on_refusal=on_refusal)
         except LedgerError as e:
-            for j in group:
+            for j in jobs:
                 j.future.set_exception(e)
-            return
+            return None
         except Exception as e:  # noqa: BLE001 - a store that failed under us: each request answers 503, never 500
-            for j in group:
+            for j in jobs:
                 j.future.set_exception(StoreError(f"store failure: {type(e).__name__}: {e}"))
-            return
+            return None
         self.batches += 1
-        self.commands += len(group)
-        for j, r in zip(group, results, strict=True):
+        self.commands += len(commands)
+        return results
+
+    def _commit(self, group: list[_Job]) -> None:
+        results = self._execute(group, [j.commands[0] for j in group], "continue")
+        for j, r in zip(group, results or (), strict=False):
             if isinstance(r, LedgerError):
                 j.future.set_exception(r)
             else:
                 j.future.set_result(r)
+
+    def _commit_batch(self, job: _Job) -> None:
+        results = self._execute([job], job.commands, job.on_refusal or "stop")
+        if results is not None:
+            job.future.set_result(results)
 
     def close(self) -> None:
         self.jobs.put(None)
@@ -342,6 +376,52 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
                     yield orjson.dumps({k: e[k] for k in public}) + b"\n"
 
         return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    @app.post("/v1/commands/batch")
+    async def batch(request: Request, on_refusal: str = "stop") -> Any:
+        """JSON lines of signed commands, with import's semantics: every line is checked before anything is
+        recorded (400 naming the bad lines), then they run in order in one transaction; a refusal is reported
+        with its line and stops the rest (on_refusal=stop) or not (continue). Answers as `import --json`."""
+        if state["writer"] is None:
+            return fail(Refused("this server serves reads only", code="read_only"))
+        if on_refusal not in ("stop", "continue"):
+            return fail(BadInput("on_refusal is stop or continue"))
+        body = await request.body()
+        if len(body) > MAX_BATCH_BYTES:
+            return JSONResponse(error_body("too_large", f"a batch is at most {MAX_BATCH_BYTES} bytes"),
+                                status_code=413)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return fail(BadInput("the body is not UTF-8"))
+        numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if len(numbered) > MAX_BATCH_LINES:
+            return JSONResponse(error_body("too_large", f"a batch is at most {MAX_BATCH_LINES} commands"),
+                                status_code=413)
+        cmds, bad = [], []
+        for n, line in numbered:
+            try:
+                cmd = parse_line(n, line)
+                if cmd.signature is None or not cmd.actor:
+                    raise BadInput(f"line {n}: every command sent to the server is signed and names its actor")
+                cmds.append((n, cmd))
+            except BadInput as e:
+                bad.append(e.message)
+        if bad:
+            body_ = error_body("bad_input", f"{len(bad)} bad lines; nothing was appended")
+            body_["error"]["lines"] = bad[:MAX_BAD_LINES_REPORTED]
+            return JSONResponse(body_, status_code=400)
+        try:
+            results = await asyncio.wrap_future(state["writer"].submit_batch([c for _n, c in cmds], on_refusal))
+            head_pos, head_hash = await reading(state["reader"].head)
+        except LedgerError as e:
+            return fail(e)
+        refused = [{"line": n, "command_id": c.command_id, "error": {"code": r.code, "message": r.message}}
+                   for (n, c), r in zip(cmds, results) if isinstance(r, LedgerError)]
+        done = [r for r in results if not isinstance(r, LedgerError)]
+        return {"lines": len(cmds), "applied": sum(not r.replayed for r in done),
+                "already_applied": sum(r.replayed for r in done), "refused": refused,
+                "stopped": bool(refused) and on_refusal == "stop", "position": head_pos, "hash": head_hash}
 
     @app.post("/v1/commands")
     async def command(request: Request) -> Any:

@@ -255,3 +255,22 @@ def test_the_public_export_has_the_hashes_and_the_regulators_has_everything(serv
     full = [json.loads(x) for x in signed_get(server, keys["MEE"], "MEE", "/v1/audit/export").text.splitlines()]
     local = export_lines(registry_store)
     assert full == local and [p["hash"] for p in public] == [e["hash"] for e in local]
+
+
+def test_a_batch_of_signed_lines_has_imports_semantics(server: Server, keys: dict[str, str],
+                                                       registry_store: str) -> None:
+    good = [signed_line(server, keys["F1"], "F1-desk", "transfer", f"b-{i}", transfer(2)) for i in range(3)]
+    too_much = signed_line(server, keys["F1"], "F1-desk", "transfer", "b-x", transfer(10_000_000))
+    bad = dict(good[0], quantity="2.5")
+    before = httpx.get(server.url + "/v1/head").json()
+    r = httpx.post(server.url + "/v1/commands/batch", content="\n".join(json.dumps(x) for x in [*good, bad]))
+    assert r.status_code == 400 and r.json()["error"]["lines"][0].startswith("line 4")
+    assert httpx.get(server.url + "/v1/head").json() == before  # a bad line: nothing appended
+    lines = "\n".join(json.dumps(x) for x in [good[0], too_much, good[1], good[2]])
+    stop = httpx.post(server.url + "/v1/commands/batch", content=lines).json()
+    assert (stop["applied"], stop["stopped"], stop["refused"][0]["line"]) == (1, True, 2)
+    assert stop["refused"][0]["error"]["code"] == "insufficient_holding"
+    go_on = httpx.post(server.url + "/v1/commands/batch?on_refusal=continue", content=lines).json()
+    assert (go_on["applied"], go_on["already_applied"], go_on["stopped"]) == (2, 1, False)
+    assert json.loads(ok(registry_store, "balances", "F2", "--json"))["balances"][0]["quantity"] == 6
+    assert "chain verified" in ok(registry_store, "audit", "verify")
