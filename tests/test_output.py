@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import random
-import time
 from contextlib import redirect_stdout
 
 import pytest
@@ -54,9 +53,20 @@ def test_a_table_wider_than_the_console_is_left_to_rich(monkeypatch: pytest.Monk
     assert printed(lambda: output.emit_table("T", rows)) == rich_alone("T", rows)
 
 
-def test_fifteen_thousand_rows_render_in_under_a_second() -> None:
+def test_fifteen_thousand_rows_are_streamed_not_laid_out_cell_by_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich lays a table out cell by cell (about 1 ms a row, 12 s for this one); past STREAM_ABOVE rows it lays
+    out only the widest cells and the body is written line by line. (The speed itself is not timed here.)"""
+    from rich.table import Table
+
+    laid_out: list[int] = []
+    real = Table.add_row
+
+    def add_row(self: Table, *cells: object, **kw: object) -> None:
+        laid_out.append(1)
+        real(self, *cells, **kw)
+
+    monkeypatch.setattr(Table, "add_row", add_row)
     rows = rows_of(15_028)
-    started = time.perf_counter()
     text = printed(lambda: output.emit_table("Compliance", rows))
-    assert time.perf_counter() - started < 1.0
+    assert len(laid_out) <= 2
     assert text.count("\n") == 15_028 + 5  # title, top border, header, separator, rows, bottom border
