@@ -84,6 +84,7 @@ EXAMPLES = {
     "actor key": "carbon-ledger --as MEE actor key SEEE --public-key HEX",
     "actor keygen": "carbon-ledger actor keygen --out seee.pem",
     "firm register": "carbon-ledger firm register F0001 --name 'Huaneng Unit 1' --sector power --region Hubei",
+    "facility register": "carbon-ledger facility register F0001-U1 --firm F0001 --kind coal --rated-mw 600",
     "account open": "carbon-ledger account open T0001 --holder F0001 --kind trading",
     "year open": "carbon-ledger year open 2024 --deadline 2025-12-31",
     "year close": "carbon-ledger year close 2024 --fine-multiple 5",

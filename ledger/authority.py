@@ -20,6 +20,7 @@ RIGHTS: dict[str, tuple[str, ...]] = {
     "actor add": ("regulator",),
     "actor key": ("regulator",),
     "firm register": ("regulator",),
+    "facility register": ("regulator",),
     "account open": ("regulator",),
     "year open": ("regulator",),
     "year close": ("regulator",),

@@ -67,6 +67,16 @@ class FirmRegistered(EventData):
     unit_type: str | None = None
 
 
+class FacilityRegistered(EventData):
+    """A firm's facility: a generating unit (coal with its rated power, unconventional coal, gas) or a new
+    sector's steelmaking entity, clinker line or electrolysis process. Allocation is computed per facility."""
+
+    facility_id: Id
+    firm_id: Id
+    kind: Literal["coal", "coal-unconventional", "gas", "steel", "clinker", "aluminium"]
+    rated_mw: str | None = None
+
+
 class AccountOpened(EventData):
     """A holding account: a firm's compliance account, a trading account, or a government account."""
 
@@ -134,13 +144,20 @@ class TradeExecuted(EventData):
 
 
 class EmissionsVerified(EventData):
-    """A firm's verified emissions for a year (the latest verification of a year counts)."""
+    """A firm's verified emissions for a year (the latest verification of a year counts); with facility_id,
+    one facility's emissions and activity data, and the firm's emissions are the sum over its facilities."""
 
     firm_id: Id
     year: int
     tonnes: Annotated[int, Field(ge=0)]
     output: int | None = None
     output_unit: str | None = None
+    facility_id: Id | None = None
+    generated_mwh: int | None = None
+    supplied_mwh: int | None = None
+    heat_gj: int | None = None
+    load_factor: str | None = None
+    intensity: str | None = None
 
 
 class AllowancesSurrendered(EventData):
@@ -218,6 +235,7 @@ CATALOGUE: dict[str, type[EventData]] = {
         ActorAdded,
         ActorKeyRegistered,
         FirmRegistered,
+        FacilityRegistered,
         AccountOpened,
         ComplianceYearOpened,
         AllowancesIssued,

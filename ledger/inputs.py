@@ -243,22 +243,63 @@ class Trade(CommandInput):
             raise ValueError(str(e)) from None
 
 
+class FacilityRegister(CommandInput):
+    facility_id: str
+    firm: str
+    kind: str
+    rated_mw: str | None = None
+    _i = field_validator("facility_id", mode="before")(_v(units.parse_id, "facility id"))
+    _f = field_validator("firm", mode="before")(_v(units.parse_id, "firm id"))
+    _k = field_validator("kind", mode="before")(_v(units.parse_choice, rules.FACILITY_KINDS, "kind"))
+    _r = field_validator("rated_mw", mode="before")(_v(units.parse_positive_decimal, "rated MW"))
+
+    @model_validator(mode="after")
+    def _rated_power_for_coal(self) -> FacilityRegister:
+        if self.kind == "coal" and self.rated_mw is None:
+            raise ValueError("a coal unit needs --rated-mw (its category follows from it)")
+        if self.rated_mw is not None and self.kind not in rules.POWER_KINDS:
+            raise ValueError("--rated-mw applies only to generating units (coal, coal-unconventional, gas)")
+        return self
+
+
+FACILITY_DATA = ("generated_mwh", "supplied_mwh", "heat_gj", "load_factor", "intensity")
+
+
 class EmissionsVerify(CommandInput):
     firm_id: str
     year: int
     tonnes: int
     output: int | None = None
     output_unit: str | None = None
+    facility: str | None = None
+    generated_mwh: int | None = None
+    supplied_mwh: int | None = None
+    heat_gj: int | None = None
+    load_factor: str | None = None
+    intensity: str | None = None
     _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
     _y = field_validator("year", mode="before")(_v(units.parse_year))
     _t = field_validator("tonnes", mode="before")(_v(units.parse_tonnes_nonnegative, "tonnes"))
     _o = field_validator("output", mode="before")(_v(units.parse_tonnes_nonnegative, "output"))
     _ou = field_validator("output_unit", mode="before")(_v(units.parse_choice, ("MWh", "GJ", "t"), "output unit"))
+    _fa = field_validator("facility", mode="before")(_v(units.parse_id, "facility id"))
+    _ge = field_validator("generated_mwh", mode="before")(_v(units.parse_tonnes_nonnegative, "generated MWh"))
+    _su = field_validator("supplied_mwh", mode="before")(_v(units.parse_tonnes_nonnegative, "supplied MWh"))
+    _he = field_validator("heat_gj", mode="before")(_v(units.parse_tonnes_nonnegative, "heat GJ"))
+    _lf = field_validator("load_factor", mode="before")(_v(units.parse_load_factor))
+    _in = field_validator("intensity", mode="before")(_v(units.parse_positive_decimal, "intensity"))
 
     @model_validator(mode="after")
     def _output_with_its_unit(self) -> EmissionsVerify:
         if (self.output is None) != (self.output_unit is None):
             raise ValueError("--output and --output-unit go together")
+        if self.facility is None:
+            given = [k for k in FACILITY_DATA if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"--{given[0].replace('_', '-')} is a facility's data: name it with --facility")
+        elif self.output is not None:
+            raise ValueError("--output is a firm-level figure; a facility's output is --generated-mwh,"
+                             " --supplied-mwh or --heat-gj")
         return self
 
 
@@ -293,6 +334,7 @@ INPUTS: dict[str, type[CommandInput]] = {
     "actor add": ActorAdd,
     "actor key": ActorKey,
     "firm register": FirmRegister,
+    "facility register": FacilityRegister,
     "account open": AccountOpen,
     "year open": YearOpen,
     "year close": YearClose,

@@ -20,7 +20,8 @@ from ledger.events import GENESIS_HASH, chain_hash
 from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
-SNAPSHOT_VERSION = 3  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+SNAPSHOT_VERSION = 4  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+# 4: facilities and their verified data
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
 
 
@@ -31,6 +32,14 @@ class Firm:
     sector: str
     region: str
     unit_type: str | None
+
+
+@dataclass
+class Facility:
+    facility_id: str
+    firm_id: str
+    kind: str
+    rated_mw: str | None = None
 
 
 @dataclass
@@ -110,6 +119,10 @@ class LedgerState:
     periods: dict[str, Period] = field(default_factory=dict)
     year_period: dict[int, str] = field(default_factory=dict)
     verified: dict[tuple[str, int], tuple[int, int | None, str | None]] = field(default_factory=dict)
+    facilities: dict[str, Facility] = field(default_factory=dict)
+    firm_facilities: dict[str, list[str]] = field(default_factory=dict)  # firm -> its facility ids, in order
+    # (facility, year) -> the verified data of EmissionsVerified (tonnes and activity data)
+    facility_verified: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     surrendered: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (firm, period, unit)
     allocated: dict[tuple[str, int], int] = field(default_factory=dict)  # net free allocation by firm-year
     pre_allocated: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -260,6 +273,8 @@ class LedgerState:
             "holdings": [[*k, v] for k, v in self.holdings.items()],
             "periods": [[p.first, p.last, p.deadline, p.closed] for p in self.periods.values()],
             "verified": [[*k, *v] for k, v in self.verified.items()],
+            "facilities": [[f.facility_id, f.firm_id, f.kind, f.rated_mw] for f in self.facilities.values()],
+            "facility_verified": [[*k, v] for k, v in self.facility_verified.items()],
             "surrendered": [[*k, v] for k, v in self.surrendered.items()],
             "allocated": [[*k, v] for k, v in self.allocated.items()],
             "pre_allocated": [[*k, v] for k, v in self.pre_allocated.items()],
@@ -286,6 +301,9 @@ class LedgerState:
             for y in p.years():
                 st.year_period[y] = p.label
         st.verified = {(f, y): (t, o, ou) for f, y, t, o, ou in s["verified"]}
+        for row in s["facilities"]:
+            _add_facility(st, Facility(*row))
+        st.facility_verified = {(f, y): v for f, y, v in s["facility_verified"]}
         st.surrendered = {(f, p, u): q for f, p, u, q in s["surrendered"]}
         st.allocated = {(f, y): q for f, y, q in s["allocated"]}
         st.pre_allocated = {(f, y): q for f, y, q in s["pre_allocated"]}
@@ -318,6 +336,15 @@ def _actor_key(st: LedgerState, d: dict[str, Any]) -> None:
 
 def _firm_registered(st: LedgerState, d: dict[str, Any]) -> None:
     st.firms[d["firm_id"]] = Firm(d["firm_id"], d["name"], d["sector"], d["region"], d.get("unit_type"))
+
+
+def _add_facility(st: LedgerState, f: Facility) -> None:
+    st.facilities[f.facility_id] = f
+    st.firm_facilities.setdefault(f.firm_id, []).append(f.facility_id)
+
+
+def _facility_registered(st: LedgerState, d: dict[str, Any]) -> None:
+    _add_facility(st, Facility(d["facility_id"], d["firm_id"], d["kind"], d.get("rated_mw")))
 
 
 def _account_opened(st: LedgerState, d: dict[str, Any]) -> None:
@@ -370,7 +397,17 @@ def _traded(st: LedgerState, d: dict[str, Any]) -> None:
 
 
 def _verified(st: LedgerState, d: dict[str, Any]) -> None:
-    st.verified[(d["firm_id"], d["year"])] = (d["tonnes"], d.get("output"), d.get("output_unit"))
+    fac = d.get("facility_id")
+    if fac is None:
+        st.verified[(d["firm_id"], d["year"])] = (d["tonnes"], d.get("output"), d.get("output_unit"))
+        return
+    if st.facilities[fac].firm_id != d["firm_id"]:
+        raise ValueError(f"facility {fac} is not {d['firm_id']}'s")
+    year = d["year"]
+    st.facility_verified[(fac, year)] = {k: v for k, v in d.items() if k not in ("firm_id", "year", "facility_id")}
+    total = sum(st.facility_verified[(f, year)]["tonnes"] for f in st.firm_facilities[d["firm_id"]]
+                if (f, year) in st.facility_verified)
+    st.verified[(d["firm_id"], year)] = (total, None, None)
 
 
 def _surrendered(st: LedgerState, d: dict[str, Any]) -> None:
@@ -420,6 +457,7 @@ _APPLY = {
     "ActorAdded": _actor_added,
     "ActorKeyRegistered": _actor_key,
     "FirmRegistered": _firm_registered,
+    "FacilityRegistered": _facility_registered,
     "AccountOpened": _account_opened,
     "ComplianceYearOpened": _year_opened,
     "AllowancesIssued": _issued,

@@ -277,6 +277,21 @@ class Registry(Application):
         return self._cmd("firm register", {"firm_id": firm_id, "name": name, "sector": sector, "region": region,
                                            "unit_type": unit_type}, command_id, actor, signature)
 
+    def register_facility(self, facility_id: str, firm: str, kind: str, rated_mw: str | int | None = None, *,
+                          command_id: str | None = None, actor: str | None = None,
+                          signature: str | None = None) -> Outcome:
+        return self._cmd("facility register", {"facility_id": facility_id, "firm": firm, "kind": kind,
+                                               "rated_mw": None if rated_mw is None else str(rated_mw)},
+                         command_id, actor, signature)
+
+    def verify_facility(self, firm_id: str, year: int, facility: str, tonnes: int, *,
+                        command_id: str | None = None, actor: str | None = None, signature: str | None = None,
+                        **data: Any) -> Outcome:
+        """One facility's verified emissions and activity data (generated_mwh, supplied_mwh, heat_gj,
+        load_factor, intensity)."""
+        return self._cmd("emissions verify", {"firm_id": firm_id, "year": year, "facility": facility,
+                                              "tonnes": tonnes, **data}, command_id, actor, signature)
+
     def open_account(self, account_id: str, holder: str, kind: str = "trading", *, command_id: str | None = None,
                      actor: str | None = None, signature: str | None = None) -> Outcome:
         return self._cmd("account open", {"account_id": account_id, "holder": holder, "kind": kind},
@@ -314,9 +329,11 @@ class Registry(Application):
 
     def verify_emissions(self, firm_id: str, year: int, tonnes: int, output: int | None = None,
                          output_unit: str | None = None, *, command_id: str | None = None, actor: str | None = None,
-                         signature: str | None = None) -> Outcome:
+                         signature: str | None = None, **facility_data: Any) -> Outcome:
+        """A firm's verified emissions; with facility=ID and its activity data, one facility's."""
         return self._cmd("emissions verify", {"firm_id": firm_id, "year": year, "tonnes": tonnes, "output": output,
-                                              "output_unit": output_unit}, command_id, actor, signature)
+                                              "output_unit": output_unit, **facility_data}, command_id, actor,
+                         signature)
 
     def surrender(self, firm_id: str, year: int, unit: str, vintage: int, quantity: int, *,
                   command_id: str | None = None, actor: str | None = None, signature: str | None = None) -> Outcome:

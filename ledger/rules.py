@@ -43,6 +43,16 @@ PENALTY_FIXED_RANGE = (D("20000.00"), D("30000.00"))
 UNIT_TYPES = ("coal-above-300mw", "coal-300mw-or-less", "coal-unconventional", "gas")
 DEFAULT_UNIT_TYPE = {"power": "coal-above-300mw"}
 
+# --- facilities ---------------------------------------------------------------
+# A covered firm owns facilities, allocated one by one and summed per firm: for power, generating units
+# (P23 annex 1: conventional coal, unconventional coal - gangue, slime, coal-water slurry, CFB - and gas);
+# for steel the legal entity's long-process steelmaking, for cement a clinker line, for aluminium an
+# electrolysis process (P25d).
+FACILITY_KINDS = ("coal", "coal-unconventional", "gas", "steel", "clinker", "aluminium")
+FACILITY_SECTOR = {"coal": "power", "coal-unconventional": "power", "gas": "power", "steel": "steel",
+                   "clinker": "cement", "aluminium": "aluminium"}
+POWER_KINDS = ("coal", "coal-unconventional", "gas")
+
 
 @dataclass(frozen=True)
 class Benchmarks:

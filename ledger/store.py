@@ -57,7 +57,7 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # is opened and the next read rebuilds them. Bump it with any change of that shape.
 # 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance);
 # 3: the balances state lists the accounts opened (so a read of an account that does not exist says so).
-READ_MODEL_FORMAT = 3
+READ_MODEL_FORMAT = 4  # 4: the compliance model keeps facilities' verified emissions
 
 
 @dataclass(frozen=True)

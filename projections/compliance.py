@@ -18,7 +18,8 @@ class Compliance:
 
     def initial(self) -> dict[str, Any]:
         return {"firms": {}, "periods": {}, "year_period": {}, "verified": {}, "allocated": {}, "surrendered": {},
-                "penalties": {}, "deducted": {}, "at_close": {}}
+                "penalties": {}, "deducted": {}, "at_close": {},
+                "facility_verified": {}}
 
     def apply(self, s: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         t, d = event["type"], event["data"]
@@ -35,7 +36,14 @@ class Compliance:
             for y in range(first, last + 1):
                 s["year_period"][y] = label
         elif t == "EmissionsVerified":
-            s["verified"][(d["firm_id"], d["year"])] = d["tonnes"]
+            key = (d["firm_id"], d["year"])
+            fac = d.get("facility_id")
+            if fac is None:
+                s["verified"][key] = d["tonnes"]
+            else:  # a firm's verified emissions are the sum over its facilities
+                per = s["facility_verified"].setdefault(key, {})
+                per[fac] = d["tonnes"]
+                s["verified"][key] = sum(per.values())
         elif t == "AllowancesIssued":
             if d["basis"] in ("pre-allocation", "true-up") and d["account_id"] in s["firms"]:
                 k = (d["account_id"], d.get("year") or d["vintage"])
@@ -68,6 +76,7 @@ class Compliance:
             "penalties": [[*k, *v] for k, v in s["penalties"].items()],
             "deducted": [[*k, v] for k, v in s["deducted"].items()],
             "at_close": [[*k, v] for k, v in s["at_close"].items()],
+            "facility_verified": [[*k, v] for k, v in s["facility_verified"].items()],
         }
 
     def load(self, data: Any) -> dict[str, Any]:
@@ -83,6 +92,7 @@ class Compliance:
         s["penalties"] = {(f, p): [fine, ded, sh] for f, p, fine, ded, sh in data["penalties"]}
         s["deducted"] = {(f, y): v for f, y, v in data["deducted"]}
         s["at_close"] = {(f, p): v for f, p, v in data["at_close"]}
+        s["facility_verified"] = {(f, y): v for f, y, v in data["facility_verified"]}
         return s
 
 

@@ -28,6 +28,7 @@ DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = 
     "actor add": accounts.actor_add,
     "actor key": accounts.actor_key,
     "firm register": accounts.firm_register,
+    "facility register": accounts.facility_register,
     "account open": accounts.account_open,
     "cancel": accounts.cancel,
     "year open": compliance.year_open,

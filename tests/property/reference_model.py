@@ -47,6 +47,9 @@ BASES = ("pre-allocation", "true-up", "auction", "offset", "reserve")
 MODES = ("listed", "block", "auction")
 CANCEL_REASONS = ("voluntary", "correction", "expiry")
 OUTPUT_UNITS = ("MWh", "GJ", "t")
+FACILITY_KINDS = {"coal": "power", "coal-unconventional": "power", "gas": "power", "steel": "steel",
+                  "clinker": "cement", "aluminium": "aluminium"}  # kind -> the sector it belongs to
+FACILITY_DATA = ("generated_mwh", "supplied_mwh", "heat_gj", "load_factor", "intensity")
 FACTOR_BOUNDS = {
     "cooling": (Decimal("1.00"), Decimal("1.05")),
     "heat_supply": (Decimal("0.90"), Decimal("1.00")),
@@ -210,6 +213,30 @@ def _factors(v: Any) -> tuple[tuple[str, Decimal], ...] | None:
     return tuple(sorted(out))
 
 
+def _positive_decimal(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise ModelBadInput
+    try:
+        d = Decimal(str(v).strip())
+    except ArithmeticError:
+        raise ModelBadInput from None
+    if not d.is_finite() or d <= 0 or d > 1_000_000 or d.as_tuple().exponent < -6:
+        raise ModelBadInput
+    return format(d.normalize(), "f")
+
+
+def _load_factor(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise ModelBadInput
+    try:
+        d = Decimal(str(v).strip())
+    except ArithmeticError:
+        raise ModelBadInput from None
+    if not d.is_finite() or not 0 <= d <= 1 or d.as_tuple().exponent < -4:
+        raise ModelBadInput
+    return format(d.normalize(), "f") if d else "0"
+
+
 REQUIRED, OPTIONAL = True, False
 FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
     "firm register": {
@@ -218,6 +245,12 @@ FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
         "sector": (REQUIRED, _choice(SECTORS)),
         "region": (REQUIRED, _text),
         "unit_type": (OPTIONAL, _choice(UNIT_TYPES)),
+    },
+    "facility register": {
+        "facility_id": (REQUIRED, _id),
+        "firm": (REQUIRED, _id),
+        "kind": (REQUIRED, _choice(tuple(FACILITY_KINDS))),
+        "rated_mw": (OPTIONAL, _positive_decimal),
     },
     "account open": {
         "account_id": (REQUIRED, _id),
@@ -262,6 +295,12 @@ FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
         "tonnes": (REQUIRED, lambda v: _tonnes(v, allow_zero=True)),
         "output": (OPTIONAL, lambda v: _tonnes(v, allow_zero=True)),
         "output_unit": (OPTIONAL, _choice(OUTPUT_UNITS)),
+        "facility": (OPTIONAL, _id),
+        "generated_mwh": (OPTIONAL, lambda v: _tonnes(v, allow_zero=True)),
+        "supplied_mwh": (OPTIONAL, lambda v: _tonnes(v, allow_zero=True)),
+        "heat_gj": (OPTIONAL, lambda v: _tonnes(v, allow_zero=True)),
+        "load_factor": (OPTIONAL, _load_factor),
+        "intensity": (OPTIONAL, _positive_decimal),
     },
     "surrender": {
         "firm_id": (REQUIRED, _id),
@@ -303,6 +342,14 @@ def normalize(name: str, raw: dict[str, Any]) -> dict[str, Any]:
         raise ModelBadInput  # a deadline before the period
     if name == "emissions verify" and (out.get("output") is None) != (out.get("output_unit") is None):
         raise ModelBadInput  # output goes with its unit
+    if name == "emissions verify" and out.get("facility") is None and any(k in out for k in FACILITY_DATA):
+        raise ModelBadInput  # activity data are a facility's
+    if name == "emissions verify" and out.get("facility") is not None and "output" in out:
+        raise ModelBadInput  # a facility's output is its activity data
+    if name == "facility register" and out["kind"] == "coal" and "rated_mw" not in out:
+        raise ModelBadInput  # a coal unit's category follows from its rated power
+    if name == "facility register" and "rated_mw" in out and FACILITY_KINDS[out["kind"]] != "power":
+        raise ModelBadInput  # rated power only for generating units
     return out
 
 
@@ -315,6 +362,8 @@ class Model:
     periods: dict[int, dict[str, Any]] = field(default_factory=dict)  # first year -> period
     year_period: dict[int, int] = field(default_factory=dict)  # year -> first year of its period
     verified: dict[tuple[str, int], tuple[int, int | None, str | None]] = field(default_factory=dict)
+    facilities: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> FacilityRegistered data
+    facility_verified: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (facility, year)
     surrendered: Counter = field(default_factory=Counter)  # (firm, period first year, unit) -> t
     allocated: Counter = field(default_factory=Counter)  # (firm, year) -> net free allocation
     pre_allocated: set[tuple[str, int]] = field(default_factory=set)
@@ -585,8 +634,34 @@ class Model:
             )
         ]
 
+    def _facility_register(self, a: dict[str, Any]) -> list:
+        sector, _ut = self._need_firm(a["firm"])
+        if a["facility_id"] in self.facilities:
+            raise ModelRefused("facility exists")
+        if FACILITY_KINDS[a["kind"]] != sector:
+            raise ModelRefused("facility kind of another sector")
+        has = any(f["firm_id"] == a["firm"] for f in self.facilities.values())
+        if not has and any(fid == a["firm"] for fid, _y in self.verified):
+            raise ModelRefused("firm-level verification came first")
+        return [("FacilityRegistered", {"facility_id": a["facility_id"], "firm_id": a["firm"], "kind": a["kind"],
+                                        **({"rated_mw": a["rated_mw"]} if "rated_mw" in a else {})})]
+
+    def firm_facilities(self, fid: str) -> list[str]:
+        return [k for k, f in self.facilities.items() if f["firm_id"] == fid]
+
     def _emissions_verify(self, a: dict[str, Any]) -> list:
         self._need_firm(a["firm_id"])
+        fac = a.get("facility")
+        if fac is not None:
+            if fac not in self.facilities:
+                raise ModelRefused("no such facility")
+            if self.facilities[fac]["firm_id"] != a["firm_id"]:
+                raise ModelRefused("another firm's facility")
+            data = {"firm_id": a["firm_id"], "year": a["year"], "facility_id": fac, "tonnes": a["tonnes"]}
+            data.update({k: a[k] for k in FACILITY_DATA if k in a})
+            return [("EmissionsVerified", data)]
+        if self.firm_facilities(a["firm_id"]):
+            raise ModelRefused("a firm with facilities verifies them one by one")
         return [
             (
                 "EmissionsVerified",
@@ -784,6 +859,14 @@ class Model:
             if unit == "CEA":
                 mq, mv = self.cea_months.get(day[:7], (0, Decimal(0)))
                 self.cea_months[day[:7]] = (mq + q, mv + price * q)
+        elif etype == "FacilityRegistered":
+            self.facilities[d["facility_id"]] = dict(d)
+        elif etype == "EmissionsVerified" and "facility_id" in d:
+            fid, year = d["firm_id"], d["year"]
+            self.facility_verified[(d["facility_id"], year)] = dict(d)
+            total = sum(self.facility_verified[(f, year)]["tonnes"] for f in self.firm_facilities(fid)
+                        if (f, year) in self.facility_verified)
+            self.verified[(fid, year)] = (total, None, None)
         elif etype == "EmissionsVerified":
             self.verified[(d["firm_id"], d["year"])] = (d["tonnes"], d["output"], d["output_unit"])
         elif etype == "AllowancesSurrendered":
