@@ -29,7 +29,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from statistics import NormalDist
 from typing import Any
 
-from ledger import rules
+from ledger import formulas, rules
 from ledger.errors import BadInput, LedgerError, Refused
 from ledger.model import LedgerState
 from ledger.registry import Command, Outcome, Registry
@@ -500,21 +500,27 @@ class Firm:
         return self._allocation[year]
 
     def _compute_allocation(self, year: int) -> int:
+        """The benchmark allocation and, for power, the exemptions the ledger issues with it (a gas unit up to
+        its verified emissions, the firm up to 80% of them: ledger.formulas, the plan of the year)."""
         if self.sector != "power":
             return _floor(rules.new_sector_share(year) * self.emissions[year] * D(1))
         factor = D(1)
         for v in self.factors.get(year, {}).values():
             factor *= D(v)
-        return _floor(self.output[year] * rules.benchmarks_for(year).electricity[self.unit_type] * factor)
+        allocated = _floor(self.output[year] * rules.benchmarks_for(year).electricity[self.unit_type] * factor)
+        verified = self.emissions.get(year)
+        plan = rules.shipped_plan("power", year)
+        if verified is None or plan is None:
+            return allocated
+        if self.unit_type == "gas" and plan.get("gas_unit_exemption"):
+            allocated = max(allocated, verified)
+        if plan.get("gap_cap_share") is not None:
+            allocated = max(allocated, formulas.gap_cap_target(plan, verified))
+        return allocated
 
     def obligation(self, period: PeriodPlan) -> int:
-        """Verified emissions, capped by the gap cap for power (the ledger's rule, foreseen)."""
-        verified = sum(self.emissions[y] for y in period.years if y in self.emissions)
-        if self.sector != "power":
-            return verified
-        free = sum(self.allocation(y) for y in period.years if y in self.emissions)
-        cap = free if self.unit_type == "gas" else free + int(rules.GAP_CAP_SHARE * verified)
-        return min(verified, cap)
+        """All of the period's verified emissions (ledger.formulas.obligation, as the ledger computes it)."""
+        return formulas.obligation(sum(self.emissions[y] for y in period.years if y in self.emissions)) or 0
 
     def intends(self, period: PeriodPlan, obligation: int) -> int:
         """What the firm means to surrender: all it owes, or part of it for the few that fall short."""
@@ -809,7 +815,7 @@ class Desk:
         for p in periods:
             for y in p.years:
                 if y >= f.first_year:
-                    future[y] = f.allocation(y) - st.allocated.get((f.fid, y), 0)
+                    future[y] = f.allocation(y) - st.allocated_in(f.fid, y)
         pending = [st.deductions[f.fid]] if f.fid in st.deductions else []
         for p in periods:
             if p.label in f.shortfall_permille:  # its own shortfall will be deducted from the next allocation

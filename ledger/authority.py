@@ -26,6 +26,7 @@ RIGHTS: dict[str, tuple[str, ...]] = {
     "year close": ("regulator",),
     "issue": ("regulator",),
     "allocate": ("regulator",),
+    "rules publish": ("regulator",),
     "emissions verify": ("regulator", "verifier"),
     "trade": ("exchange",),
     "transfer": ("firm", "regulator"),

@@ -95,13 +95,17 @@ class ComplianceYearOpened(EventData):
 
 
 class AllowancesIssued(EventData):
-    """Units created into an account. Allocations carry every input so an auditor can recompute them."""
+    """Units created into an account. Allocations carry every input so an auditor can recompute them: for a
+    firm with facilities, `facilities` lists each unit's inputs (category, activity data, benchmarks, factors,
+    formula version) and its floored allocation. The exemptions are their own issuance: `gas-unit exemption`
+    (a gas unit topped up to its verified emissions) and `gap-cap exemption` (a firm topped up to 80%)."""
 
     account_id: Id
     unit: Unit
     vintage: int
     quantity: Tonnes
-    basis: Literal["pre-allocation", "true-up", "auction", "offset", "reserve"]
+    basis: Literal["pre-allocation", "true-up", "auction", "offset", "reserve", "gas-unit exemption",
+                   "gap-cap exemption"]
     year: int | None = None
     step: str | None = None
     rule_version: str | None = None
@@ -116,6 +120,7 @@ class AllowancesIssued(EventData):
     computed: int | None = None
     previously_allocated: int | None = None
     verified_emissions: int | None = None
+    facilities: list[dict[str, Any]] | None = None
 
 
 class AllowancesTransferred(EventData):
@@ -197,6 +202,7 @@ class AllowancesWithdrawn(EventData):
     output: int | None = None
     factors: dict[str, str] | None = None
     penalty_year: int | None = None
+    basis: str | None = None  # a true-up clawback of an exemption names it
 
 
 class ComplianceYearClosed(EventData):
@@ -228,6 +234,17 @@ class PenaltyAssessed(EventData):
         return v
 
 
+class PlanPublished(EventData):
+    """A regulator's allocation plan for years the code does not ship (or figures it lacks, such as the new
+    sectors' balance values): laid over the shipped plan of each year and used from then on."""
+
+    version: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    years: list[int]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    power: dict[str, Any] | None = None
+    new_sectors: dict[str, Any] | None = None
+
+
 CATALOGUE: dict[str, type[EventData]] = {
     cls.__name__: cls
     for cls in (
@@ -247,6 +264,7 @@ CATALOGUE: dict[str, type[EventData]] = {
         AllowancesWithdrawn,
         ComplianceYearClosed,
         PenaltyAssessed,
+        PlanPublished,
     )
 }
 

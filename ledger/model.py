@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ledger import rules
+from ledger import formulas, plans, rules
 from ledger.errors import IntegrityFailure, Refused
 from ledger.events import GENESIS_HASH, chain_hash
 from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
 SNAPSHOT_VERSION = 4  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
-# 4: facilities and their verified data
+# 4: facilities and their verified data, the exemptions issued, the plans published
+EXEMPTION_BASES, ALLOCATION_BASES = formulas.EXEMPTION_BASES, formulas.ALLOCATION_BASES
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
 
 
@@ -126,6 +127,8 @@ class LedgerState:
     surrendered: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (firm, period, unit)
     allocated: dict[tuple[str, int], int] = field(default_factory=dict)  # net free allocation by firm-year
     pre_allocated: dict[tuple[str, int], int] = field(default_factory=dict)
+    exempted: dict[tuple[str, int, str], int] = field(default_factory=dict)  # (firm, year, exemption basis)
+    plans: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)  # published, by (part, year)
     deductions: dict[str, tuple[int, int]] = field(default_factory=dict)  # firm -> (qty, from penalty year)
     markets: dict[str, Market] = field(default_factory=dict)
     months: dict[str, tuple[int, Decimal]] = field(default_factory=dict)  # CEA "YYYY-MM" -> (qty, value)
@@ -148,19 +151,30 @@ class LedgerState:
         return sum(values) if values else None
 
     def free_allocation(self, firm_id: str, period: Period) -> int:
-        return sum(self.allocated.get((firm_id, y), 0) for y in period.years())
+        """Everything allocated for the period's years: the benchmark allocation and the exemptions."""
+        return sum(self.allocated.get((firm_id, y), 0) + sum(self.exempted.get((firm_id, y, b), 0)
+                                                             for b in EXEMPTION_BASES) for y in period.years())
+
+    def allocated_in(self, firm_id: str, year: int) -> int:
+        """A firm-year's free allocation so far: benchmark allocation and exemptions."""
+        return self.allocated.get((firm_id, year), 0) + sum(self.exempted.get((firm_id, year, b), 0)
+                                                            for b in EXEMPTION_BASES)
+
+    def plan(self, part: str, year: int) -> dict[str, Any] | None:
+        """The plan in force for `part` ("power", "new_sectors") in `year`: shipped, with those published."""
+        return plans.plan_for(part, year, self.plans)
+
+    def facility_dict(self, facility_id: str) -> dict[str, Any]:
+        f = self.facilities[facility_id]
+        return {"facility_id": f.facility_id, "kind": f.kind, "rated_mw": f.rated_mw}
 
     def surrendered_in(self, firm_id: str, period: Period, unit: str | None = None) -> int:
         units = (unit,) if unit else ("CEA", "CCER")
         return sum(self.surrendered.get((firm_id, period.label, u), 0) for u in units)
 
     def obligation(self, firm_id: str, period: Period) -> int | None:
-        """Verified emissions, capped by the gap cap for power (gas: at most its free allocation)."""
-        verified = self.verified_in(firm_id, period)
-        if verified is None:
-            return None
-        firm = self.firms[firm_id]
-        return rules.obligation(firm.sector, firm.unit_type, verified, self.free_allocation(firm_id, period))
+        """All of the period's verified emissions (ledger.formulas.obligation); None when none is verified."""
+        return formulas.obligation(self.verified_in(firm_id, period))
 
     def has_obligation(self, firm_id: str, period: Period) -> bool:
         firm = self.firms[firm_id]
@@ -278,6 +292,8 @@ class LedgerState:
             "surrendered": [[*k, v] for k, v in self.surrendered.items()],
             "allocated": [[*k, v] for k, v in self.allocated.items()],
             "pre_allocated": [[*k, v] for k, v in self.pre_allocated.items()],
+            "exempted": [[*k, v] for k, v in self.exempted.items()],
+            "plans": [[*k, v] for k, v in self.plans.items()],
             "deductions": [[k, *v] for k, v in self.deductions.items()],
             "markets": [[u, m.last_date, m.day_qty, str(m.day_value), None if m.prev_close is None
                          else str(m.prev_close), m.trades] for u, m in self.markets.items()],
@@ -307,6 +323,8 @@ class LedgerState:
         st.surrendered = {(f, p, u): q for f, p, u, q in s["surrendered"]}
         st.allocated = {(f, y): q for f, y, q in s["allocated"]}
         st.pre_allocated = {(f, y): q for f, y, q in s["pre_allocated"]}
+        st.exempted = {(f, y, b): q for f, y, b, q in s["exempted"]}
+        st.plans = {(p, y): v for p, y, v in s["plans"]}
         st.deductions = {f: (q, y) for f, q, y in s["deductions"]}
         st.markets = {
             u: Market(d, q, Decimal(v), None if pc is None else Decimal(pc), n) for u, d, q, v, pc, n in s["markets"]
@@ -360,7 +378,10 @@ def _year_opened(st: LedgerState, d: dict[str, Any]) -> None:
 
 def _issued(st: LedgerState, d: dict[str, Any]) -> None:
     st._add((d["account_id"], d["unit"], d["vintage"]), d["quantity"])
-    if d["basis"] in ("pre-allocation", "true-up") and d["account_id"] in st.firms:
+    if d["basis"] in EXEMPTION_BASES:
+        key3 = (d["account_id"], d.get("year") or d["vintage"], d["basis"])
+        st.exempted[key3] = st.exempted.get(key3, 0) + d["quantity"]
+    elif d["basis"] in ("pre-allocation", "true-up") and d["account_id"] in st.firms:
         key = (d["account_id"], d.get("year") or d["vintage"])
         st.allocated[key] = st.allocated.get(key, 0) + d["quantity"]
         if d["basis"] == "pre-allocation":
@@ -424,7 +445,10 @@ def _cancelled(st: LedgerState, d: dict[str, Any]) -> None:
 def _withdrawn(st: LedgerState, d: dict[str, Any]) -> None:
     st._add((d["account_id"], d["unit"], d["vintage"]), -d["quantity"])
     firm = d.get("firm_id") or d["account_id"]
-    if d["reason"] == "true-up clawback":
+    if d["reason"] == "true-up clawback" and d.get("basis") in EXEMPTION_BASES:
+        key3 = (firm, d.get("year") or d["vintage"], d["basis"])
+        st.exempted[key3] = st.exempted.get(key3, 0) - d["quantity"]
+    elif d["reason"] == "true-up clawback":
         key = (firm, d.get("year") or d["vintage"])
         st.allocated[key] = st.allocated.get(key, 0) - d["quantity"]
     if d["reason"] in ("true-up clawback", "penalty deduction"):
@@ -438,6 +462,14 @@ def _withdrawn(st: LedgerState, d: dict[str, Any]) -> None:
         elif outstanding:
             prev = st.deductions.get(firm, (0, since))
             st.deductions[firm] = (prev[0] + outstanding, prev[1])
+
+
+def _plan_published(st: LedgerState, d: dict[str, Any]) -> None:
+    for part in ("power", "new_sectors"):
+        if d.get(part) is not None:
+            entry = {**d[part], "version": d["version"], "source": d["source"]}
+            for y in d["years"]:
+                st.plans.setdefault((part, y), []).append(entry)
 
 
 def _closed(st: LedgerState, d: dict[str, Any]) -> None:
@@ -469,6 +501,7 @@ _APPLY = {
     "AllowancesWithdrawn": _withdrawn,
     "ComplianceYearClosed": _closed,
     "PenaltyAssessed": _penalty,
+    "PlanPublished": _plan_published,
 }
 
 

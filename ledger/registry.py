@@ -315,6 +315,11 @@ class Registry(Application):
         return self._cmd("allocate", {"firm_id": firm_id, "year": year, "step": step, "factors": factors},
                          command_id, actor, signature)
 
+    def publish_plan(self, plan: dict[str, Any], *, command_id: str | None = None, actor: str | None = None,
+                     signature: str | None = None) -> Outcome:
+        """Record an allocation plan (version, years, source, power and/or new_sectors) for its years."""
+        return self._cmd("rules publish", dict(plan), command_id, actor, signature)
+
     def transfer(self, from_account: str, to_account: str, unit: str, vintage: int, quantity: int, *,
                  command_id: str | None = None, actor: str | None = None, signature: str | None = None) -> Outcome:
         return self._cmd("transfer", {"from_account": from_account, "to_account": to_account, "unit": unit,

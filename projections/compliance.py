@@ -7,7 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from ledger import rules
+from ledger import formulas, rules
+from ledger.formulas import ALLOCATION_BASES
 from ledger.units import fmt_money, period_label
 
 IGNORED = frozenset({"AllowancesTransferred", "TradeExecuted", "AllowancesCancelled"})  # no effect on compliance
@@ -45,7 +46,7 @@ class Compliance:
                 per[fac] = d["tonnes"]
                 s["verified"][key] = sum(per.values())
         elif t == "AllowancesIssued":
-            if d["basis"] in ("pre-allocation", "true-up") and d["account_id"] in s["firms"]:
+            if d["basis"] in ALLOCATION_BASES and d["account_id"] in s["firms"]:
                 k = (d["account_id"], d.get("year") or d["vintage"])
                 s["allocated"][k] = s["allocated"].get(k, 0) + d["quantity"]
         elif t == "AllowancesWithdrawn":
@@ -98,7 +99,7 @@ class Compliance:
 
 def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
     first, last, deadline, closed = s["periods"][label]
-    sector, unit_type = s["firms"][fid][0], s["firms"][fid][1]
+    sector = s["firms"][fid][0]
     years = range(first, last + 1)
     vs = [s["verified"][(fid, y)] for y in years if (fid, y) in s["verified"]]
     verified = sum(vs) if vs else None
@@ -108,13 +109,8 @@ def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
     registered_late = label in (s["firms"][fid][4] if len(s["firms"][fid]) > 4 else ())
     covered = not registered_late and (
         any(rules.is_covered(sector, y) for y in years) or verified is not None or free > 0)
-    obligation = rules.obligation(sector, unit_type, verified, free) if verified is not None else None
-    if not covered:
-        status = "-"
-    elif obligation is None:
-        status = "C"
-    else:
-        status = "A" if cea + ccer >= obligation else "B"
+    obligation = formulas.obligation(verified)
+    status = formulas.status(covered, obligation, cea + ccer)
     fine, deduction, _ = s["penalties"].get((fid, label), [None, 0, 0])
     return {"firm_id": fid, "year": first, "period": label, "sector": sector, "verified": verified,
             "free_allocation": free, "surrendered_cea": cea, "surrendered_ccer": ccer, "obligation": obligation,

@@ -37,6 +37,7 @@ DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = 
     "surrender": compliance.surrender,
     "issue": allocation.issue,
     "allocate": allocation.allocate,
+    "rules publish": allocation.plan_publish,
     "transfer": trading.transfer,
     "trade": trading.trade,
 }

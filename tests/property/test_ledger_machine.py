@@ -68,6 +68,7 @@ ACTOR = "operator"  # the actor of an open (not `init`-ed) store
 METHODS = {
     "firm register": "register_firm",
     "facility register": "register_facility",
+    "rules publish": "publish_plan",
     "account open": "open_account",
     "year open": "open_year",
     "year close": "close_year",
@@ -122,6 +123,8 @@ def day_after(date: str, days: int) -> str:
 def call(reg: Registry, cmd: Cmd) -> Any:
     """Send one command through its public registry method."""
     args = {k: v for k, v in cmd.args.items() if v is not None}
+    if cmd.name == "rules publish":
+        return reg.publish_plan(args, command_id=cmd.cid)
     return getattr(reg, METHODS[cmd.name])(**args, command_id=cmd.cid)
 
 
@@ -272,6 +275,19 @@ class LedgerMachine(RuleBasedStateMachine):
         rated = data.draw(st.sampled_from(("600", "350", "400", None))) if kind in ("coal", "gas") else None
         return Cmd("facility register", {"facility_id": fac, "firm": firm, "kind": kind, "rated_mw": rated},
                    self.new_id())
+
+    PLANS = (
+        {"version": "bp-2025", "years": [2025], "source": "balance values, as a regulator would publish them",
+         "new_sectors": {"balance_values": {"steel": "1.5", "clinker": "0.85", "aluminium": "1.6"}}},
+        {"version": "p-2024-gap10", "years": [2024], "source": "a stricter gap cap",
+         "power": {"gap_cap_share": "0.10", "electricity_t_per_mwh": {"I": "0.7800"}}},
+        {"version": "p-2027", "years": [2027, 2028], "source": "a later plan", "power": {"draft": False}},
+        {"version": "empty", "years": [2024], "source": "nothing in it"},
+        {"version": "bad", "years": [2024], "source": "s", "power": {"electricity_t_per_mwh": {"V": "1"}}},
+    )
+
+    def gen_publish(self, data: st.DataObject) -> Cmd:
+        return Cmd("rules publish", dict(data.draw(st.sampled_from(self.PLANS))), self.new_id())
 
     def gen_verify_facility(self, data: st.DataObject) -> Cmd:
         m = self.model
@@ -515,6 +531,7 @@ class LedgerMachine(RuleBasedStateMachine):
         "gen_allocate",
         "gen_facility",
         "gen_verify_facility",
+        "gen_publish",
     )
 
     def any_command(self, data: st.DataObject) -> Cmd:
@@ -613,6 +630,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def verify_facility(self, data: st.DataObject) -> None:
         self.run(self.gen_verify_facility(data))
+
+    @rule(data=st.data())
+    def publish_plan(self, data: st.DataObject) -> None:
+        self.run(self.gen_publish(data))
 
     @rule(data=st.data())
     def surrender(self, data: st.DataObject) -> None:
