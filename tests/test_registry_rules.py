@@ -483,8 +483,7 @@ def _every_kind_of_event(reg: Registry) -> None:
     reg.register_facility("P2-G1", "P2", "gas")
     reg.verify_emissions("P2", 2024, 40_000, facility="P2-G1", generated_mwh=100_000)
     reg.allocate("P2", 2024, "true-up")  # 32,880 by the benchmark, topped up to 40,000 (gas-unit exemption)
-    reg.publish_plan({"version": "bp-2025", "years": [2025], "source": "a test plan",
-                      "new_sectors": {"balance_values": {"steel": "1.5"}}})
+    reg.publish_plan("bp-2025", [2025], "a test plan", new_sectors={"balance_values": {"steel": "1.5"}})
     reg.surrender("S1", 2024, "CCER", 2024, 100)
     reg.surrender("P1", 2024, "CEA", 2024, 100_000)
     reg.close_year(2024)

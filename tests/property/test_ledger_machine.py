@@ -124,7 +124,7 @@ def call(reg: Registry, cmd: Cmd) -> Any:
     """Send one command through its public registry method."""
     args = {k: v for k, v in cmd.args.items() if v is not None}
     if cmd.name == "rules publish":
-        return reg.publish_plan(args, command_id=cmd.cid)
+        return reg.publish_plan(**args, command_id=cmd.cid)
     return getattr(reg, METHODS[cmd.name])(**args, command_id=cmd.cid)
 
 
