@@ -263,7 +263,8 @@ class Registry(Application):
 # signature, expires and sign_with. Nothing is restated here: a new command gets its method from its model.
 METHOD_NAMES = {"init": "init", "actor add": "add_actor", "actor key": "register_key", "firm register": "register_firm",
                 "account open": "open_account", "year open": "open_year", "year close": "close_year",
-                "emissions verify": "verify_emissions"}
+                "emissions verify": "verify_emissions", "facility register": "register_facility",
+                "rules publish": "publish_plan"}
 _RUN_OPTIONS = ("command_id", "actor", "signature", "expires", "sign_with")
 
 
