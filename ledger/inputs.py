@@ -8,6 +8,7 @@ arguments are what a command's signature covers and what its digest hashes.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -133,10 +134,36 @@ class YearOpen(CommandInput):
         return self
 
 
+def _iso_date(what: str):
+    def check(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        try:
+            return units.parse_date(value, what).isoformat()
+        except BadInput as e:
+            raise ValueError(str(e)) from None
+
+    return classmethod(check)
+
+
+def _money_text(value: Any, what: str) -> str:
+    """Yuan: a positive decimal string with at most 2 places, written with 2."""
+    text = value.strip() if isinstance(value, str) else value
+    if not isinstance(text, (str, int)) or isinstance(text, bool) or not re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,2})?",
+                                                                                      str(text)):
+        raise ValueError(f"{what} {value!r} must be a positive amount of yuan with at most 2 decimal places")
+    amount = units.Decimal(str(text))
+    if amount <= 0:
+        raise ValueError(f"{what} {value!r} must be positive")
+    return f"{amount:.2f}"
+
+
 class YearClose(CommandInput):
     year: int
     fine_multiple: str | None = None
+    correct_by: str | None = None
     _y = field_validator("year", mode="before")(_v(units.parse_year))
+    _c = field_validator("correct_by", mode="before")(_iso_date("--correct-by"))
 
     @field_validator("fine_multiple", mode="before")
     @classmethod
@@ -151,6 +178,69 @@ class YearClose(CommandInput):
         if not lo <= m <= hi:
             raise ValueError(f"fine multiple {m} must be from {lo} to {hi}")
         return format(m.normalize(), "f")  # "10", never "1E+1"
+
+
+class YearEnforce(CommandInput):
+    year: int
+    _y = field_validator("year", mode="before")(_v(units.parse_year))
+
+
+class PenaltyRecord(CommandInput):
+    """IR art. 21 (fine 50,000-500,000 yuan) or art. 22 (5-10 x the illegal gains, or 500,000-2,000,000)."""
+
+    firm_id: str
+    article: str
+    fine: str
+    year: int | None = None
+    illegal_gains: str | None = None
+    reason: str | None = None
+    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
+    _a = field_validator("article", mode="before")(_v(units.parse_choice, ("21", "22"), "article"))
+    _y = field_validator("year", mode="before")(_v(units.parse_year))
+    _r = field_validator("reason", mode="before")(_v(units.parse_text, "reason"))
+
+    @field_validator("fine", "illegal_gains", mode="before")
+    @classmethod
+    def _money(cls, value: Any) -> str | None:
+        return None if value is None else _money_text(value, "amount")
+
+    @model_validator(mode="after")
+    def _fine_within_the_article(self) -> PenaltyRecord:
+        fine = units.Decimal(self.fine)
+        if self.article == "21":
+            if self.illegal_gains is not None:
+                raise ValueError("--illegal-gains applies only to article 22")
+            lo, hi = rules.ART21_FINE_RANGE
+        elif self.illegal_gains is not None:
+            gains = units.Decimal(self.illegal_gains)
+            lo, hi = (m * gains for m in rules.ART22_GAINS_MULTIPLE_RANGE)
+        else:
+            lo, hi = rules.ART22_FINE_RANGE
+        if not lo <= fine <= hi:
+            raise ValueError(f"an article {self.article} fine must be from {lo:.2f} to {hi:.2f} yuan, not {fine}")
+        return self
+
+
+class PenaltyCut(CommandInput):
+    """IR art. 22: a firm refusing to correct falsified data has an allocation cut by 50-100%."""
+
+    firm_id: str
+    year: int
+    share: str
+    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
+    _y = field_validator("year", mode="before")(_v(units.parse_year))
+
+    @field_validator("share", mode="before")
+    @classmethod
+    def _share(cls, value: Any) -> str:
+        lo, hi = rules.ART22_CUT_SHARE_RANGE
+        try:
+            share = units.Decimal(str(value).strip())
+        except ArithmeticError:
+            raise ValueError(f"share {value!r} is not a number") from None
+        if not share.is_finite() or not lo <= share <= hi:
+            raise ValueError(f"share must be from {lo} to {hi} (50-100%), not {value}")
+        return format(share.quantize(units.Decimal("0.01")), "f")
 
 
 class Issue(CommandInput):
@@ -296,6 +386,9 @@ INPUTS: dict[str, type[CommandInput]] = {
     "account open": AccountOpen,
     "year open": YearOpen,
     "year close": YearClose,
+    "year enforce": YearEnforce,
+    "penalty record": PenaltyRecord,
+    "penalty cut": PenaltyCut,
     "issue": Issue,
     "allocate": Allocate,
     "transfer": Transfer,

@@ -21,9 +21,10 @@ from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
 Product = tuple[str, int]  # (unit, vintage): each vintage of a unit is its own exchange product
-SNAPSHOT_VERSION = 4  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+SNAPSHOT_VERSION = 5  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
 # 4: markets per product (unit, vintage), closes from listed trades only; the last trade date per unit
+# 5: a period's time limit to correct (correct_by) and whether it was enforced
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Period:
     last: int
     deadline: str | None
     closed: bool = False
+    correct_by: str | None = None  # set at close: late surrenders until then (IR art. 24)
+    enforced: bool = False  # `year enforce` ran: deductions ordered, no more surrenders
 
     @property
     def label(self) -> str:
@@ -263,7 +266,8 @@ class LedgerState:
             "firms": [[f.firm_id, f.name, f.sector, f.region, f.unit_type] for f in self.firms.values()],
             "accounts": [[a.account_id, a.holder, a.kind, a.open] for a in self.accounts.values()],
             "holdings": [[*k, v] for k, v in self.holdings.items()],
-            "periods": [[p.first, p.last, p.deadline, p.closed] for p in self.periods.values()],
+            "periods": [[p.first, p.last, p.deadline, p.closed, p.correct_by, p.enforced]
+                        for p in self.periods.values()],
             "verified": [[*k, *v] for k, v in self.verified.items()],
             "surrendered": [[*k, v] for k, v in self.surrendered.items()],
             "allocated": [[*k, v] for k, v in self.allocated.items()],
@@ -286,8 +290,8 @@ class LedgerState:
         st.firms = {f[0]: Firm(*f) for f in s["firms"]}
         st.accounts = {a[0]: Account(*a) for a in s["accounts"]}
         st.holdings = {(a, u, v): q for a, u, v, q in s["holdings"]}
-        for first, last, deadline, closed in s["periods"]:
-            p = Period(first, last, deadline, closed)
+        for first, last, deadline, closed, correct_by, enforced in s["periods"]:
+            p = Period(first, last, deadline, closed, correct_by, enforced)
             st.periods[p.label] = p
             for y in p.years():
                 st.year_period[y] = p.label
@@ -415,7 +419,30 @@ def _withdrawn(st: LedgerState, d: dict[str, Any]) -> None:
 
 
 def _closed(st: LedgerState, d: dict[str, Any]) -> None:
-    st.periods[st.year_period[d["year"]]].closed = True
+    p = st.periods[st.year_period[d["year"]]]
+    p.closed = True
+    p.correct_by = d.get("correct_by")
+
+
+def _deduction_ordered(st: LedgerState, d: dict[str, Any]) -> None:
+    p = st.periods[st.year_period[d["year"]]]
+    prev = st.deductions.get(d["firm_id"], (0, p.last))
+    st.deductions[d["firm_id"]] = (prev[0] + d["deduction"], max(prev[1], p.last))
+
+
+def _enforced(st: LedgerState, d: dict[str, Any]) -> None:
+    st.periods[st.year_period[d["year"]]].enforced = True
+
+
+def _no_state(st: LedgerState, d: dict[str, Any]) -> None:
+    """A record for the reader (a fine decided by the regulator): the write side keeps nothing of it."""
+
+
+def _cut_ordered(st: LedgerState, d: dict[str, Any]) -> None:
+    """What the firm did not hold of the cut is taken from its next allocations, from that year's own on."""
+    if d.get("outstanding"):
+        prev = st.deductions.get(d["firm_id"], (0, d["year"] - 1))
+        st.deductions[d["firm_id"]] = (prev[0] + d["outstanding"], prev[1])
 
 
 def _penalty(st: LedgerState, d: dict[str, Any]) -> None:
@@ -442,6 +469,10 @@ _APPLY = {
     "AllowancesWithdrawn": _withdrawn,
     "ComplianceYearClosed": _closed,
     "PenaltyAssessed": _penalty,
+    "DeductionOrdered": _deduction_ordered,
+    "ComplianceYearEnforced": _enforced,
+    "PenaltyRecorded": _no_state,
+    "AllocationCutOrdered": _cut_ordered,
 }
 
 

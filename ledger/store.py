@@ -58,7 +58,8 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance);
 # 3: the balances state lists the accounts opened (so a read of an account that does not exist says so);
 # 4: the market's days are per product (unit and vintage), with the listed trades' open, high, low and close.
-READ_MODEL_FORMAT = 4
+# 5: compliance periods carry their time limit to correct and whether it was enforced.
+READ_MODEL_FORMAT = 5
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ledger.authority import authorize, check_signature
-from ledger.decisions import accounts, allocation, compliance, trading
+from ledger.decisions import accounts, allocation, compliance, enforcement, trading
 from ledger.decisions.base import Decided
 from ledger.errors import Refused
 from ledger.events import canonical_bytes
@@ -32,6 +32,9 @@ DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = 
     "cancel": accounts.cancel,
     "year open": compliance.year_open,
     "year close": compliance.year_close,
+    "year enforce": enforcement.year_enforce,
+    "penalty record": enforcement.penalty_record,
+    "penalty cut": enforcement.penalty_cut,
     "emissions verify": compliance.verify,
     "surrender": compliance.surrender,
     "issue": allocation.issue,

@@ -9,7 +9,7 @@ from typing import Any
 from ledger import rules
 from ledger.decisions.base import Decided, floor_t
 from ledger.errors import BadInput, Refused
-from ledger.model import LedgerState, default_deadline
+from ledger.model import LedgerState, Period, default_deadline
 from ledger.units import fmt_money, money, parse_period
 
 
@@ -38,7 +38,12 @@ def verify(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
 def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     fid, unit, vintage, q = a["firm_id"], a["unit"], a["vintage"], a["quantity"]
     st.check_firm(fid)
-    period = st.check_open_period(a["year"])
+    period = st.period_of(a["year"])
+    late = period is not None and period.closed
+    if late:
+        check_late_surrender(period, now)
+    else:
+        period = st.check_open_period(a["year"])
     if vintage > period.last:
         raise Refused(f"vintage {vintage} is later than compliance year {period.label}", code="vintage_too_late")
     st.check_holding_covers(fid, unit, vintage, q)
@@ -58,7 +63,15 @@ def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
         raise Refused(f"surrendering {q} t would exceed {fid}'s obligation of {obligation} t for {period.label}"
                       f" ({done} t already surrendered)", code="beyond_obligation")
     return [("AllowancesSurrendered", {"firm_id": fid, "year": period.first, "unit": unit, "vintage": vintage,
-                                       "quantity": q})], {}
+                                       "quantity": q})], ({"late": True} if late else {})
+
+
+def check_late_surrender(period: Period, now: str) -> None:
+    """A closed period takes surrenders (late, IR art. 24) until its time limit to correct, and not after
+    `year enforce`."""
+    if period.correct_by is None or period.enforced or now[:10] > period.correct_by:
+        until = f" (the time limit to correct ran until {period.correct_by})" if period.correct_by else ""
+        raise Refused(f"compliance year {period.label} is closed{until}", code="year_closed")
 
 
 def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
@@ -67,6 +80,10 @@ def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Deci
     regime = rules.penalty_regime(deadline)
     multiple = Decimal(a.get("fine_multiple") or rules.PENALTY_MULTIPLE_DEFAULT)
     price, month = penalty_price(st, deadline)
+    today = dt.date.fromisoformat(now[:10])
+    correct_by = a.get("correct_by") or (today + dt.timedelta(days=rules.CORRECTION_DAYS_DEFAULT)).isoformat()
+    if correct_by < today.isoformat():
+        raise Refused(f"--correct-by {correct_by} is before today ({today.isoformat()})", code="correct_by_past")
     events: list[tuple[str, dict[str, Any]]] = []
     fines = Decimal(0)
     for fid in sorted(st.firms):
@@ -86,11 +103,12 @@ def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Deci
         fines += fine
         events.append(("PenaltyAssessed", {
             "firm_id": fid, "year": period.first, "shortfall": shortfall, "fine": fmt_money(fine),
-            "deduction": shortfall, "price": fmt_money(price) if price is not None else None,
+            "deduction": 0, "price": fmt_money(price) if price is not None else None,
             "price_month": month, "multiple": str(multiple) if regime != "fixed" else None, "regime": regime,
-            "obligation": obligation, "surrendered": done}))
-    events.append(("ComplianceYearClosed", {"year": period.first}))
-    return events, {"year": period.label, "penalties": len(events) - 1, "fines": fmt_money(fines)}
+            "obligation": obligation, "surrendered": done, "correct_by": correct_by}))
+    events.append(("ComplianceYearClosed", {"year": period.first, "correct_by": correct_by}))
+    return events, {"year": period.label, "penalties": len(events) - 1, "fines": fmt_money(fines),
+                    "correct_by": correct_by}
 
 
 def penalty_price(st: LedgerState, deadline: dt.date | None) -> tuple[Decimal | None, str | None]:
