@@ -29,6 +29,8 @@ ISSUE_BASES = ("pre-allocation", "true-up", "auction", "offset", "reserve")
 TRADE_MODES = ("listed", "block", "auction")
 CANCEL_REASONS = ("voluntary", "correction", "expiry")
 ROLES = ("regulator", "exchange", "verifier", "firm")
+ALLOCATION_STEPS = ("pre", "true-up")
+OUTPUT_UNITS = ("MWh", "GJ", "t")
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")  # whole string (fullmatch: no newline slips past a $)
 _PRICE_RE = re.compile(r"[0-9]+(\.[0-9]{1,2})?")  # ASCII digits only, whole string
