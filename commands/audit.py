@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -99,13 +102,43 @@ def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
                                position=out["position"])
 
 
+@contextmanager
+def _writable_copy_if_read_only(c: Any) -> Iterator[Any]:
+    """A read-only store is replayed on a copy in a temporary directory (SQLite's backup reads the store and
+    writes nothing to it): the replay first brings the stored read models to the head, which writes."""
+    from ledger.store import parse_store, read_only
+
+    cfg = parse_store(c.store)
+    if not read_only(cfg):
+        yield None
+        return
+    import sqlite3
+    import tempfile
+
+    from commands.context import Ctx
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "replay.db")
+        src = sqlite3.connect(f"file:{cfg.path}?mode=ro", uri=True)
+        try:
+            with sqlite3.connect(path) as dst:
+                src.backup(dst)
+        finally:
+            src.close()
+        copy = Ctx(path, None, None)
+        try:
+            yield copy
+        finally:
+            copy.close()
+
+
 def run_replay(c: Any, as_json: bool) -> None:
     from commands.output import emit_json, progress_bar
     from projections.audit import replay_compare
 
     rec = c.existing_recorder()
-    with progress_bar("replaying") as progress:
-        res = replay_compare(rec, progress)
+    with _writable_copy_if_read_only(c) as copy, progress_bar("replaying") as progress:
+        res = replay_compare(copy.existing_recorder() if copy is not None else rec, progress)
     if as_json:
         emit_json(res)
     elif res["ok"]:
