@@ -173,8 +173,9 @@ def compliance(c: Ctx, **kw: Any) -> None:
     show_compliance(c, **kw)
 
 
-def show_compliance(c: Ctx, year: int | None = None, firm: str | None = None, plot: str | None = None, *, as_json: bool = False,
-                    as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
+def show_compliance(c: Ctx, year: int | None = None, firm: str | None = None, plot: str | None = None, *,
+                    as_json: bool = False, as_csv: bool = False, as_of: int | None = None,
+                    as_of_date: str | None = None) -> None:
     from projections.compliance import rows as compliance_rows
 
     if plot:
