@@ -58,7 +58,11 @@ if str(ROOT) not in sys.path:
 DEFAULT_EVENTS = 200_000
 BATCH_SIZE = 2000  # the CLI's default `import --batch-size`
 CLI_RUNS = 20
-TARGETS = {"import_ratio": 0.30, "replay_ratio": 0.50, "cli_ratio": 2.5, "as_of_max_s": 1.0}
+# The import and replay targets are ratios to their ceilings (what no ledger code can beat on this store
+# format): the import at half its ceiling, the replay at 0.6 of its ceiling. The re-execution audit
+# (`audit verify`) at 30,000 events/s or more, with memory flat in the log.
+TARGETS = {"import_schema_ratio": 0.5, "replay_decode_ratio": 0.6, "cli_ratio": 2.5, "as_of_max_s": 1.0,
+           "verify_events_per_s": 30_000}
 YEAR = 2024
 ISSUED_EACH_T = 1_000_000_000  # every account starts with this much CEA 2024
 CENT = Decimal("0.01")
@@ -264,6 +268,28 @@ def _replay_child(store: str, upto: int | None) -> None:
                       "peak_rss_mb": _proc_status_mb("VmHWM"), "rss_before_mb": rss_before}))
 
 
+def _verify_child(store: str) -> None:
+    """Run in a subprocess: the re-execution audit of the whole log (ledger.verify, what `audit verify` runs);
+    print seconds, events and peak RSS."""
+    from ledger.registry import Registry
+    from ledger.verify import verify_log
+
+    reg = Registry(store)
+    t0 = time.perf_counter()
+    res = verify_log(reg.recorder)
+    seconds = time.perf_counter() - t0
+    if not res["ok"]:
+        raise SystemExit(f"benchmark store fails audit verify: {res}")
+    print(json.dumps({"seconds": seconds, "events": res["events"], "commands": res["commands"],
+                      "peak_rss_mb": _proc_status_mb("VmHWM")}))
+
+
+def measure_verify(store: Path) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--verify-child", str(store)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def _proc_status_mb(field: str) -> float:
     """VmRSS (now) or VmHWM (peak) of this process, in MB. (ru_maxrss would include the parent's
     peak: Linux carries it over exec.)"""
@@ -419,6 +445,8 @@ def run(events: int, batch_size: int, workdir: Path, cli_runs: int, log: Any,
     log("replay (subprocess) ...")
     replay = min((measure_replay(store) for _ in range(3)), key=lambda r: r["seconds"])  # best of 3, as the read
     replay_tenth = measure_replay(store, upto=max(1, events // 10))
+    log("audit verify (re-execution, subprocess) ...")
+    verify = measure_verify(store)
     log("as-of ...")
     as_of = measure_as_of(store, events)
     log(f"CLI append x{cli_runs} ...")
@@ -453,6 +481,9 @@ def run(events: int, batch_size: int, workdir: Path, cli_runs: int, log: Any,
         "replay_peak_rss_mb": round(replay["peak_rss_mb"], 1),
         "replay_rss_before_mb": round(replay["rss_before_mb"], 1),
         "replay_tenth_peak_rss_mb": round(replay_tenth["peak_rss_mb"], 1),
+        "verify_s": round(verify["seconds"], 3),
+        "verify_events_per_s": round(verify["events"] / verify["seconds"]),
+        "verify_peak_rss_mb": round(verify["peak_rss_mb"], 1),
         "catch_up_s": round(as_of["catch_up_s"], 3),
         "catch_up_events_per_s": round(events / as_of["catch_up_s"]),
         "audit_replay_s": round(as_of["audit_replay_s"], 3),
@@ -468,8 +499,9 @@ def run(events: int, batch_size: int, workdir: Path, cli_runs: int, log: Any,
         **pg,
     }
     result["targets_met"] = {
-        "import_ratio": result["import_ratio"] >= TARGETS["import_ratio"],
-        "replay_ratio": result["replay_ratio"] >= TARGETS["replay_ratio"],
+        "import_schema_ratio": result["import_schema_ratio"] >= TARGETS["import_schema_ratio"],
+        "replay_decode_ratio": result["replay_decode_ratio"] >= TARGETS["replay_decode_ratio"],
+        "verify_events_per_s": result["verify_events_per_s"] >= TARGETS["verify_events_per_s"],
         "cli_ratio": result["cli_ratio"] <= TARGETS["cli_ratio"],
         "as_of_max_s": result["as_of_max_s"] < TARGETS["as_of_max_s"],
     }
@@ -497,15 +529,17 @@ def report(r: dict[str, Any]) -> str:
         "",
         f"{'measure':<44}{'ledger':>14}{'raw SQLite':>14}{'ratio':>9}{'ceiling':>9}  target",
         (f"{'bulk import (events/s vs executemany rows/s)':<44}{r['import_events_per_s']:>14,}"
-         f"{r['raw_insert_rows_per_s']:>14,}{r['import_ratio']:>9.3f}{r['import_ceiling_ratio']:>9.3f}"
-         f"  >= {TARGETS['import_ratio']} {ok[t['import_ratio']]}"),
-        (f"{'  vs its rows alone, no ledger code':<44}{'':>14}"
-         f"{r['schema_insert_events_per_s']:>14,}{r['import_schema_ratio']:>9.3f}"),
+         f"{r['raw_insert_rows_per_s']:>14,}{r['import_ratio']:>9.3f}{r['import_ceiling_ratio']:>9.3f}"),
+        (f"{'  vs its rows alone (its ceiling)':<44}{'':>14}"
+         f"{r['schema_insert_events_per_s']:>14,}{r['import_schema_ratio']:>9.3f}{'':>9}"
+         f"  >= {TARGETS['import_schema_ratio']} {ok[t['import_schema_ratio']]}"),
         (f"{'replay all projections (events/s vs read)':<44}{r['replay_events_per_s']:>14,}"
-         f"{r['raw_read_rows_per_s']:>14,}{r['replay_ratio']:>9.3f}{r['replay_ceiling_ratio']:>9.3f}"
-         f"  >= {TARGETS['replay_ratio']} {ok[t['replay_ratio']]}"),
-        (f"{'  vs read + orjson.loads alone':<44}{'':>14}"
-         f"{r['raw_read_decode_rows_per_s']:>14,}{r['replay_decode_ratio']:>9.3f}"),
+         f"{r['raw_read_rows_per_s']:>14,}{r['replay_ratio']:>9.3f}{r['replay_ceiling_ratio']:>9.3f}"),
+        (f"{'  vs read + orjson.loads alone (its ceiling)':<44}{'':>14}"
+         f"{r['raw_read_decode_rows_per_s']:>14,}{r['replay_decode_ratio']:>9.3f}{'':>9}"
+         f"  >= {TARGETS['replay_decode_ratio']} {ok[t['replay_decode_ratio']]}"),
+        (f"{'audit verify: re-execution (events/s)':<44}{r['verify_events_per_s']:>14,}{'':>14}{'':>9}{'':>9}"
+         f"  >= {TARGETS['verify_events_per_s']:,} {ok[t['verify_events_per_s']]}"),
         (f"{'one CLI append (s, median, vs bare import)':<44}{r['cli_append_s']:>14.3f}"
          f"{r['bare_import_s']:>14.3f}{r['cli_ratio']:>9.2f}{'':>9}  <= {TARGETS['cli_ratio']} {ok[t['cli_ratio']]}"),
         "",
@@ -518,6 +552,7 @@ def report(r: dict[str, Any]) -> str:
          f" rows built); catching the read models up from empty {r['catch_up_s']:.2f} s"
          f" ({r['catch_up_events_per_s']:,} events/s); audit replay {r['audit_replay_s']:.2f} s"
          f" ({r['audit_replay_events_per_s']:,} events/s)"),
+        (f"audit verify re-executed the log in {r['verify_s']:.2f} s, peak RSS {r['verify_peak_rss_mb']:.1f} MB"),
         (f"replay peak RSS {r['replay_peak_rss_mb']:.1f} MB (before replay {r['replay_rss_before_mb']:.1f} MB;"
          f" replaying the first tenth: {r['replay_tenth_peak_rss_mb']:.1f} MB)"),
         ("balances --as-of N, in-process (s): " + ", ".join(f"{k}: {v:.4f}" for k, v in r["as_of_s"].items())
@@ -547,8 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--postgres", default=os.environ.get("CARBON_LEDGER_BENCH_POSTGRES"),
                     help="also measure a PostgreSQL server (URL; a scratch schema is made and dropped)")
     ap.add_argument("--replay-child", help=argparse.SUPPRESS)
+    ap.add_argument("--verify-child", help=argparse.SUPPRESS)
     ap.add_argument("--upto", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.verify_child:
+        _verify_child(a.verify_child)
+        return 0
     if a.replay_child:
         _replay_child(a.replay_child, a.upto)
         return 0

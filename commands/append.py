@@ -19,21 +19,15 @@ def _one_of(values: Any, end: str = ".") -> str:
 
 
 def _command(c: Ctx, name: str, args: dict[str, Any], command_id: str | None) -> Any:
-    """The Command to run as the context's actor, signed with --key when one is given."""
-    import uuid
-
+    """The Command to run as the context's actor; with --key, the registry signs it for this store."""
     from ledger.registry import Command
 
-    args = {k: v for k, v in args.items() if v is not None}
-    signature = None
+    key = None
     if c.key:
         from ledger import signing
-        from ledger.inputs import parse_command
 
-        command_id = command_id or uuid.uuid4().hex
         key = signing.load_private(c.key)
-        signature = signing.sign(key, signing.command_payload(name, command_id, parse_command(name, args)))
-    return Command(name, args, command_id, c.actor, signature)
+    return Command(name, {k: v for k, v in args.items() if v is not None}, command_id, c.actor, sign_with=key)
 
 
 def _append(c: Ctx, name: str, args: dict[str, Any], command_id: str | None, as_json: bool) -> None:

@@ -15,13 +15,10 @@ from commands.context import Ctx, pass_ctx
 from ledger.errors import BadInput, IntegrityFailure, Refused
 
 
-def _checkpoint_payload(cp: dict[str, Any]) -> bytes:
-    return orjson.dumps({k: cp[k] for k in ("position", "hash", "time", "actor")}, option=orjson.OPT_SORT_KEYS)
-
-
 def run_checkpoint(c: Any) -> None:
     from commands.output import emit_json
     from ledger import signing
+    from ledger.verify import checkpoint_payload
 
     if not c.key:
         raise BadInput("audit checkpoint needs the regulator's private key: --key FILE")
@@ -40,66 +37,42 @@ def run_checkpoint(c: Any) -> None:
     cp = {"position": pos, "hash": h, "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
           "actor": actor or "operator"}
     cp["public_key"] = pub
-    cp["signature"] = signing.sign(key, _checkpoint_payload(cp))
+    cp["signature"] = signing.sign(key, checkpoint_payload(cp))
     emit_json(cp)
 
 
 def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
-    from commands.output import emit_json
-    from ledger import signing
-    from projections.audit import signatures, verify_chain
+    """Re-execute the whole log (ledger.verify): exit 3 naming the first position that does not follow."""
+    from commands.output import emit_json, progress_bar
+    from ledger.verify import checkpoint_payload, verify_log
 
-    rec = c.existing_recorder()
-    res = verify_chain(rec)
-    out: dict[str, Any] = {"ok": res["ok"], "position": res["position"]}
-    if not res["ok"]:
-        out["reason"] = res["reason"]
-    else:
-        out["hash"] = res["hash"]
-        head = rec.head()
-        if head[0] != res["position"]:
-            out.update(ok=False, reason=f"the head says {head[0]} but the log ends at {res['position']}")
-    if out["ok"]:
-        sig = signatures(rec)
-        out["signatures_checked"] = sig.get("checked", 0)
-        out["roles_enforced"] = sig.get("enforced", False)
-        if not sig["ok"]:
-            out.update(ok=False, position=sig["position"], reason=sig["reason"])
-    if out["ok"] and checkpoint:
+    cp = None
+    if checkpoint:
         try:
             with open(checkpoint, "rb") as f:
                 cp = orjson.loads(f.read())
-            payload = _checkpoint_payload(cp)
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
+            checkpoint_payload(cp)
+            int(cp["position"])
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise BadInput(f"checkpoint {checkpoint} is not a checkpoint file: {e}") from None
-        if not signing.verify(cp.get("public_key", ""), cp.get("signature", ""), payload):
-            raise IntegrityFailure("the checkpoint's signature does not verify", position=cp.get("position"))
-        st = c.registry.state
-        if st.enforced:  # the key in the file proves nothing by itself: it must be the signing regulator's
-            signer = st.actors.get(str(cp.get("actor")))
-            if signer is None or signer.role != "regulator" or (
-                    signer.public_key is not None and signer.public_key != cp.get("public_key")):
-                raise IntegrityFailure(f"the checkpoint is not signed by the registered key of a regulator"
-                                       f" (it names {cp.get('actor')})", position=cp.get("position"))
-        at = rec.hash_at(int(cp["position"]))
-        if at is None:
-            out.update(ok=False, position=int(cp["position"]),
-                       reason=f"the log is shorter than the checkpoint at position {cp['position']} (truncated?)")
-        elif at != cp["hash"]:
-            out.update(ok=False, position=int(cp["position"]),
-                       reason=f"the log does not extend the checkpoint: hash at {cp['position']} differs (rewritten?)")
-        else:
-            out["checkpoint"] = {"position": cp["position"], "time": cp["time"], "actor": cp["actor"]}
+    rec = c.existing_recorder()
+    with progress_bar("verifying") as progress:
+        res = verify_log(rec, cp, progress)
+    if res["ok"]:
+        head = rec.head()
+        if head[0] != res["position"]:
+            res = {"ok": False, "position": head[0], "reason": f"the head says {head[0]} but the log ends at"
+                   f" {res['position']}"}
     if as_json:
-        emit_json(out)
-    elif out["ok"]:
-        roles = "roles enforced" if out["roles_enforced"] else "open store: roles are not enforced"
-        extra = f"; extends checkpoint {cp['position']}" if checkpoint else ""
-        click.echo(f"chain verified: {out['position']} events, head {out['hash']}; "
-                   f"{out['signatures_checked']} signatures checked; {roles}{extra}")
-    if not out["ok"]:
-        raise IntegrityFailure(f"integrity failure at position {out['position']}: {out['reason']}",
-                               position=out["position"])
+        emit_json(res)
+    elif res["ok"]:
+        roles = "roles enforced" if res["roles_enforced"] else "open store: roles are not enforced"
+        extra = f"; extends checkpoint {cp['position']}" if cp else ""
+        click.echo(f"chain verified: {res['position']} events, {res['commands']} commands re-executed, head"
+                   f" {res['hash']}; {res['signatures_checked']} signatures checked; {roles}{extra}")
+    if not res["ok"]:
+        raise IntegrityFailure(f"integrity failure at position {res['position']}: {res['reason']}",
+                               position=res["position"])
 
 
 @contextmanager
@@ -133,12 +106,20 @@ def _writable_copy_if_read_only(c: Any) -> Iterator[Any]:
 
 
 def run_replay(c: Any, as_json: bool) -> None:
+    """Rebuild every derived table from position 0 and compare: read models, history, as-of checkpoints and
+    the write-side snapshot."""
     from commands.output import emit_json, progress_bar
+    from ledger.verify import SnapshotFold
     from projections.audit import replay_compare
 
     rec = c.existing_recorder()
     with _writable_copy_if_read_only(c) as copy, progress_bar("replaying") as progress:
-        res = replay_compare(copy.existing_recorder() if copy is not None else rec, progress)
+        target = copy.existing_recorder() if copy is not None else rec
+        snapshot = SnapshotFold(target)
+        res = replay_compare(target, progress, on_event=snapshot)
+    res["differences"] += snapshot.differences(res["position"])
+    res["ok"] = not res["differences"]
+    res["projections"] = [*res["projections"], "ledger snapshot"]
     if as_json:
         emit_json(res)
     elif res["ok"]:
@@ -176,7 +157,8 @@ def audit_head(c: Ctx, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def audit_verify(c: Ctx, checkpoint: str | None, as_json: bool) -> None:
-    """Recompute the hash chain from the stored rows; exit 3 at the first bad position."""
+    """Re-execute the log: the hash chain, and every command decided again against the state before it, its
+    events compared byte for byte; signatures, command ids, the snapshot. Exit 3 at the first bad position."""
     run_verify(c, checkpoint, as_json)
 
 
@@ -184,7 +166,8 @@ def audit_verify(c: Ctx, checkpoint: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def audit_replay(c: Ctx, as_json: bool) -> None:
-    """Rebuild every projection from position 0 and compare with the stored read models."""
+    """Rebuild every read model (states, account history, as-of checkpoints) and the write-side snapshot from
+    position 0 and compare them with the stored ones."""
     run_replay(c, as_json)
 
 

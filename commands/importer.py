@@ -68,6 +68,7 @@ def _parse_line(n: int, line: str) -> Any:
     cid = obj.pop("command_id", None)
     actor = obj.pop("actor", None)
     signature = obj.pop("signature", None)
+    expires = obj.pop("signature_expires", None)
     if not isinstance(name, str):
         raise BadInput(f"line {n}: no \"command\"")
     if not isinstance(cid, str) or not cid:
@@ -82,6 +83,9 @@ def _parse_line(n: int, line: str) -> Any:
         raise BadInput(f"line {n} ({cid}): {e.message}") from None
     if signature is not None and not isinstance(signature, str):
         raise BadInput(f"line {n} ({cid}): \"signature\" must be a hex string")
+    if (signature is None) != (expires is None) or (expires is not None and not isinstance(expires, str)):
+        raise BadInput(f"line {n} ({cid}): \"signature\" and \"signature_expires\" (YYYY-MM-DDTHH:MM:SSZ)"
+                       " go together")
     if actor is not None:
         from ledger.units import parse_id
 
@@ -89,7 +93,7 @@ def _parse_line(n: int, line: str) -> Any:
             parse_id(actor, "actor")
         except BadInput as e:
             raise BadInput(f"line {n} ({cid}): {e.message}") from None
-    return Command(name, args, cid, actor, signature, checked=True)
+    return Command(name, args, cid, actor, signature, checked=True, expires=expires)
 
 
 def parse_lines(file: TextIO) -> list[tuple[int, Any]]:
@@ -149,13 +153,13 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
     if c.actor:
         for _n, cmd in cmds:
             cmd.actor = cmd.actor or c.actor
-    if getattr(c, "key", None):  # sign every unsigned line as the --as actor, over the same canonical bytes as the CLI
+    if getattr(c, "key", None):  # the registry signs every unsigned line as the --as actor, as the CLI does
         from ledger import signing
 
         key = signing.load_private(c.key)
         for _n, cmd in cmds:
             if cmd.signature is None:
-                cmd.signature = signing.sign(key, signing.command_payload(cmd.name, cmd.command_id, cmd.args))
+                cmd.sign_with = key
     reg = c.registry
     applied = replayed = 0
     refusals: list[dict[str, Any]] = []

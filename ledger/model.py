@@ -15,11 +15,13 @@ from decimal import Decimal
 from typing import Any
 
 from ledger import rules
-from ledger.errors import Refused
+from ledger.errors import IntegrityFailure, Refused
+from ledger.events import GENESIS_HASH, chain_hash
 from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
-SNAPSHOT_VERSION = 2  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+SNAPSHOT_VERSION = 3  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+# 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
 
 
 @dataclass
@@ -88,9 +90,17 @@ class Market:
         return self.prev_close
 
 
+class NegativeHolding(Exception):
+    """An event that would take a holding below zero: never recorded by the registry, so a forged history."""
+
+
 @dataclass
 class LedgerState:
     position: int = 0
+    hash: str = GENESIS_HASH  # the chain hash at `position` (kept by `advance`)
+    store_id: str = ""  # the chain hash of position 1: what signatures are bound to ("" before it exists)
+    commands: int = 0  # commands recorded so far (each has one row of command id)
+    last_command_id: str | None = None
     enforced: bool = False
     require_signatures: bool = False
     actors: dict[str, Actor] = field(default_factory=dict)
@@ -200,13 +210,34 @@ class LedgerState:
 
     # --- the only place state changes ---------------------------------------------
     def apply(self, event: dict[str, Any]) -> None:
-        handler = _APPLY[event["type"]]
-        handler(self, event["data"])
+        """Fold one event. An event the registry could not have recorded (a forged or damaged history) is an
+        IntegrityFailure naming its position, never an internal error."""
+        try:
+            _APPLY[event["type"]](self, event["data"])
+        except NegativeHolding as e:
+            raise IntegrityFailure(f"integrity failure at position {event.get('position')}: the event takes"
+                                   f" {e} below zero (the log holds a command its state refuses)",
+                                   position=event.get("position")) from None
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
+            raise IntegrityFailure(f"integrity failure at position {event.get('position')}: the event does not"
+                                   f" fit the ledger ({type(e).__name__}: {e})", position=event.get("position")) from None
+        command_id = event.get("command_id")
+        if command_id != self.last_command_id:
+            self.commands += 1
+            self.last_command_id = command_id
         self.position = event["position"]
+
+    def advance(self, event: dict[str, Any], blob: bytes) -> None:
+        """Fold one event whose canonical bytes are `blob`, and extend the chain hash by it."""
+        self.apply(event)
+        self.hash = chain_hash(self.hash, blob)
+        if self.position == 1:
+            self.store_id = self.hash
 
     def _add(self, key: HoldingKey, delta: int) -> None:
         new = self.holdings.get(key, 0) + delta
-        assert new >= 0, f"negative holding {key}"
+        if new < 0:
+            raise NegativeHolding(f"the holding of {key[0]} in {key[1]} {key[2]}")
         if new:
             self.holdings[key] = new
         else:
@@ -217,6 +248,10 @@ class LedgerState:
         return {
             "version": SNAPSHOT_VERSION,
             "position": self.position,
+            "hash": self.hash,
+            "store_id": self.store_id,
+            "commands": self.commands,
+            "last_command_id": self.last_command_id,
             "enforced": self.enforced,
             "require_signatures": self.require_signatures,
             "actors": [[a.actor_id, a.role, a.firm_id, a.public_key] for a in self.actors.values()],
@@ -238,7 +273,9 @@ class LedgerState:
 
     @classmethod
     def from_snapshot(cls, s: dict[str, Any]) -> LedgerState:
-        st = cls(position=s["position"], enforced=s["enforced"], require_signatures=s["require_signatures"])
+        st = cls(position=s["position"], hash=s["hash"], store_id=s["store_id"], commands=s["commands"],
+                 last_command_id=s["last_command_id"], enforced=s["enforced"],
+                 require_signatures=s["require_signatures"])
         st.actors = {a[0]: Actor(*a) for a in s["actors"]}
         st.firms = {f[0]: Firm(*f) for f in s["firms"]}
         st.accounts = {a[0]: Account(*a) for a in s["accounts"]}

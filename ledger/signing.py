@@ -14,9 +14,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ledger.errors import BadInput
 
 
-def command_payload(name: str, command_id: str, args: dict[str, Any]) -> bytes:
-    """The canonical bytes an actor signs: command name, command id and normalized arguments."""
-    return orjson.dumps({"command": name, "command_id": command_id, "args": args}, option=orjson.OPT_SORT_KEYS)
+def command_payload(store_id: str, name: str, command_id: str, args: dict[str, Any], expires: str) -> bytes:
+    """The bytes an actor signs: compact JSON with sorted keys of the store's identity (the chain hash of its
+    first event; "" for the command that creates the store), the command's name, id and normalized arguments,
+    and the time after which the signature is refused (YYYY-MM-DDTHH:MM:SSZ)."""
+    return orjson.dumps({"store": store_id, "command": name, "command_id": command_id, "args": args,
+                         "expires": expires}, option=orjson.OPT_SORT_KEYS)
+
+
+def sign_command(key: Ed25519PrivateKey, store_id: str, name: str, command_id: str, args: dict[str, Any],
+                 expires: str) -> str:
+    """The hex signature of a command (see command_payload)."""
+    return sign(key, command_payload(store_id, name, command_id, args, expires))
 
 
 def generate(path: str | os.PathLike[str]) -> str:

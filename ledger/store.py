@@ -227,6 +227,14 @@ class LedgerRecorderMixin:
             row = c.fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
+    def command_count_and_head(self) -> tuple[int, int]:
+        """The number of command-id rows and the head position, read by one statement (one snapshot of both)."""
+        with self._read() as c:
+            c.execute("SELECT (SELECT COUNT(*) FROM ledger_commands),"
+                      " (SELECT COALESCE(MAX(position), 0) FROM ledger_chain)")
+            row = c.fetchone()
+        return int(row[0]), int(row[1])
+
     def hash_at(self, position: int) -> str | None:
         if position == 0:
             return GENESIS_HASH
@@ -402,6 +410,18 @@ class LedgerRecorderMixin:
         for t in READ_MODEL_TABLES:
             c.execute(f"DROP TABLE IF EXISTS {t}")
         c.execute("DELETE FROM rm_format")
+
+    def checkpoint_keys(self) -> list[tuple[str, int]]:
+        """(name, position) of every stored as-of checkpoint."""
+        with self._read() as c:
+            c.execute(self._q("SELECT name, position FROM rm_checkpoint ORDER BY position, name"))
+            return [(r[0], r[1]) for r in c.fetchall()]
+
+    def checkpoint_at(self, name: str, position: int) -> bytes | None:
+        with self._read() as c:
+            c.execute(self._q("SELECT state FROM rm_checkpoint WHERE name = ? AND position = ?"), (name, position))
+            row = c.fetchone()
+        return bytes(row[0]) if row else None
 
     def checkpoint_before(self, name: str, position: int) -> tuple[int, bytes] | None:
         with self._read() as c:

@@ -116,8 +116,13 @@ def _flush(recorder: Any, expected: dict[str, int], states: dict[str, Any], pos:
 
 
 def rebuild(recorder: Any, progress: Progress = None, upto: int | None = None,
-            on_rows: Callable[[list], None] | None = None) -> tuple[dict[str, Any], int]:
-    """Fold every projection from position 0 in memory (for audit replay), streaming the log."""
+            on_rows: Callable[[list], None] | None = None,
+            on_checkpoint: Callable[[str, int, Any], None] | None = None,
+            on_event: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], int]:
+    """Fold every projection from position 0 in memory (for audit replay), streaming the log.
+
+    `on_rows` gets the account-history rows in pages; `on_checkpoint(name, position, dumped state)` each
+    state where catch-up keeps an as-of checkpoint; `on_event` every event (another fold riding along)."""
     states = {p.name: p.initial() for p in PROJECTIONS}
     head = upto if upto is not None else recorder.head()[0]
     rows: list = []
@@ -136,6 +141,12 @@ def rebuild(recorder: Any, progress: Progress = None, upto: int | None = None,
         for apply, state in emitting:
             if apply(state, env, out) is not state:
                 raise RuntimeError(f"fold {apply} replaced its state instead of updating it")
+        if on_event is not None:
+            on_event(env)
+        if on_checkpoint is not None and pos % CHECKPOINT_EVERY == 0:
+            for p in PROJECTIONS:
+                if not getattr(p, "emits_rows", False):
+                    on_checkpoint(p.name, pos, p.dump(states[p.name]))
         if len(rows) >= 10_000:
             if on_rows:
                 on_rows(rows)

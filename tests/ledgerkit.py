@@ -219,6 +219,22 @@ def rewrite_event(conn: Any, position: int, change: Any) -> None:
     conn.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (canonical_bytes(env), nid))
 
 
+def rewrite_command(conn: Any, position: int, **fields: Any) -> None:
+    """Change fields of the command at `position` and of its event alike, and its command-id row's digest:
+    a rewrite that re-execution cannot see on a store without signatures (the forger then rehashes)."""
+    from ledger.decisions import command_digest
+
+    def change(e: dict[str, Any]) -> None:
+        e["data"].update(fields)
+        e["command"]["args"].update(fields)
+
+    rewrite_event(conn, position, change)
+    (nid,) = conn.execute("SELECT notification_id FROM ledger_chain WHERE position = ?", (position,)).fetchone()
+    env = decode(bytes(conn.execute("SELECT state FROM stored_events WHERE rowid = ?", (nid,)).fetchone()[0]))
+    conn.execute("UPDATE ledger_commands SET digest = ? WHERE command_id = ?",
+                 (command_digest(env["command"]["name"], env["command"]["args"]), env["command_id"]))
+
+
 def truncate_after(conn: Any, position: int) -> None:
     """Delete every event after `position` with its chain row and command row (a consistent shorter log)."""
     nids = [

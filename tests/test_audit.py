@@ -11,12 +11,21 @@ import re
 import sqlite3
 
 import pytest
-from ledgerkit import events, invoke, invoke_json, raw_db, rehash_chain, rewrite_event, run_main
+from ledgerkit import (
+    events,
+    invoke,
+    invoke_json,
+    raw_db,
+    rehash_chain,
+    rewrite_command,
+    rewrite_event,
+    run_main,
+)
 
 from ledger.events import GENESIS_HASH, canonical_bytes, chain_hash, decode
 from ledger.registry import Registry
 from ledger.store import HISTORY_PAGE_SQL
-from projections.audit import verify_chain
+from ledger.verify import verify_log
 
 V = 2024
 
@@ -156,22 +165,31 @@ def test_an_edited_chain_hash_fails_verify(store: str) -> None:
     assert verify(store)[:2] == (3, 5)
 
 
-def test_an_edit_rehashed_from_there_on_passes_the_chain_but_not_a_pinned_head(store: str) -> None:
-    """Without a published head the chain alone cannot catch a full rehash: the head hash must differ."""
-    pinned = invoke_json(store, "audit", "head")
+def test_an_edit_rehashed_from_there_on_is_caught_by_re_execution(store: str) -> None:
+    """The chain alone cannot catch a full rehash; re-deciding the command can: its event says otherwise."""
     with raw_db(store) as conn:
         rewrite_event(conn, 6, lambda e: e["data"].update(quantity=5000))
+        rehash_chain(conn)
+    code, pos, err = verify(store)
+    assert (code, pos) == (3, 6) and "data.quantity is 5000, the command decides 1000" in err
+
+
+def test_a_consistent_rewrite_of_an_open_store_needs_a_pinned_head(store: str) -> None:
+    """A forger who rewrites a command, its event, its command-id row and the chain of an open (unsigned)
+    store passes re-execution: only a published head (or a signed checkpoint) catches it."""
+    pinned = invoke_json(store, "audit", "head")
+    with raw_db(store) as conn:
+        rewrite_command(conn, 6, quantity=5000)
         rehash_chain(conn)
     assert verify(store)[0] == 0
     after = invoke_json(store, "audit", "head")
     assert after["position"] == pinned["position"] and after["hash"] != pinned["hash"]
 
 
-def test_verify_chain_stops_at_a_given_position(registry: Registry, store: str) -> None:
+def test_a_deleted_event_row_is_named_by_its_position(registry: Registry, store: str) -> None:
     with raw_db(store) as conn:
         conn.execute("DELETE FROM stored_events WHERE rowid = 9")
-    assert verify_chain(registry.recorder, upto=8)["ok"] is True
-    res = verify_chain(registry.recorder)
+    res = verify_log(registry.recorder)
     assert res["ok"] is False and res["position"] == 9
 
 
@@ -263,7 +281,7 @@ def test_verify_reads_the_rows_not_the_cached_state(store: str) -> None:
         assert other.head()[0] == 10
         with raw_db(store) as conn:
             conn.execute("UPDATE stored_events SET state = CAST(? AS BLOB) WHERE rowid = 3", ("{}",))
-        assert verify_chain(other.recorder)["position"] == 3
+        assert verify_log(other.recorder)["position"] == 3
     finally:
         other.close()
 

@@ -21,6 +21,7 @@ from ledgerkit import (
     raw_db,
     refusal,
     rehash_chain,
+    rewrite_command,
     rewrite_event,
     run_main,
     truncate_after,
@@ -347,11 +348,15 @@ def pub(path: Path) -> str:
     return signing.public_hex(signing.load_private(path))
 
 
-def signed(name: str, args: dict[str, Any], command_id: str, actor: str, key: Path) -> Command:
-    sig = signing.sign(
-        signing.load_private(key), signing.command_payload(name, command_id, parse_command(name, args))
-    )
-    return Command(name, args, command_id, actor, sig)
+LATER = "2999-01-01T00:00:00Z"  # an expiry no test's clock reaches
+
+
+def signed(reg: Registry, name: str, args: dict[str, Any], command_id: str, actor: str, key: Path,
+           expires: str = LATER) -> Command:
+    """A command signed for `reg`'s store, as a client would sign it."""
+    sig = signing.sign_command(signing.load_private(key), reg.store_id, name, command_id,
+                               parse_command(name, args), expires)
+    return Command(name, args, command_id, actor, sig, expires=expires)
 
 
 TRANSFER = {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": 2024, "quantity": 10}
@@ -364,7 +369,7 @@ def signed_store(store_url: str, keys: dict[str, Path]) -> Iterator[Registry]:
     k = keys
 
     def run(name: str, args: dict[str, Any], actor: str, cid: str) -> None:
-        reg.execute(signed(name, args, cid, actor, k[actor]))
+        reg.execute(signed(reg, name, args, cid, actor, k[actor]))
 
     run("init", {"regulator": "MEE", "require_signatures": True, "public_key": pub(k["MEE"])}, "MEE", "s-0")
     run("actor add", {"actor_id": "SEEE", "role": "exchange", "public_key": pub(k["SEEE"])}, "MEE", "s-1")
@@ -393,9 +398,11 @@ def signed_store(store_url: str, keys: dict[str, Path]) -> Iterator[Registry]:
 def test_a_correctly_signed_command_is_recorded_with_its_signature(
     signed_store: Registry, keys: dict
 ) -> None:
-    out = signed_store.execute(signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
-    sig = out.events[0]["signature"]
-    assert sig["actor"] == "F1-desk" and sig["command"] == "transfer" and len(sig["sig"]) == 128
+    out = signed_store.execute(signed(signed_store, "transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
+    first = out.events[0]
+    sig = first["signature"]
+    assert first["actor"] == "F1-desk" and first["command"] == {"name": "transfer", "args": TRANSFER}
+    assert len(sig["sig"]) == 128 and sig["expires"] == LATER
     assert signed_store.state.holding("F2", "CEA", 2024) == 10
 
 
@@ -418,12 +425,13 @@ def test_a_forged_signature_is_refused(signed_store: Registry) -> None:
 def test_a_signature_by_the_wrong_actor_is_refused(signed_store: Registry, keys: dict) -> None:
     before = signed_store.head()
     # F2's desk signs a transfer out of F1 and presents it as F1's desk
-    e = refusal(signed_store.execute, signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F2-desk"]))
+    e = refusal(signed_store.execute, signed(signed_store, "transfer", TRANSFER, "c-1", "F1-desk", keys["F2-desk"]))
     assert e.code == "bad_signature"
     # a key nobody registered, presented as the regulator
     e = refusal(
         signed_store.execute,
         signed(
+            signed_store,
             "issue",
             {"account_id": "F2", "unit": "CEA", "vintage": 2024, "quantity": 5, "basis": "auction"},
             "c-2",
@@ -436,10 +444,11 @@ def test_a_signature_by_the_wrong_actor_is_refused(signed_store: Registry, keys:
 
 
 def test_a_signature_replayed_with_another_command_id_is_refused(signed_store: Registry, keys: dict) -> None:
-    first = signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"])
+    first = signed(signed_store, "transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"])
     signed_store.execute(first)
     before = signed_store.head()
-    e = refusal(signed_store.execute, Command("transfer", TRANSFER, "c-2", "F1-desk", first.signature))
+    e = refusal(signed_store.execute, Command("transfer", TRANSFER, "c-2", "F1-desk", first.signature,
+                                                         expires=LATER))
     assert e.code == "bad_signature"
     # the same signed command again, with its own id, is an idempotent repeat: nothing appended
     assert signed_store.execute(first).replayed
@@ -448,24 +457,24 @@ def test_a_signature_replayed_with_another_command_id_is_refused(signed_store: R
 
 
 def test_a_signature_over_other_arguments_is_refused(signed_store: Registry, keys: dict) -> None:
-    good = signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"])
+    good = signed(signed_store, "transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"])
     e = refusal(
         signed_store.execute,
-        Command("transfer", {**TRANSFER, "quantity": 900}, "c-1", "F1-desk", good.signature),
+        Command("transfer", {**TRANSFER, "quantity": 900}, "c-1", "F1-desk", good.signature, expires=LATER),
     )
     assert e.code == "bad_signature"
 
 
 def test_a_signature_of_an_actor_without_a_registered_key_is_refused(registry: Registry, keys: dict) -> None:
     registry.init("MEE")
-    e = refusal(registry.execute, signed("year open", {"year": "2024"}, "c-1", "MEE", keys["MEE"]))
+    e = refusal(registry.execute, signed(registry, "year open", {"year": "2024"}, "c-1", "MEE", keys["MEE"]))
     assert e.code == "no_public_key"
 
 
 def test_signatures_are_checked_even_where_they_are_not_required(registry: Registry, keys: dict) -> None:
     registry.init("MEE", public_key=pub(keys["MEE"]))
     registry.open_year(2024, actor="MEE")  # unsigned: fine on this store
-    e = refusal(registry.execute, signed("year open", {"year": "2025"}, "c-1", "MEE", keys["ROGUE"]))
+    e = refusal(registry.execute, signed(registry, "year open", {"year": "2025"}, "c-1", "MEE", keys["ROGUE"]))
     assert e.code == "bad_signature"
 
 
@@ -502,7 +511,7 @@ def test_require_signatures_needs_the_regulators_key(store_url: str) -> None:
 
 
 def test_audit_verify_checks_every_signature(store_url: str, signed_store: Registry, keys: dict) -> None:
-    signed_store.execute(signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
+    signed_store.execute(signed(signed_store, "transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
     out = invoke_json(store_url, "audit", "verify")
     assert out["ok"] and out["signatures_checked"] == 8
 
@@ -510,11 +519,11 @@ def test_audit_verify_checks_every_signature(store_url: str, signed_store: Regis
 def test_a_stored_signature_replaced_and_rehashed_fails_audit_verify(
     store_url: str, signed_store: Registry, keys: dict
 ) -> None:
-    out = signed_store.execute(signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
+    out = signed_store.execute(signed(signed_store, "transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
     pos = out.position
     forged = signing.sign(
         signing.load_private(keys["ROGUE"]),
-        signing.command_payload("transfer", "c-1", parse_command("transfer", TRANSFER)),
+        signing.command_payload(signed_store.store_id, "transfer", "c-1", parse_command("transfer", TRANSFER), LATER),
     )
     with raw_db(store_url) as conn:
         rewrite_event(conn, pos, lambda e: e["signature"].update(sig=forged))
@@ -526,11 +535,11 @@ def test_a_stored_signature_replaced_and_rehashed_fails_audit_verify(
 def test_a_stored_event_whose_arguments_were_changed_and_rehashed_fails_audit_verify(
     store_url: str, signed_store: Registry, keys: dict
 ) -> None:
-    out = signed_store.execute(signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
+    out = signed_store.execute(signed(signed_store, "transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
 
     def inflate(e: dict) -> None:
         e["data"]["quantity"] = 900
-        e["signature"]["args"]["quantity"] = 900
+        e["command"]["args"]["quantity"] = 900
 
     with raw_db(store_url) as conn:
         rewrite_event(conn, out.position, inflate)
@@ -542,12 +551,12 @@ def test_a_stored_event_whose_arguments_were_changed_and_rehashed_fails_audit_ve
 def test_a_signature_stripped_from_a_store_that_requires_them_fails_audit_verify(
     store_url: str, signed_store: Registry, keys: dict
 ) -> None:
-    out = signed_store.execute(signed("transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
+    out = signed_store.execute(signed(signed_store, "transfer", TRANSFER, "c-1", "F1-desk", keys["F1-desk"]))
     with raw_db(store_url) as conn:
         rewrite_event(conn, out.position, lambda e: e.pop("signature"))
         rehash_chain(conn)
     r = run_main(store_url, "audit", "verify")
-    assert r.code == 3 and f"position {out.position}" in r.err and "no signature" in r.err
+    assert r.code == 3 and f"position {out.position}" in r.err and "requires signed commands" in r.err
 
 
 # ---- signed checkpoints ----------------------------------------------------------------------------------
@@ -600,9 +609,9 @@ def test_a_rewritten_and_rehashed_history_is_caught_by_the_checkpoint(
             )
             if b'"AllowancesIssued"' in bytes(s)
         )
-        rewrite_event(conn, issue_pos, lambda e: e["data"].update(quantity=1_000_000))
+        rewrite_command(conn, issue_pos, quantity=1_000_000)
         rehash_chain(conn)
-    assert run_main(store, "audit", "verify").code == 0  # the chain alone cannot see a full rehash
+    assert run_main(store, "audit", "verify").code == 0  # unsigned and consistent: only the checkpoint sees it
     r = run_main(store, "audit", "verify", "--checkpoint", str(cp))
     assert r.code == 3 and f"position {n}" in r.err and "rewritten" in r.err
 
@@ -623,7 +632,7 @@ def test_a_checkpoint_signed_with_another_key_than_the_regulators_is_refused(
 ) -> None:
     """A forger who rewrote the log signs a fresh checkpoint of it with a key of their own, claiming MEE."""
     store, _cp, _n = checkpointed
-    from commands.audit import _checkpoint_payload
+    from ledger.verify import checkpoint_payload
 
     pos, h = invoke_json(store, "audit", "head")["position"], invoke_json(store, "audit", "head")["hash"]
     cp = {
@@ -633,7 +642,7 @@ def test_a_checkpoint_signed_with_another_key_than_the_regulators_is_refused(
         "actor": "MEE",
         "public_key": pub(keys["ROGUE"]),
     }
-    cp["signature"] = signing.sign(signing.load_private(keys["ROGUE"]), _checkpoint_payload(cp))
+    cp["signature"] = signing.sign(signing.load_private(keys["ROGUE"]), checkpoint_payload(cp))
     forged = tmp_path / "rogue.json"
     forged.write_text(json.dumps(cp))
     r = run_main(store, "audit", "verify", "--checkpoint", str(forged))
@@ -762,6 +771,6 @@ def test_import_signs_each_line_with_the_key_and_is_refused_unsigned(store_url: 
     assert unsigned.code == 1 and "requires signed commands" in unsigned.err
     signed = run_main(store_url, "--as", "MEE", "--key", key, "import", str(lines))
     assert signed.code == 0
-    sigs = [e["signature"] for e in export_lines(store_url) if "signature" in e]
-    assert [s["command"] for s in sigs] == ["init", "firm register", "year open"]
+    signed_names = [e["command"]["name"] for e in export_lines(store_url) if "signature" in e]
+    assert signed_names == ["init", "firm register", "year open"]
     assert run_main(store_url, "audit", "verify").code == 0

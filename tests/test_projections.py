@@ -737,7 +737,11 @@ def test_reads_as_of_a_position_equal_a_truncated_copy_of_the_store(
         copy_store(path, copy)
     with raw_db(copy) as conn:
         truncate_after(conn, n)
-    assert run_main(copy, "audit", "verify").code == 0
+    verified = run_main(copy, "audit", "verify")
+    if n in heads:  # cut between two commands: a shorter history that re-executes
+        assert verified.code == 0, verified.err
+    else:  # cut inside a command: its last events are missing, and re-execution says so
+        assert verified.code == 3 and "ends inside a command" in verified.err
     for args in READS:
         assert _read(path, args, "--as-of", str(n)) == _read(copy, args), args
 

@@ -52,5 +52,5 @@ def test_refused_trade_leaves_the_write_side_state_equal_to_a_replay(reg: Regist
         reg.trade("B", "A", "CEA", 2024, 100, "60.00", "listed", "2024-06-03")  # A holds nothing
     replayed = LedgerState()
     for _pos, _hash, state in reg.recorder.read_events():
-        replayed.apply(decode(state))
+        replayed.advance(decode(state), state)
     assert replayed.to_snapshot() == reg.state.to_snapshot()

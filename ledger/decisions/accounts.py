@@ -1,0 +1,73 @@
+"""Decisions about who and what exists: the store's initialisation, actors and keys, firms, accounts, cancellation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger import rules
+from ledger.authority import OPEN_STORE_ACTOR
+from ledger.decisions.base import Decided
+from ledger.errors import BadInput, Refused
+from ledger.model import LedgerState
+
+
+def init(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    return [("LedgerInitialized", {"regulator": a["regulator"], "require_signatures": a["require_signatures"],
+                                   "public_key": a.get("public_key")})], {}
+
+
+def actor_add(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    if a["actor_id"] in st.actors or a["actor_id"] == OPEN_STORE_ACTOR:
+        raise Refused(f"actor {a['actor_id']} exists already", code="duplicate_actor")
+    if a["role"] == "firm":
+        if not a.get("firm"):
+            raise BadInput("a firm actor needs --firm FIRM_ID")
+        st.check_firm(a["firm"])
+    elif a.get("firm"):
+        raise BadInput("--firm applies only to actors with role firm")
+    from ledger import signing
+
+    pk = signing.parse_public(a["public_key"]) if a.get("public_key") else None
+    return [("ActorAdded", {"actor_id": a["actor_id"], "role": a["role"], "firm_id": a.get("firm"),
+                            "public_key": pk})], {}
+
+
+def actor_key(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    if a["actor_id"] not in st.actors:
+        raise Refused(f"actor {a['actor_id']} is not registered", code="unknown_actor")
+    from ledger import signing
+
+    return [("ActorKeyRegistered", {"actor_id": a["actor_id"], "public_key": signing.parse_public(a["public_key"])})], {}
+
+
+def firm_register(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    fid = a["firm_id"]
+    if fid in st.firms:
+        raise Refused(f"firm {fid} is already registered", code="duplicate_firm")
+    if fid in st.accounts:
+        raise Refused(f"account {fid} exists already; a firm's compliance account takes the firm's id",
+                      code="duplicate_account")
+    unit_type = a.get("unit_type")
+    if a["sector"] == "power":
+        unit_type = unit_type or rules.DEFAULT_UNIT_TYPE["power"]
+    elif unit_type:
+        raise BadInput("--unit-type applies only to the power sector")
+    return [
+        ("FirmRegistered", {"firm_id": fid, "name": a["name"], "sector": a["sector"], "region": a["region"],
+                            "unit_type": unit_type}),
+        ("AccountOpened", {"account_id": fid, "holder": fid, "kind": "compliance"}),
+    ], {"firm_id": fid}
+
+
+def account_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    if a["account_id"] in st.accounts:
+        raise Refused(f"account {a['account_id']} exists already", code="duplicate_account")
+    if a["kind"] == "compliance":
+        raise Refused("a compliance account is opened by `firm register`", code="compliance_account")
+    return [("AccountOpened", {"account_id": a["account_id"], "holder": a["holder"], "kind": a["kind"]})], {}
+
+
+def cancel(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    st.check_account_open(a["account_id"])
+    st.check_holding_covers(a["account_id"], a["unit"], a["vintage"], a["quantity"])
+    return [("AllowancesCancelled", dict(a))], {}

@@ -1,0 +1,107 @@
+"""Decisions of the compliance cycle: periods, verified emissions, surrender, closing a period with its penalties."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from ledger import rules
+from ledger.decisions.base import Decided, floor_t
+from ledger.errors import BadInput, Refused
+from ledger.model import LedgerState, default_deadline
+from ledger.units import fmt_money, money, parse_period
+
+
+def year_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    first, last = parse_period(a["year"])
+    for y in range(first, last + 1):
+        if y in st.year_period:
+            raise Refused(f"compliance year {y} is already open (as {st.year_period[y]})", code="year_exists")
+    deadline = a.get("deadline") or default_deadline(last)
+    if deadline < f"{last}-01-01":
+        raise BadInput(f"deadline {deadline} is before the compliance year {a['year']}")
+    data: dict[str, Any] = {"year": first, "surrender_deadline": deadline}
+    if last != first:
+        data.update(last_year=last, period=a["year"])
+    return [("ComplianceYearOpened", data)], {"year": a["year"], "deadline": deadline}
+
+
+def verify(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    st.check_firm(a["firm_id"])
+    if (a.get("output") is None) != (a.get("output_unit") is None):
+        raise BadInput("--output and --output-unit go together")
+    return [("EmissionsVerified", {"firm_id": a["firm_id"], "year": a["year"], "tonnes": a["tonnes"],
+                                   "output": a.get("output"), "output_unit": a.get("output_unit")})], {}
+
+
+def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    fid, unit, vintage, q = a["firm_id"], a["unit"], a["vintage"], a["quantity"]
+    st.check_firm(fid)
+    period = st.check_open_period(a["year"])
+    if vintage > period.last:
+        raise Refused(f"vintage {vintage} is later than compliance year {period.label}", code="vintage_too_late")
+    st.check_holding_covers(fid, unit, vintage, q)
+    verified = st.verified_in(fid, period)
+    if verified is None:
+        raise Refused(f"firm {fid} has no verified emissions for {period.label}; verify before surrender",
+                      code="not_verified")
+    if unit == "CCER":
+        limit = floor_t(rules.CCER_LIMIT_SHARE * verified)
+        used = st.surrendered_in(fid, period, "CCER")
+        if used + q > limit:
+            raise Refused(f"CCER may cover at most {limit} t (5% of {verified} t verified) for {fid} in "
+                          f"{period.label}; {used} t already surrendered", code="ccer_limit")
+    obligation = st.obligation(fid, period) or 0
+    done = st.surrendered_in(fid, period)
+    if done + q > obligation:
+        raise Refused(f"surrendering {q} t would exceed {fid}'s obligation of {obligation} t for {period.label}"
+                      f" ({done} t already surrendered)", code="beyond_obligation")
+    return [("AllowancesSurrendered", {"firm_id": fid, "year": period.first, "unit": unit, "vintage": vintage,
+                                       "quantity": q})], {}
+
+
+def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    period = st.check_open_period(a["year"])
+    deadline = dt.date.fromisoformat(period.deadline) if period.deadline else None
+    regime = rules.penalty_regime(deadline)
+    multiple = Decimal(a.get("fine_multiple") or rules.PENALTY_MULTIPLE_DEFAULT)
+    price, month = penalty_price(st, deadline)
+    events: list[tuple[str, dict[str, Any]]] = []
+    fines = Decimal(0)
+    for fid in sorted(st.firms):
+        if not st.has_obligation(fid, period):
+            continue
+        obligation = st.obligation(fid, period)
+        if obligation is None:
+            continue  # status C: no verified emissions; the shortfall cannot be valued
+        done = st.surrendered_in(fid, period)
+        shortfall = obligation - done
+        if shortfall <= 0:
+            continue
+        if regime == "fixed":
+            fine = rules.PENALTY_FIXED_FINE_BEFORE
+        else:
+            fine = money(multiple * shortfall * price) if price is not None else Decimal("0.00")
+        fines += fine
+        events.append(("PenaltyAssessed", {
+            "firm_id": fid, "year": period.first, "shortfall": shortfall, "fine": fmt_money(fine),
+            "deduction": shortfall, "price": fmt_money(price) if price is not None else None,
+            "price_month": month, "multiple": str(multiple) if regime != "fixed" else None, "regime": regime,
+            "obligation": obligation, "surrendered": done}))
+    events.append(("ComplianceYearClosed", {"year": period.first}))
+    return events, {"year": period.label, "penalties": len(events) - 1, "fines": fmt_money(fines)}
+
+
+def penalty_price(st: LedgerState, deadline: dt.date | None) -> tuple[Decimal | None, str | None]:
+    """VWAP of CEA trades in the calendar month before the deadline; else the latest earlier month traded."""
+    if deadline is None:
+        return None, None
+    first_of_month = deadline.replace(day=1)
+    target = (first_of_month - dt.timedelta(days=1)).strftime("%Y-%m")
+    if st.month_price(target) is not None:
+        return st.month_price(target), target
+    earlier = sorted(m for m in st.months if m < target and st.month_price(m) is not None)
+    if earlier:
+        return st.month_price(earlier[-1]), earlier[-1]
+    return None, None
