@@ -41,9 +41,9 @@ def trade(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
         raise Refused(f"trade date {date} is before the last trading day {market.last_date}", code="trade_date")
     price = Decimal(a["price"])
     close = market.reference_close(date)
-    band = rules.PRICE_BAND[mode]
-    if close is not None and band is not None:
-        lo, hi = _band(close, band)
+    limits = price_limits(close, mode)
+    if limits is not None:
+        lo, hi = limits
         if not lo <= price <= hi:
             raise Refused(f"price {price} is outside the {mode} band {lo}-{hi} (previous close {close})",
                           code="price_band")
@@ -71,6 +71,14 @@ def _latest_trade_date(today: str) -> str:
 def _band(close: Decimal, band: Decimal) -> tuple[Decimal, Decimal]:
     """The allowed price range around a previous close (a day's trades all ask for the same one)."""
     return money(close * (1 - band)), money(close * (1 + band))
+
+
+def price_limits(close: Decimal | None, mode: str) -> tuple[Decimal, Decimal] | None:
+    """The prices a trade of `mode` may have after a day that closed at `close` (None: no limit)."""
+    band = rules.PRICE_BAND[mode]
+    if close is None or band is None:
+        return None
+    return _band(close, band)
 
 
 @lru_cache(maxsize=64)
