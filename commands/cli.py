@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from commands import append, audit, read, scenario
+from commands import append, audit, read, scenario, server
 from commands.context import Ctx
 from ledger.errors import LedgerError
 
@@ -74,7 +74,8 @@ def main() -> None:
         sys.exit(3)
 
 
-for _command in (*append.COMMANDS, *read.COMMANDS, audit.audit, scenario.simulate, scenario.demo):
+for _command in (*append.COMMANDS, *read.COMMANDS, audit.audit, scenario.simulate, scenario.demo,
+                 server.serve_command):
     cli.add_command(_command)
 
 # One example per command, shown at the end of its --help.
@@ -110,6 +111,7 @@ EXAMPLES = {
     "audit checkpoint": "carbon-ledger --as MEE --key mee.pem audit checkpoint > checkpoint.json",
     "simulate": "carbon-ledger --store china.db simulate china-2021-2024 --scale 0.1 --seed 1",
     "demo": "carbon-ledger demo",
+    "serve": "carbon-ledger --store registry.db serve --port 8080",
 }
 
 

@@ -197,3 +197,4 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
             raise Refused(f"import stopped at line {first['line']} ({first['command_id']}); "
                           f"{applied} commands before it were applied")
         raise SystemExit(raise_code)
+parse_line = _parse_line  # one line of the import format as a Command (also what the server takes)

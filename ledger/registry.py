@@ -15,6 +15,7 @@ and nothing is appended.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from ledger.authority import OPEN_STORE_ACTOR, RIGHTS, authorize
 from ledger.decisions import DECIDE, command_digest, record
 from ledger.errors import Conflict, IntegrityFailure, LedgerError, Refused, StoreError
 from ledger.events import TOPIC_PREFIX, chain_hash
-from ledger.inputs import parse_command
+from ledger.inputs import INPUTS, parse_command
 from ledger.model import SNAPSHOT_VERSION, LedgerState, Period
 from ledger.store import StoreConfig, parse_store
 from ledger.units import parse_command_id
@@ -255,81 +256,42 @@ class Registry(Application):
         seen[command_id] = row[1:]
         return Outcome(command_id, result["first_position"], st.position, result, events=envs)
 
-    # ---- one method per command (the public command API) ------------------------------------
-    def _cmd(self, name: str, args: dict[str, Any], command_id: str | None, actor: str | None,
-             signature: str | None) -> Outcome:
-        return self.execute(Command(name, {k: v for k, v in args.items() if v is not None}, command_id, actor,
-                                    signature))
 
-    def init(self, regulator: str, require_signatures: bool = False, public_key: str | None = None,
-             *, command_id: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("init", {"regulator": regulator, "require_signatures": require_signatures,
-                                  "public_key": public_key}, command_id, regulator, signature)
-
-    def add_actor(self, actor_id: str, role: str, firm: str | None = None, public_key: str | None = None, *,
-                  command_id: str | None = None, actor: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("actor add", {"actor_id": actor_id, "role": role, "firm": firm, "public_key": public_key},
-                         command_id, actor, signature)
-
-    def register_firm(self, firm_id: str, name: str, sector: str, region: str, unit_type: str | None = None, *,
-                      command_id: str | None = None, actor: str | None = None,
-                      signature: str | None = None) -> Outcome:
-        return self._cmd("firm register", {"firm_id": firm_id, "name": name, "sector": sector, "region": region,
-                                           "unit_type": unit_type}, command_id, actor, signature)
-
-    def open_account(self, account_id: str, holder: str, kind: str = "trading", *, command_id: str | None = None,
-                     actor: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("account open", {"account_id": account_id, "holder": holder, "kind": kind},
-                         command_id, actor, signature)
-
-    def open_year(self, year: int | str, deadline: str | None = None, *, command_id: str | None = None,
-                  actor: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("year open", {"year": str(year), "deadline": deadline}, command_id, actor, signature)
-
-    def close_year(self, year: int, fine_multiple: str | None = None, *, command_id: str | None = None,
-                   actor: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("year close", {"year": year, "fine_multiple": fine_multiple}, command_id, actor, signature)
-
-    def issue(self, account_id: str, unit: str, vintage: int, quantity: int, basis: str, *,
-              command_id: str | None = None, actor: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("issue", {"account_id": account_id, "unit": unit, "vintage": vintage, "quantity": quantity,
-                                   "basis": basis}, command_id, actor, signature)
-
-    def allocate(self, firm_id: str, year: int, step: str, factors: dict[str, str] | None = None, *,
-                 command_id: str | None = None, actor: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("allocate", {"firm_id": firm_id, "year": year, "step": step, "factors": factors},
-                         command_id, actor, signature)
-
-    def transfer(self, from_account: str, to_account: str, unit: str, vintage: int, quantity: int, *,
-                 command_id: str | None = None, actor: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("transfer", {"from_account": from_account, "to_account": to_account, "unit": unit,
-                                      "vintage": vintage, "quantity": quantity}, command_id, actor, signature)
-
-    def trade(self, buyer: str, seller: str, unit: str, vintage: int, quantity: int, price: str, mode: str,
-              date: str, *, command_id: str | None = None, actor: str | None = None,
-              signature: str | None = None) -> Outcome:
-        return self._cmd("trade", {"buyer": buyer, "seller": seller, "unit": unit, "vintage": vintage,
-                                   "quantity": quantity, "price": price, "mode": mode, "date": date},
-                         command_id, actor, signature)
-
-    def verify_emissions(self, firm_id: str, year: int, tonnes: int, output: int | None = None,
-                         output_unit: str | None = None, *, command_id: str | None = None, actor: str | None = None,
-                         signature: str | None = None) -> Outcome:
-        return self._cmd("emissions verify", {"firm_id": firm_id, "year": year, "tonnes": tonnes, "output": output,
-                                              "output_unit": output_unit}, command_id, actor, signature)
-
-    def surrender(self, firm_id: str, year: int, unit: str, vintage: int, quantity: int, *,
-                  command_id: str | None = None, actor: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("surrender", {"firm_id": firm_id, "year": year, "unit": unit, "vintage": vintage,
-                                       "quantity": quantity}, command_id, actor, signature)
-
-    def cancel(self, account_id: str, unit: str, vintage: int, quantity: int, reason: str = "voluntary", *,
-               command_id: str | None = None, actor: str | None = None, signature: str | None = None) -> Outcome:
-        return self._cmd("cancel", {"account_id": account_id, "unit": unit, "vintage": vintage,
-                                    "quantity": quantity, "reason": reason}, command_id, actor, signature)
+# ---- one method per command: the typed command API, derived from the input models -------------------
+# `reg.transfer("F1", "F2", "CEA", 2024, 100)` is `reg.execute(Command("transfer", {...}))`: the parameters
+# are the input model's fields in order (ledger.inputs.INPUTS), then keyword-only command_id, actor,
+# signature, expires and sign_with. Nothing is restated here: a new command gets its method from its model.
+METHOD_NAMES = {"init": "init", "actor add": "add_actor", "actor key": "register_key", "firm register": "register_firm",
+                "account open": "open_account", "year open": "open_year", "year close": "close_year",
+                "emissions verify": "verify_emissions"}
+_RUN_OPTIONS = ("command_id", "actor", "signature", "expires", "sign_with")
 
 
-# ---- decisions: check against state, return the events to record -------------------------------
+def _command_method(name: str, model: Any) -> Callable[..., Outcome]:
+    fields = [inspect.Parameter(f, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=info.annotation,
+                                default=inspect.Parameter.empty if info.is_required() else info.default)
+              for f, info in model.model_fields.items()]
+    options = [inspect.Parameter(o, inspect.Parameter.KEYWORD_ONLY, default=None) for o in _RUN_OPTIONS]
+    signature = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY), *fields, *options],
+                                  return_annotation=Outcome)
+
+    def method(self: Registry, *a: Any, **kw: Any) -> Outcome:
+        bound = signature.bind(self, *a, **kw)
+        given = bound.arguments
+        args = {f.name: given[f.name] for f in fields if given.get(f.name) is not None}
+        actor = given.get("actor") or (args.get("regulator") if name == "init" else None)
+        return self.execute(Command(name, args, given.get("command_id"), actor, given.get("signature"),
+                                    expires=given.get("expires"), sign_with=given.get("sign_with")))
+
+    method.__name__ = method.__qualname__ = METHOD_NAMES.get(name, name.replace(" ", "_"))
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    method.__doc__ = f"Run `{name}`: {(model.__doc__ or '').strip()}"
+    return method
+
+
+for _name, _model in INPUTS.items():
+    if not hasattr(Registry, METHOD_NAMES.get(_name, _name.replace(" ", "_"))):
+        setattr(Registry, METHOD_NAMES.get(_name, _name.replace(" ", "_")), _command_method(_name, _model))
 
 
 __all__ = ["DECIDE", "OPEN_STORE_ACTOR", "RIGHTS", "Command", "Outcome", "Period", "Registry"]

@@ -38,7 +38,6 @@ PENALTY_MARKET_MULTIPLE_FROM = dt.date(2024, 5, 1)
 PENALTY_MULTIPLE_DEFAULT = D("5")
 PENALTY_MULTIPLE_RANGE = (D("5"), D("10"))
 PENALTY_FIXED_FINE_BEFORE = D("20000.00")  # before 2024: 20,000-30,000 yuan plus the deduction
-PENALTY_FIXED_RANGE = (D("20000.00"), D("30000.00"))
 
 UNIT_TYPES = ("coal-above-300mw", "coal-300mw-or-less", "coal-unconventional", "gas")
 DEFAULT_UNIT_TYPE = {"power": "coal-above-300mw"}
@@ -142,7 +141,6 @@ class RulesInForce:
     year: int
     benchmarks: Benchmarks
     new_sector_share: Decimal
-    penalty_regime: str
     covered_sectors: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -175,7 +173,6 @@ def rules_for(year: int) -> RulesInForce:
         year=year,
         benchmarks=benchmarks_for(year),
         new_sector_share=new_sector_share(year),
-        penalty_regime="market-multiple" if year >= 2023 else "fixed",
         covered_sectors=tuple(s for s in COVERAGE_START if is_covered(s, year)),
     )
 

@@ -1,0 +1,194 @@
+"""`carbon-ledger serve` as a real server process on loopback: signed commands over HTTP with the CLI's results
+and stable error codes (400, 401, 403, 409; never a 500), idempotent command ids, group commit of concurrent
+requests into one gapless chain that re-executes, and a server that will not serve writes on an open store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ledgerkit import EXE, run_main
+
+from ledger import signing
+
+pytestmark = pytest.mark.skipif(EXE is None, reason="needs the installed carbon-ledger executable")
+V = 2024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ok(store: str, *args: str) -> str:
+    r = run_main(store, *args)
+    assert r.code == 0, f"{args}: exit {r.code}: {r.err}"
+    return r.out
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, str]:
+    out = {}
+    for name in ("MEE", "F1", "SEEE"):
+        out[name] = str(tmp_path / f"{name}.key")
+        signing.generate(out[name])
+    return out
+
+
+def pub(path: str) -> str:
+    return signing.public_hex(signing.load_private(path))
+
+
+@pytest.fixture
+def registry_store(store_url: str, keys: dict[str, str]) -> str:
+    s, mee = store_url, ("--as", "MEE", "--key", keys["MEE"])
+    ok(s, "--key", keys["MEE"], "init", "--regulator", "MEE", "--require-signatures")
+    for f in ("F1", "F2"):
+        ok(s, *mee, "firm", "register", f, "--name", f, "--sector", "power", "--region", "Hubei")
+    ok(s, *mee, "actor", "add", "F1-desk", "--role", "firm", "--firm", "F1", "--public-key", pub(keys["F1"]))
+    ok(s, *mee, "actor", "add", "SEEE", "--role", "exchange", "--public-key", pub(keys["SEEE"]))
+    ok(s, *mee, "year", "open", str(V))
+    ok(s, *mee, "issue", "F1", "--unit", "CEA", "--vintage", str(V), "--quantity", "100000", "--basis", "auction")
+    return s
+
+
+class Server:
+    def __init__(self, store: str, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([EXE, "--store", store, "serve", "--port", str(self.port), *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the server exited {self.proc.returncode}: {self.proc.stderr.read()}")
+            try:
+                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError("the server did not answer within 30 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server(registry_store: str) -> Iterator[Server]:
+    srv = Server(registry_store)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def signed_line(server: Server, key: str, actor: str, name: str, command_id: str, args: dict[str, Any],
+                lifetime_s: int = 600) -> dict[str, Any]:
+    """A command as a client in any language would send it: signed for this store, from its /v1/head."""
+    from ledger.inputs import parse_command
+
+    store_id = httpx.get(server.url + "/v1/head").json()["store_id"]
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lifetime_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sig = signing.sign_command(signing.load_private(key), store_id, name, command_id, parse_command(name, args),
+                               expires)
+    return {"command": name, "command_id": command_id, **args, "actor": actor, "signature": sig,
+            "signature_expires": expires}
+
+
+def transfer(q: int = 10) -> dict[str, Any]:
+    return {"from_account": "F1", "to_account": "F2", "unit": "CEA", "vintage": V, "quantity": q}
+
+
+def post(server: Server, body: Any) -> httpx.Response:
+    return httpx.post(server.url + "/v1/commands", content=json.dumps(body) if not isinstance(body, str) else body,
+                      timeout=30)
+
+
+def test_a_signed_command_is_recorded_and_answers_as_the_cli_does(server: Server, keys: dict[str, str],
+                                                                   registry_store: str) -> None:
+    r = post(server, signed_line(server, keys["F1"], "F1-desk", "transfer", "t-1", transfer()))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["events"] == ["AllowancesTransferred"] and body["replayed"] is False
+    again = post(server, signed_line(server, keys["F1"], "F1-desk", "transfer", "t-1", transfer()))
+    assert again.status_code == 200 and again.json()["replayed"] is True  # idempotent, as on the CLI
+    assert json.loads(ok(registry_store, "balances", "F2", "--json"))["balances"][0]["quantity"] == 10
+    head = httpx.get(server.url + "/v1/head").json()
+    assert head["position"] == body["position"]
+
+
+def test_errors_have_stable_codes_and_statuses_and_append_nothing(server: Server, keys: dict[str, str]) -> None:
+    before = httpx.get(server.url + "/v1/head").json()
+    cases = [
+        (400, "bad_input", "not json"),
+        (400, "bad_input", {**signed_line(server, keys["F1"], "F1-desk", "transfer", "b-1", transfer()),
+                            "quantity": "ten"}),
+        (401, "unsigned", {"command": "transfer", "command_id": "u-1", **transfer(), "actor": "F1-desk"}),
+        (401, "bad_signature", signed_line(server, keys["SEEE"], "F1-desk", "transfer", "w-1", transfer())),
+        (401, "signature_expired", signed_line(server, keys["F1"], "F1-desk", "transfer", "e-1", transfer(), -60)),
+        (403, "not_permitted", signed_line(server, keys["SEEE"], "SEEE", "transfer", "r-1", transfer())),
+        (409, "insufficient_holding", signed_line(server, keys["F1"], "F1-desk", "transfer", "h-1",
+                                                  transfer(10_000_000))),
+    ]
+    for status, code, body in cases:
+        r = post(server, body)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (code, r.text)
+        assert r.json()["error"]["message"]
+    assert httpx.get(server.url + "/v1/head").json() == before
+
+
+def test_concurrent_commands_are_group_committed_into_one_chain_that_re_executes(
+    server: Server, keys: dict[str, str], registry_store: str
+) -> None:
+    lines = [signed_line(server, keys["F1"], "F1-desk", "transfer", f"c-{i}", transfer(1)) for i in range(120)]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(lambda b: post(server, b), lines))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200][:3]
+    positions = sorted(a.json()["position"] for a in answers)
+    assert len(set(positions)) == 120 and positions == list(range(positions[0], positions[0] + 120))
+    assert json.loads(ok(registry_store, "balances", "F2", "--json"))["balances"][0]["quantity"] == 120
+    writer = httpx.get(server.url + "/v1/health").json()["writer"]
+    assert writer["commands"] == 120 and writer["transactions"] < 120  # gathered, each with its own answer
+    assert "chain verified" in ok(registry_store, "audit", "verify")
+
+
+def test_without_group_commit_each_command_is_its_own_transaction(registry_store: str, keys: dict[str, str]) -> None:
+    srv = Server(registry_store, "--no-group-commit")
+    try:
+        lines = [signed_line(srv, keys["F1"], "F1-desk", "transfer", f"n-{i}", transfer(1)) for i in range(20)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert all(a.status_code == 200 for a in pool.map(lambda b: post(srv, b), lines))
+        assert httpx.get(srv.url + "/v1/health").json()["writer"] == {"transactions": 20, "commands": 20}
+    finally:
+        srv.stop()
+
+
+def test_the_openapi_document_is_served(server: Server) -> None:
+    doc = httpx.get(server.url + "/openapi.json").json()
+    assert {"/v1/commands", "/v1/head", "/v1/health"} <= set(doc["paths"])
+
+
+def test_an_open_store_is_not_served_for_writes(store_url: str) -> None:
+    ok(store_url, "firm", "register", "F1", "--name", "F1", "--sector", "power", "--region", "Hubei")
+    p = subprocess.run([EXE, "--store", store_url, "serve", "--port", str(free_port())], capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert p.returncode == 2 and "open" in p.stderr and "--read-only" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    srv = Server(store_url, "--read-only")
+    try:
+        assert httpx.get(srv.url + "/v1/head").json()["position"] == 2
+        r = post(srv, {"command": "year open", "command_id": "y", "year": "2024"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "read_only"
+    finally:
+        srv.stop()
