@@ -45,17 +45,25 @@ def plot_market(report: dict[str, Any], path: str) -> None:
     days = report["days"]
     if not days:
         raise BadInput("no trades to plot")
-    dates = [dt.date.fromisoformat(d["date"]) for d in days]
-    closes = [float(d["close"]) for d in days]
+    cum_dates: list[dt.date] = []
     cum, total = [], 0
     for d in days:
         total += d["volume"]
-        cum.append(total / 1e6)
+        day = dt.date.fromisoformat(d["date"])
+        if cum_dates and cum_dates[-1] == day:
+            cum[-1] = total / 1e6
+        else:
+            cum_dates.append(day)
+            cum.append(total / 1e6)
     fig, ax1 = plt.subplots(figsize=(10, 5))
-    ax1.plot(dates, closes, color="tab:blue", linewidth=1.2, label="daily close (VWAP)")
-    ax1.set_ylabel("yuan per tonne", color="tab:blue")
+    for vintage in sorted({d["vintage"] for d in days}):
+        rows = [d for d in days if d["vintage"] == vintage and d["close"] is not None]
+        ax1.plot([dt.date.fromisoformat(d["date"]) for d in rows], [float(d["close"]) for d in rows],
+                 linewidth=1.2, label=f"{report['unit']} {vintage} close")
+    ax1.set_ylabel("yuan per tonne (close of each product)")
+    ax1.legend(loc="upper left", fontsize="small")
     ax2 = ax1.twinx()
-    ax2.plot(dates, cum, color="tab:green", linewidth=1.2, label="cumulative volume")
+    ax2.plot(cum_dates, cum, color="tab:green", linewidth=1.2, label="cumulative volume")
     ax2.set_ylabel("cumulative volume (Mt)", color="tab:green")
     ax1.set_title(f"{report['unit']}: daily close and cumulative volume")
     fig.autofmt_xdate()

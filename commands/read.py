@@ -120,6 +120,7 @@ def show_history(c: Ctx, account_id: str, *, as_json: bool = False,
 @click.command()
 @click.option("--by", type=click.Choice(["day", "year", "mode"]), default="year", show_default=True)
 @click.option("--unit", default="CEA", show_default=True)
+@click.option("--vintage", type=int, help="Only this vintage's daily rows (each vintage is its own product).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw the daily close and cumulative volume to a PNG.")
 @click.option("--from", "from_date", help="Only trade dates on or after this one (YYYY-MM-DD): the business date.")
 @click.option("--to", "to_date", help="Only trade dates on or before this one (YYYY-MM-DD).")
@@ -130,8 +131,8 @@ def market(c: Ctx, **kw: Any) -> None:
     show_market(c, **kw)
 
 
-def show_market(c: Ctx, by: str = "year", unit: str = "CEA", plot: str | None = None, *, as_json: bool = False,
-                as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None,
+def show_market(c: Ctx, by: str = "year", unit: str = "CEA", plot: str | None = None, vintage: int | None = None, *,
+                as_json: bool = False, as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None,
                 from_date: str | None = None, to_date: str | None = None) -> None:
     from ledger.units import parse_date
     from projections.market import report
@@ -145,7 +146,7 @@ def show_market(c: Ctx, by: str = "year", unit: str = "CEA", plot: str | None = 
 
         check_target(plot)
     states, pos = _states(c, ["market"], as_of, as_of_date)
-    rep = report(states["market"], unit)
+    rep = report(states["market"], unit, vintage)
     if plot:
         from commands.plots import plot_market
 

@@ -22,10 +22,15 @@ from ledger.errors import BadInput, LedgerError, Refused, StoreError
 
 # Limits, each named once (docs/security.md lists them with the rest of the threat model).
 MAX_BODY_BYTES = 64 * 1024  # one command: the import's line limit
+MAX_BATCH_BYTES = 16 * 1024 * 1024  # a batch of JSON lines
+MAX_BATCH_LINES = 10_000  # commands in one batch
+MAX_BAD_LINES_REPORTED = 20
 GROUP_MAX_COMMANDS = 500  # commands gathered into one transaction at most
 GROUP_MAX_WAIT_S = 0.002  # how long the first command of a group waits for others to join it
-UNAUTHENTICATED = {"unsigned", "bad_signature", "signature_expired", "no_public_key"}
-FORBIDDEN = {"not_permitted", "not_own_account", "unknown_actor", "no_actor"}
+UNAUTHENTICATED = {"unsigned", "bad_signature", "signature_expired", "no_public_key", "replayed", "unknown_actor",
+                   "no_actor"}
+SEES_EVERY_ACCOUNT = {"regulator", "exchange"}  # a firm (and a verifier) sees only its own accounts
+FORBIDDEN = {"not_permitted", "not_own_account", "read_only"}
 
 
 def http_status(e: LedgerError) -> int:
@@ -46,8 +51,9 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 @dataclass
 class _Job:
-    command: Any
+    commands: list[Any]
     future: Future
+    on_refusal: str | None = None  # None: one command that may share a transaction; else a batch, alone
 
 
 class GroupCommit:
@@ -68,15 +74,33 @@ class GroupCommit:
         self.thread.start()
 
     def submit(self, command: Any) -> Future:
+        """One command; the future's result is its Outcome (or its LedgerError)."""
         fut: Future = Future()
-        self.jobs.put(_Job(command, fut))
+        self.jobs.put(_Job([command], fut))
+        return fut
+
+    def submit_batch(self, commands: list[Any], on_refusal: str) -> Future:
+        """Commands with import's semantics, in a transaction of their own; the result is the list of outcomes
+        (a refusal stops the rest with on_refusal="stop")."""
+        fut: Future = Future()
+        self.jobs.put(_Job(commands, fut, on_refusal))
         return fut
 
     def _run(self) -> None:
+        held: _Job | None = None  # a batch that arrived while a group was gathered: it runs next, alone
+        stopping = False
         while True:
-            job = self.jobs.get()
+            if held is not None:
+                job, held = held, None
+            elif stopping:
+                return
+            else:
+                job = self.jobs.get()
             if job is None:
                 return
+            if job.on_refusal is not None:
+                self._commit_batch(job)
+                continue
             group = [job]
             if self.group:
                 deadline = time.monotonic() + GROUP_MAX_WAIT_S
@@ -86,29 +110,41 @@ class GroupCommit:
                     except queue.Empty:
                         break
                     if more is None:
-                        self.jobs.put(None)
+                        stopping = True
+                        break
+                    if more.on_refusal is not None:
+                        held = more
                         break
                     group.append(more)
             self._commit(group)
 
-    def _commit(self, group: list[_Job]) -> None:
+    def _execute(self, jobs: list[_Job], commands: list[Any], on_refusal: str) -> list[Any] | None:
         try:
-            results = self.registry.execute_batch([j.command for j in group], on_refusal="continue")
+            results = self.registry.execute_batch(commands, on_refusal=on_refusal)
         except LedgerError as e:
-            for j in group:
+            for j in jobs:
                 j.future.set_exception(e)
-            return
+            return None
         except Exception as e:  # noqa: BLE001 - a store that failed under us: each request answers 503, never 500
-            for j in group:
+            for j in jobs:
                 j.future.set_exception(StoreError(f"store failure: {type(e).__name__}: {e}"))
-            return
+            return None
         self.batches += 1
-        self.commands += len(group)
-        for j, r in zip(group, results, strict=True):
+        self.commands += len(commands)
+        return results
+
+    def _commit(self, group: list[_Job]) -> None:
+        results = self._execute(group, [j.commands[0] for j in group], "continue")
+        for j, r in zip(group, results or (), strict=False):
             if isinstance(r, LedgerError):
                 j.future.set_exception(r)
             else:
                 j.future.set_result(r)
+
+    def _commit_batch(self, job: _Job) -> None:
+        results = self._execute([job], job.commands, job.on_refusal or "stop")
+        if results is not None:
+            job.future.set_result(results)
 
     def close(self) -> None:
         self.jobs.put(None)
@@ -169,11 +205,223 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         """The last position, its hash, and the store's identity (what commands are signed for). Public."""
         try:
             reg = state["reader"]
-            pos, h = await asyncio.to_thread(reg.head)
-            store_id = await asyncio.to_thread(reg.recorder.hash_at, 1)
+            pos, h = await reading(reg.head)
+            store_id = await reading(reg.recorder.hash_at, 1)
         except LedgerError as e:
             return fail(e)
         return {"position": pos, "hash": h, "store_id": store_id or ""}
+
+    lock = threading.Lock()  # the reader's registry and read models, one request at a time
+    nonces: dict[str, float] = {}
+
+    def reading(fn: Any, *a: Any) -> Any:
+        def locked() -> Any:
+            with lock:
+                return fn(*a)
+
+        return asyncio.to_thread(locked)
+
+    def states(names: list[str], as_of: int | None) -> tuple[dict[str, Any], int]:
+        from projections import runner
+
+        rec = state["reader"].recorder
+        if as_of is not None:
+            head_pos = rec.head()[0]
+            if as_of < 0 or as_of > head_pos:
+                raise BadInput(f"as_of {as_of} is outside 0..{head_pos}")
+            return runner.as_of(rec, as_of, names), as_of
+        sts, pos = runner.catch_up(rec, unsaved=[]) if read_only else runner.catch_up(rec)
+        return {n: sts[n] for n in names}, pos
+
+    async def caller(request: Request, required: bool) -> tuple[str | None, str | None]:
+        """(actor, role) of a signed request; (None, None) for an unsigned one where that is allowed."""
+        from ledger import signing
+        from ledger.authority import check_request
+
+        h = request.headers
+        fields = [h.get(f"x-carbon-{k}") for k in ("actor", "timestamp", "nonce", "signature")]
+        if not any(fields) and not required:
+            return None, None
+        if not all(fields):
+            raise Refused("sign the request: X-Carbon-Actor, X-Carbon-Timestamp, X-Carbon-Nonce and"
+                          " X-Carbon-Signature (docs/security.md)", code="unsigned")
+        actor, ts, nonce, sig = fields
+        body = await request.body()
+
+        def check() -> str:
+            reg = state["reader"]
+            payload = signing.request_payload(reg.state.store_id, actor, request.method, request.url.path,
+                                              request.url.query, body, ts, nonce)
+            return check_request(reg.state, actor, ts, nonce, sig, payload, time.time(), nonces)
+
+        return actor, await reading(check)
+
+    def own_accounts(actor: str) -> set[str]:
+        st = state["reader"].state
+        firm = st.actors[actor].firm_id
+        return {a for a, acc in st.accounts.items() if firm is not None and (a == firm or acc.holder == firm)}
+
+    @app.get("/v1/balances")
+    async def balances(request: Request, account: str | None = None, as_of: int | None = None) -> Any:
+        """Holdings per account, unit and vintage. Signed: a firm sees its own accounts, the regulator all."""
+        from projections.balances import balance_rows, total_rows
+
+        try:
+            actor, role = await caller(request, required=True)
+
+            def read() -> dict[str, Any]:
+                sts, pos = states(["balances"], as_of)
+                st = sts["balances"]
+                mine = None if role in SEES_EVERY_ACCOUNT else own_accounts(actor)
+                if account is not None:
+                    if mine is not None and account not in mine:
+                        raise Refused(f"actor {actor} ({role}) may not read account {account}", code="not_own_account")
+                    if account not in st["accounts"]:
+                        raise BadInput(f"account {account} does not exist (at position {pos})")
+                rows = [r for r in balance_rows(st, account) if mine is None or r["account_id"] in mine]
+                return {"position": pos, "balances": rows, "totals": total_rows(st)}
+
+            return await reading(read)
+        except LedgerError as e:
+            return fail(e)
+
+    @app.get("/v1/history/{account}")
+    async def history(request: Request, account: str, as_of: int | None = None) -> Any:
+        """Every movement of one account with its running balance. Signed: a firm reads its own accounts only."""
+        from projections import runner
+
+        try:
+            actor, role = await caller(request, required=True)
+
+            def read() -> dict[str, Any]:
+                if role not in SEES_EVERY_ACCOUNT and account not in own_accounts(actor):
+                    raise Refused(f"actor {actor} ({role}) may not read account {account}", code="not_own_account")
+                sts, pos = states(["balances"], as_of)
+                if account not in sts["balances"]["accounts"]:
+                    raise BadInput(f"account {account} does not exist (at position {pos})")
+                unsaved: list = []
+                if read_only:
+                    runner.catch_up(state["reader"].recorder, unsaved=unsaved)
+                rows = runner.history(state["reader"].recorder, account, pos, unsaved)
+                return {"position": pos, "account_id": account, "rows": [{"account_id": account, **r} for r in rows]}
+
+            return await reading(read)
+        except LedgerError as e:
+            return fail(e)
+
+    @app.get("/v1/market")
+    async def market(unit: str = "CEA", as_of: int | None = None) -> Any:
+        """Market statistics (public): cumulative, by day, by year, by mode."""
+        from projections.market import report
+
+        def read() -> dict[str, Any]:
+            sts, pos = states(["market"], as_of)
+            return {"position": pos, **report(sts["market"], unit)}
+
+        try:
+            return await reading(read)
+        except LedgerError as e:
+            return fail(e)
+
+    @app.get("/v1/compliance")
+    async def compliance(year: int | None = None, firm: str | None = None, as_of: int | None = None) -> Any:
+        """Compliance per firm and period (public: what a regulator publishes)."""
+        from projections.compliance import rows
+
+        def read() -> dict[str, Any]:
+            sts, pos = states(["compliance"], as_of)
+            return {"position": pos, "rows": rows(sts["compliance"], year, firm)}
+
+        try:
+            return await reading(read)
+        except LedgerError as e:
+            return fail(e)
+
+    @app.get("/v1/coverage")
+    async def coverage(year: int, national_total: int | None = None, as_of: int | None = None) -> Any:
+        """Firms and verified emissions per sector for a year (public)."""
+        from projections.compliance import coverage as cov
+
+        def read() -> dict[str, Any]:
+            sts, pos = states(["compliance"], as_of)
+            return {"position": pos, **cov(sts["compliance"], year, national_total)}
+
+        try:
+            return await reading(read)
+        except LedgerError as e:
+            return fail(e)
+
+    @app.get("/v1/audit/export")
+    async def export(request: Request, upto: int | None = None) -> Any:
+        """The log as JSON lines. Public: each event's position, type, time and hashes (to pin and compare
+        heads); signed by a regulator: the whole catalogue lines, to recompute the chain and re-execute."""
+        from fastapi.responses import StreamingResponse
+
+        from projections.audit import export as lines
+
+        try:
+            _actor, role = await caller(request, required=False)
+        except LedgerError as e:
+            return fail(e)
+        public = ("position", "type", "recorded_at", "prev_hash", "hash")
+
+        def stream() -> Any:
+            import orjson
+
+            for line in lines(state["reader"].recorder, upto):
+                if role == "regulator":
+                    yield line + b"\n"
+                else:
+                    e = orjson.loads(line)
+                    yield orjson.dumps({k: e[k] for k in public}) + b"\n"
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    @app.post("/v1/commands/batch")
+    async def batch(request: Request, on_refusal: str = "stop") -> Any:
+        """JSON lines of signed commands, with import's semantics: every line is checked before anything is
+        recorded (400 naming the bad lines), then they run in order in one transaction; a refusal is reported
+        with its line and stops the rest (on_refusal=stop) or not (continue). Answers as `import --json`."""
+        if state["writer"] is None:
+            return fail(Refused("this server serves reads only", code="read_only"))
+        if on_refusal not in ("stop", "continue"):
+            return fail(BadInput("on_refusal is stop or continue"))
+        body = await request.body()
+        if len(body) > MAX_BATCH_BYTES:
+            return JSONResponse(error_body("too_large", f"a batch is at most {MAX_BATCH_BYTES} bytes"),
+                                status_code=413)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return fail(BadInput("the body is not UTF-8"))
+        numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if len(numbered) > MAX_BATCH_LINES:
+            return JSONResponse(error_body("too_large", f"a batch is at most {MAX_BATCH_LINES} commands"),
+                                status_code=413)
+        cmds, bad = [], []
+        for n, line in numbered:
+            try:
+                cmd = parse_line(n, line)
+                if cmd.signature is None or not cmd.actor:
+                    raise BadInput(f"line {n}: every command sent to the server is signed and names its actor")
+                cmds.append((n, cmd))
+            except BadInput as e:
+                bad.append(e.message)
+        if bad:
+            body_ = error_body("bad_input", f"{len(bad)} bad lines; nothing was appended")
+            body_["error"]["lines"] = bad[:MAX_BAD_LINES_REPORTED]
+            return JSONResponse(body_, status_code=400)
+        try:
+            results = await asyncio.wrap_future(state["writer"].submit_batch([c for _n, c in cmds], on_refusal))
+            head_pos, head_hash = await reading(state["reader"].head)
+        except LedgerError as e:
+            return fail(e)
+        refused = [{"line": n, "command_id": c.command_id, "error": {"code": r.code, "message": r.message}}
+                   for (n, c), r in zip(cmds, results) if isinstance(r, LedgerError)]
+        done = [r for r in results if not isinstance(r, LedgerError)]
+        return {"lines": len(cmds), "applied": sum(not r.replayed for r in done),
+                "already_applied": sum(r.replayed for r in done), "refused": refused,
+                "stopped": bool(refused) and on_refusal == "stop", "position": head_pos, "hash": head_hash}
 
     @app.post("/v1/commands")
     async def command(request: Request) -> Any:

@@ -91,3 +91,37 @@ def check_signature(st: LedgerState, name: str, command_id: str, args: dict[str,
     if not signing.verify(key, sig, signing.command_payload(st.store_id, name, command_id, args, expires)):
         raise Refused(f"the signature on {name} does not verify for actor {actor} in this store",
                       code="bad_signature")
+
+
+REQUEST_WINDOW_S = 300  # a signed read request is valid this long either side of the server's clock
+MAX_NONCE_CHARS = 64
+
+
+def check_request(st: LedgerState, actor_id: str, timestamp: str, nonce: str, signature: str, payload: bytes,
+                  now: float, seen_nonces: dict[str, float]) -> str:
+    """The role of the actor whose signed read request this is, or Refused (unauthenticated). `seen_nonces`
+    maps each nonce used within the window to its expiry (this call adds the nonce when it passes)."""
+    import datetime as dt
+
+    actor = st.actors.get(actor_id)
+    if actor is None or actor.public_key is None:
+        raise Refused(f"actor {actor_id} is not registered with a public key in this store", code="unknown_actor")
+    if not TIMESTAMP.fullmatch(timestamp):
+        raise Refused("the request's timestamp is not YYYY-MM-DDTHH:MM:SSZ", code="bad_signature")
+    at = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+    if abs(now - at) > REQUEST_WINDOW_S:
+        raise Refused(f"the request was signed at {timestamp}, outside {REQUEST_WINDOW_S} s of the server's clock",
+                      code="signature_expired")
+    if not nonce or len(nonce) > MAX_NONCE_CHARS:
+        raise Refused(f"the request needs a nonce of 1 to {MAX_NONCE_CHARS} characters", code="bad_signature")
+    for old in [n for n, until in seen_nonces.items() if until < now]:
+        del seen_nonces[old]
+    if nonce in seen_nonces:
+        raise Refused("the request's nonce was used before (replayed?)", code="replayed")
+    from ledger import signing
+
+    if not signing.verify(actor.public_key, signature, payload):
+        raise Refused(f"the request's signature does not verify for actor {actor_id} in this store",
+                      code="bad_signature")
+    seen_nonces[nonce] = now + 2 * REQUEST_WINDOW_S
+    return actor.role

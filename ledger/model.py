@@ -20,8 +20,10 @@ from ledger.events import GENESIS_HASH, chain_hash
 from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
-SNAPSHOT_VERSION = 3  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+Product = tuple[str, int]  # (unit, vintage): each vintage of a unit is its own exchange product
+SNAPSHOT_VERSION = 4  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
+# 4: markets per product (unit, vintage), closes from listed trades only; the last trade date per unit
 
 
 @dataclass
@@ -68,17 +70,19 @@ class Actor:
 
 @dataclass
 class Market:
-    """Per unit: the current trading day's totals and the previous day's close (VWAP)."""
+    """Per product (unit and vintage): its last trading day, that day's listed-agreement totals, and the close
+    before that day. The close of a day is the VWAP of its listed trades; a day without one keeps the previous
+    close (block and auction trades never set it)."""
 
     last_date: str | None = None
-    day_qty: int = 0
+    day_qty: int = 0  # listed trades of last_date only
     day_value: Decimal = Decimal(0)
     prev_close: Decimal | None = None
-    trades: int = 0
+    trades: int = 0  # every trade of the product, all modes
 
     def close_of_last_day(self) -> Decimal | None:
         if not self.day_qty:
-            return None
+            return self.prev_close
         return money(self.day_value / self.day_qty)
 
     def reference_close(self, trade_date: str) -> Decimal | None:
@@ -114,7 +118,8 @@ class LedgerState:
     allocated: dict[tuple[str, int], int] = field(default_factory=dict)  # net free allocation by firm-year
     pre_allocated: dict[tuple[str, int], int] = field(default_factory=dict)
     deductions: dict[str, tuple[int, int]] = field(default_factory=dict)  # firm -> (qty, from penalty year)
-    markets: dict[str, Market] = field(default_factory=dict)
+    markets: dict[Product, Market] = field(default_factory=dict)
+    last_trade_date: dict[str, str] = field(default_factory=dict)  # unit -> latest trade date of any of its products
     months: dict[str, tuple[int, Decimal]] = field(default_factory=dict)  # CEA "YYYY-MM" -> (qty, value)
     # T+1: per (account, unit), the last trade date it bought on and what it bought then, by vintage.
     # Trade dates never go back within a unit's market, so older dates can never matter again.
@@ -165,10 +170,10 @@ class LedgerState:
             held -= day[1].get(vintage, 0)
         return held
 
-    def market(self, unit: str) -> Market:
-        m = self.markets.get(unit)
+    def market(self, unit: str, vintage: int) -> Market:
+        m = self.markets.get((unit, vintage))
         if m is None:
-            m = self.markets[unit] = Market()
+            m = self.markets[(unit, vintage)] = Market()
         return m
 
     def month_price(self, month: str) -> Decimal | None:
@@ -264,8 +269,9 @@ class LedgerState:
             "allocated": [[*k, v] for k, v in self.allocated.items()],
             "pre_allocated": [[*k, v] for k, v in self.pre_allocated.items()],
             "deductions": [[k, *v] for k, v in self.deductions.items()],
-            "markets": [[u, m.last_date, m.day_qty, str(m.day_value), None if m.prev_close is None
-                         else str(m.prev_close), m.trades] for u, m in self.markets.items()],
+            "markets": [[u, v, m.last_date, m.day_qty, str(m.day_value), None if m.prev_close is None
+                         else str(m.prev_close), m.trades] for (u, v), m in self.markets.items()],
+            "last_trade_date": self.last_trade_date,
             "months": [[k, q, str(v)] for k, (q, v) in self.months.items()],
             "bought": [[a, u, d, [[v, q] for v, q in b.items()]] for (a, u), (d, b) in self.bought.items()],
             "penalized": [list(k) for k in self.penalized],
@@ -291,8 +297,10 @@ class LedgerState:
         st.pre_allocated = {(f, y): q for f, y, q in s["pre_allocated"]}
         st.deductions = {f: (q, y) for f, q, y in s["deductions"]}
         st.markets = {
-            u: Market(d, q, Decimal(v), None if pc is None else Decimal(pc), n) for u, d, q, v, pc, n in s["markets"]
+            (u, vi): Market(d, q, Decimal(v), None if pc is None else Decimal(pc), n)
+            for u, vi, d, q, v, pc, n in s["markets"]
         }
+        st.last_trade_date = dict(s["last_trade_date"])
         st.months = {k: (q, Decimal(v)) for k, q, v in s["months"]}
         st.bought = {(a, u): (d, {v: q for v, q in b}) for a, u, d, b in s["bought"]}
         st.penalized = {tuple(k) for k in s["penalized"]}  # type: ignore[misc]
@@ -351,13 +359,16 @@ def _traded(st: LedgerState, d: dict[str, Any]) -> None:
     st._add((d["seller"], unit, vintage), -q)
     st._add((d["buyer"], unit, vintage), q)
     price = Decimal(d["price"])
-    m = st.market(unit)
+    m = st.market(unit, vintage)
     if m.last_date is None or date > m.last_date:
         m.prev_close = m.close_of_last_day()
         m.last_date, m.day_qty, m.day_value = date, 0, Decimal(0)
-    m.day_qty += q
-    m.day_value += price * q
+    if d["mode"] == "listed":
+        m.day_qty += q
+        m.day_value += price * q
     m.trades += 1
+    if date > st.last_trade_date.get(unit, ""):
+        st.last_trade_date[unit] = date
     if unit == "CEA":
         month = date[:7]
         mq, mv = st.months.get(month, (0, Decimal(0)))

@@ -28,6 +28,18 @@ def sign_command(key: Ed25519PrivateKey, store_id: str, name: str, command_id: s
     return sign(key, command_payload(store_id, name, command_id, args, expires))
 
 
+def request_payload(store_id: str, actor: str, method: str, path: str, query: str, body: bytes, timestamp: str,
+                    nonce: str) -> bytes:
+    """The bytes an actor signs to read over HTTP: compact JSON with sorted keys of the store's identity, the
+    actor, the method, the path, the raw query string, the body's sha256 (hex), the time (YYYY-MM-DDTHH:MM:SSZ)
+    and a nonce used once."""
+    import hashlib
+
+    return orjson.dumps({"store": store_id, "actor": actor, "method": method.upper(), "path": path, "query": query,
+                         "body_sha256": hashlib.sha256(body).hexdigest(), "timestamp": timestamp, "nonce": nonce},
+                        option=orjson.OPT_SORT_KEYS)
+
+
 def generate(path: str | os.PathLike[str]) -> str:
     """Write a new private key (PEM, mode 0600) to `path`; return the public key as hex."""
     key = Ed25519PrivateKey.generate()

@@ -56,8 +56,9 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # from the log, so a store recorded with another format (or before formats, which had none) drops them when it
 # is opened and the next read rebuilds them. Bump it with any change of that shape.
 # 1: history rows held each movement's JSON; 2: history rows are (account, position, seq, quantity, balance);
-# 3: the balances state lists the accounts opened (so a read of an account that does not exist says so).
-READ_MODEL_FORMAT = 3
+# 3: the balances state lists the accounts opened (so a read of an account that does not exist says so);
+# 4: the market's days are per product (unit and vintage), with the listed trades' open, high, low and close.
+READ_MODEL_FORMAT = 4
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,33 @@
-"""Market statistics: cumulative volume and value; per trading day open/high/low/close (VWAP)/volume/value;
-per calendar year; per trade mode. Values are exact decimals."""
+"""Market statistics: cumulative volume and value; per trading day and product (unit and vintage) the open, high,
+low and close of its listed trades with volume and value of all its trades; per calendar year; per trade mode.
+
+Each vintage of a unit is its own product (CEA 2023, CEA 2024, ...). Per product and day: the open is the first
+listed-agreement trade, the close the volume-weighted average of the day's listed trades; a day with no listed
+trade (only block or auction trades) keeps the product's previous close. Values are exact decimals."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-from ledger.units import fmt_money
+from ledger.units import fmt_money, money
 
 
 def _bucket() -> list[Any]:
     return [0, Decimal(0), 0]  # volume, value, trades
+
+
+def _new_unit() -> dict[str, Any]:
+    return {"cumulative": _bucket(), "days": {}, "years": {}, "modes": {}, "last": {}, "product_years": {}}
+
+
+# A day row of one product: open, high, low (listed trades; None without one), volume, value, trades (all modes),
+# listed volume, listed value, the product's close before that day (None on its first day).
+OPEN, HIGH, LOW, VOLUME, VALUE, TRADES, LQ, LV, PREV = range(9)
+
+
+def _close(row: list[Any]) -> Decimal | None:
+    return money(row[LV] / row[LQ]) if row[LQ] else row[PREV]
 
 
 class Market:
@@ -23,10 +40,10 @@ class Market:
         if event["type"] != "TradeExecuted":
             return state
         d = event["data"]
-        q, price, date = d["quantity"], Decimal(d["price"]), d["trade_date"]
+        q, price, date, vintage = d["quantity"], Decimal(d["price"]), d["trade_date"], d["vintage"]
         m = state.get(d["unit"])
         if m is None:
-            m = state[d["unit"]] = {"cumulative": _bucket(), "days": {}, "years": {}, "modes": {}}
+            m = state[d["unit"]] = _new_unit()
         value = price * q
         year, mode = m["years"].get(date[:4]), m["modes"].get(d["mode"])
         if year is None:
@@ -37,49 +54,85 @@ class Market:
             b[0] += q
             b[1] += value
             b[2] += 1
-        day = m["days"].get(date)
+        py = (date[:4], vintage)
+        m["product_years"][py] = m["product_years"].get(py, 0) + q
+        key = (date, vintage)
+        day = m["days"].get(key)
         if day is None:
-            m["days"][date] = [price, price, price, q, value, 1]  # open, high, low, volume, value, trades
-        else:
-            day[1] = max(day[1], price)
-            day[2] = min(day[2], price)
-            day[3] += q
-            day[4] += value
-            day[5] += 1
+            last = m["last"].get(vintage)
+            prev = _close(m["days"][(last, vintage)]) if last is not None else None
+            day = m["days"][key] = [None, None, None, 0, Decimal(0), 0, 0, Decimal(0), prev]
+            m["last"][vintage] = date
+        day[VOLUME] += q
+        day[VALUE] += value
+        day[TRADES] += 1
+        if d["mode"] == "listed":
+            if day[OPEN] is None:
+                day[OPEN] = day[HIGH] = day[LOW] = price
+            else:
+                day[HIGH] = max(day[HIGH], price)
+                day[LOW] = min(day[LOW], price)
+            day[LQ] += q
+            day[LV] += value
         return state
 
     def dump(self, state: dict[str, Any]) -> Any:
         def b(x: list[Any]) -> list[Any]:
             return [x[0], str(x[1]), x[2]]
 
+        def s(x: Decimal | None) -> str | None:
+            return None if x is None else str(x)
+
         return {u: {"cumulative": b(m["cumulative"]),
-                    "days": {k: [str(v[0]), str(v[1]), str(v[2]), v[3], str(v[4]), v[5]] for k, v in m["days"].items()},
+                    "days": [[date, v, s(r[OPEN]), s(r[HIGH]), s(r[LOW]), r[VOLUME], str(r[VALUE]), r[TRADES], r[LQ],
+                              str(r[LV]), s(r[PREV])] for (date, v), r in m["days"].items()],
                     "years": {k: b(v) for k, v in m["years"].items()},
-                    "modes": {k: b(v) for k, v in m["modes"].items()}} for u, m in state.items()}
+                    "modes": {k: b(v) for k, v in m["modes"].items()},
+                    "last": [[v, date] for v, date in m["last"].items()],
+                    "product_years": [[y, v, q] for (y, v), q in m["product_years"].items()]}
+                for u, m in state.items()}
 
     def load(self, data: Any) -> dict[str, Any]:
         def b(x: list[Any]) -> list[Any]:
             return [x[0], Decimal(x[1]), x[2]]
 
-        return {u: {"cumulative": b(m["cumulative"]),
-                    "days": {k: [Decimal(v[0]), Decimal(v[1]), Decimal(v[2]), v[3], Decimal(v[4]), v[5]]
-                             for k, v in m["days"].items()},
-                    "years": {k: b(v) for k, v in m["years"].items()},
-                    "modes": {k: b(v) for k, v in m["modes"].items()}} for u, m in data.items()}
+        def dec(x: str | None) -> Decimal | None:
+            return None if x is None else Decimal(x)
+
+        out = {}
+        for u, m in data.items():
+            days = {}
+            for date, v, o, h, lo, vol, val, n, lq, lv, prev in m["days"]:
+                days[(date, v)] = [dec(o), dec(h), dec(lo), vol, Decimal(val), n, lq, Decimal(lv), dec(prev)]
+            out[u] = {"cumulative": b(m["cumulative"]), "days": days,
+                      "years": {k: b(v) for k, v in m["years"].items()},
+                      "modes": {k: b(v) for k, v in m["modes"].items()},
+                      "last": {v: date for v, date in m["last"]},
+                      "product_years": {(y, v): q for y, v, q in m["product_years"]}}
+        return out
 
 
 def _vwap(volume: int, value: Decimal) -> str | None:
     return fmt_money(value / volume) if volume else None
 
 
-def report(state: dict[str, Any], unit: str = "CEA") -> dict[str, Any]:
-    """The market as JSON-ready data: quantities as integers, prices and money as 2-place strings."""
-    m = state.get(unit) or {"cumulative": _bucket(), "days": {}, "years": {}, "modes": {}}
+def _fmt(x: Decimal | None) -> str | None:
+    return None if x is None else fmt_money(x)
+
+
+def report(state: dict[str, Any], unit: str = "CEA", vintage: int | None = None) -> dict[str, Any]:
+    """The market as JSON-ready data: quantities as integers, prices and money as 2-place strings.
+
+    `days` has one row per trading day and product (with `vintage`, that product's rows only); cumulative,
+    yearly and per-mode totals cover every vintage of the unit. A year's close is the close, on its last
+    trading day, of the product traded most in that year."""
+    m = state.get(unit) or _new_unit()
     c = m["cumulative"]
     days = [
-        {"date": k, "open": fmt_money(v[0]), "high": fmt_money(v[1]), "low": fmt_money(v[2]),
-         "close": _vwap(v[3], v[4]), "volume": v[3], "value": fmt_money(v[4]), "trades": v[5]}
-        for k, v in sorted(m["days"].items())
+        {"date": date, "unit": unit, "vintage": v, "open": _fmt(r[OPEN]), "high": _fmt(r[HIGH]), "low": _fmt(r[LOW]),
+         "close": _fmt(_close(r)), "volume": r[VOLUME], "value": fmt_money(r[VALUE]), "trades": r[TRADES]}
+        for (date, v), r in sorted(m["days"].items())
+        if vintage is None or v == vintage
     ]
 
     def rows(table: dict[str, list[Any]], key: str) -> list[dict[str, Any]]:
@@ -87,8 +140,11 @@ def report(state: dict[str, Any], unit: str = "CEA") -> dict[str, Any]:
                  "average_price": _vwap(v[0], v[1])} for k, v in sorted(table.items())]
 
     years = rows(m["years"], "year")
-    closes = {d["date"][:4]: d["close"] for d in days}
     for y in years:
-        y["close"] = closes.get(str(y["year"]))
+        ys = str(y["year"])
+        volumes = {v: q for (yy, v), q in m["product_years"].items() if yy == ys}
+        main = max(volumes, key=lambda v: (volumes[v], v)) if volumes else None
+        closes = [(date, _close(r)) for (date, v), r in m["days"].items() if v == main and date[:4] == ys]
+        y["close"] = _fmt(max(closes)[1]) if closes else None
     return {"unit": unit, "cumulative": {"volume": c[0], "value": fmt_money(c[1]), "trades": c[2]},
             "days": days, "years": years, "modes": rows(m["modes"], "mode")}

@@ -29,3 +29,19 @@ def test_benchmark_runs_on_a_tiny_store_and_reports_every_measure(tmp_path: Path
     assert r["replay_history_rows"] > 0
     assert set(r["targets_met"]) == {"import_schema_ratio", "replay_decode_ratio", "cli_ratio", "as_of_max_s",
                                      "verify_events_per_s"}
+
+
+def test_the_load_benchmark_runs_a_real_server_and_loses_no_command() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "load.py"), "--clients", "4", "--seconds", "1", "--json"],
+        check=True, capture_output=True, text=True, cwd=ROOT, timeout=300,
+    ).stdout
+    r = json.loads(out)
+    for name in ("sqlite", "sqlite_one_per_request"):
+        assert r[name]["transfers"]["requests"] > 0 and r[name]["health"]["requests"] > 0
+        assert r[name]["transfers"]["errors"] == 0
+        store = r[name]["store"]
+        assert store["conserved"] and store["audit_verify_ok"]
+        assert store["answered"] == store["unique_answers"] == store["transfers_in_log"]
+    assert r["sqlite_one_per_request"]["writer"]["transactions"] == r["sqlite_one_per_request"]["writer"]["commands"]
+    assert r["targets_met"]["no lost or duplicated command"]

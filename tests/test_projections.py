@@ -224,40 +224,19 @@ def market_log() -> Log:
     return e
 
 
-def test_market_fold_per_day_open_high_low_vwap_close_volume_value() -> None:
+def test_market_fold_per_day_and_product_open_high_low_close_from_listed_trades() -> None:
     rep = report(runner.fold(market_log().events, ["market"])["market"], "CEA")
+    row = {"unit": "CEA", "vintage": 2024}
     assert rep["days"] == [
-        # 100 x 80.00 + 300 x 84.00 = 33,200.00 over 400 t: close (VWAP) 83.00, not the last price 84.00
-        {
-            "date": "2024-06-03",
-            "open": "80.00",
-            "high": "84.00",
-            "low": "80.00",
-            "close": "83.00",
-            "volume": 400,
-            "value": "33200.00",
-            "trades": 2,
-        },
-        {
-            "date": "2024-06-04",
-            "open": "85.50",
-            "high": "85.50",
-            "low": "85.50",
-            "close": "85.50",
-            "volume": 200_000,
-            "value": "17100000.00",
-            "trades": 1,
-        },
-        {
-            "date": "2025-01-02",
-            "open": "90.01",
-            "high": "90.01",
-            "low": "90.01",
-            "close": "90.01",
-            "volume": 10,
-            "value": "900.10",
-            "trades": 1,
-        },
+        # 100 x 80.00 + 300 x 84.00 = 33,200.00 over 400 t: close (VWAP of listed trades) 83.00, not the last 84.00
+        {"date": "2024-06-03", **row, "open": "80.00", "high": "84.00", "low": "80.00", "close": "83.00",
+         "volume": 400, "value": "33200.00", "trades": 2},
+        # a block trade alone: no open, and the previous close (83.00) stands; its volume still counts
+        {"date": "2024-06-04", **row, "open": None, "high": None, "low": None, "close": "83.00",
+         "volume": 200_000, "value": "17100000.00", "trades": 1},
+        # an auction does not set the close either
+        {"date": "2025-01-02", **row, "open": None, "high": None, "low": None, "close": "83.00",
+         "volume": 10, "value": "900.10", "trades": 1},
     ]
 
 
@@ -265,23 +244,10 @@ def test_market_fold_cumulative_years_and_modes() -> None:
     rep = report(runner.fold(market_log().events, ["market"])["market"], "CEA")
     assert rep["cumulative"] == {"volume": 200_410, "value": "17134100.10", "trades": 4}
     assert rep["years"] == [
-        # 17,133,200.00 / 200,400 = 85.49501...
-        {
-            "year": 2024,
-            "volume": 200_400,
-            "value": "17133200.00",
-            "trades": 3,
-            "average_price": "85.50",
-            "close": "85.50",
-        },
-        {
-            "year": 2025,
-            "volume": 10,
-            "value": "900.10",
-            "trades": 1,
-            "average_price": "90.01",
-            "close": "90.01",
-        },
+        # 17,133,200.00 / 200,400 = 85.49501...; the year's close is its product's close (listed trades only)
+        {"year": 2024, "volume": 200_400, "value": "17133200.00", "trades": 3, "average_price": "85.50",
+         "close": "83.00"},
+        {"year": 2025, "volume": 10, "value": "900.10", "trades": 1, "average_price": "90.01", "close": "83.00"},
     ]
     assert {m["mode"]: (m["volume"], m["value"], m["trades"]) for m in rep["modes"]} == {
         "auction": (10, "900.10", 1),
@@ -612,18 +578,23 @@ def test_market_volume_and_value_equal_the_exact_sum_of_the_trades(
     for t in trades:
         by_day[t["trade_date"]].append(t)
     assert [d["date"] for d in m["days"]] == sorted(by_day)
+    close = None
     for d in m["days"]:
         ts = by_day[d["date"]]
         q = sum(t["quantity"] for t in ts)
         v = sum(t["quantity"] * Decimal(t["price"]) for t in ts)
-        prices = [Decimal(t["price"]) for t in ts]
+        assert (d["unit"], d["vintage"]) == ("CEA", 2024)
         assert (d["volume"], Decimal(d["value"]), d["trades"]) == (q, v, len(ts))
-        assert (Decimal(d["open"]), Decimal(d["high"]), Decimal(d["low"])) == (
-            prices[0],
-            max(prices),
-            min(prices),
-        )
-        assert Decimal(d["close"]) == (v / q).quantize(Decimal("0.01"))
+        listed = [t for t in ts if t["mode"] == "listed"]
+        prices = [Decimal(t["price"]) for t in listed]
+        if listed:  # open, high, low and close from the listed trades; auctions count only in volume
+            lq = sum(t["quantity"] for t in listed)
+            lv = sum(t["quantity"] * Decimal(t["price"]) for t in listed)
+            close = (lv / lq).quantize(Decimal("0.01"))
+            assert (Decimal(d["open"]), Decimal(d["high"]), Decimal(d["low"])) == (prices[0], max(prices), min(prices))
+        else:
+            assert (d["open"], d["high"], d["low"]) == (None, None, None)
+        assert d["close"] == (None if close is None else str(close))  # no listed trade: the previous close stands
     assert sum(Decimal(y["value"]) for y in m["years"]) == value
     modes = {x["mode"]: x for x in m["modes"]}
     for mode in ("listed", "auction"):

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ledgerkit import EXE, run_main
+from ledgerkit import EXE, export_lines, run_main
 
 from ledger import signing
 
@@ -192,3 +192,85 @@ def test_an_open_store_is_not_served_for_writes(store_url: str) -> None:
         assert r.status_code == 403 and r.json()["error"]["code"] == "read_only"
     finally:
         srv.stop()
+
+
+# ---- reads ----------------------------------------------------------------------------------------------
+
+
+def signed_get(server: Server, key: str, actor: str, path: str, query: str = "", *, nonce: str | None = None,
+               at: dt.datetime | None = None, store_id: str | None = None) -> httpx.Response:
+    import uuid
+
+    sid = httpx.get(server.url + "/v1/head").json()["store_id"] if store_id is None else store_id
+    ts = (at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    nonce = nonce or uuid.uuid4().hex
+    sig = signing.sign(signing.load_private(key), signing.request_payload(sid, actor, "GET", path, query, b"", ts, nonce))
+    return httpx.get(server.url + path + (f"?{query}" if query else ""), timeout=30,
+                     headers={"X-Carbon-Actor": actor, "X-Carbon-Timestamp": ts, "X-Carbon-Nonce": nonce,
+                              "X-Carbon-Signature": sig})
+
+
+def test_public_reads_answer_what_the_cli_answers(server: Server, registry_store: str) -> None:
+    for path, args in (("/v1/market", ("market",)), ("/v1/compliance", ("compliance",)),
+                       ("/v1/coverage?year=2024", ("coverage", "--year", "2024"))):
+        r = httpx.get(server.url + path, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json() == json.loads(ok(registry_store, *args, "--json")), path
+
+
+def test_private_reads_need_a_signed_request_scoped_to_the_actor(server: Server, keys: dict[str, str],
+                                                                 registry_store: str) -> None:
+    assert httpx.get(server.url + "/v1/balances").json()["error"]["code"] == "unsigned"
+    mee = signed_get(server, keys["MEE"], "MEE", "/v1/balances")
+    assert mee.status_code == 200 and mee.json() == json.loads(ok(registry_store, "balances", "--json"))
+    ok(registry_store, "--as", "F1-desk", "--key", keys["F1"], "transfer", "F1", "F2", "--unit", "CEA",
+       "--vintage", str(V), "--quantity", "7")
+    own = signed_get(server, keys["F1"], "F1-desk", "/v1/balances").json()
+    assert {r["account_id"] for r in own["balances"]} == {"F1"}  # not F2's holding
+    other = signed_get(server, keys["F1"], "F1-desk", "/v1/history/F2")
+    assert (other.status_code, other.json()["error"]["code"]) == (403, "not_own_account")
+    mine = signed_get(server, keys["F1"], "F1-desk", "/v1/history/F1")
+    assert mine.status_code == 200 and mine.json()["rows"] == json.loads(ok(registry_store, "history", "F1", "--json"))["rows"]
+
+
+def test_forged_stale_replayed_or_foreign_read_requests_are_refused(server: Server, keys: dict[str, str]) -> None:
+    cases = {
+        "bad_signature": signed_get(server, keys["SEEE"], "MEE", "/v1/balances"),  # the wrong key
+        "signature_expired": signed_get(server, keys["MEE"], "MEE", "/v1/balances",
+                                        at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)),
+        "unknown_actor": signed_get(server, keys["MEE"], "NOBODY", "/v1/balances"),
+    }
+    cases["bad_signature (other store)"] = signed_get(server, keys["MEE"], "MEE", "/v1/balances", store_id="0" * 64)
+    for code, r in cases.items():
+        assert r.status_code == 401 and r.json()["error"]["code"] == code.split(" ")[0], (code, r.text)
+    first = signed_get(server, keys["MEE"], "MEE", "/v1/balances", nonce="n-1")
+    again = signed_get(server, keys["MEE"], "MEE", "/v1/balances", nonce="n-1")
+    assert first.status_code == 200 and (again.status_code, again.json()["error"]["code"]) == (401, "replayed")
+
+
+def test_the_public_export_has_the_hashes_and_the_regulators_has_everything(server: Server, keys: dict[str, str],
+                                                                           registry_store: str) -> None:
+    public = [json.loads(x) for x in httpx.get(server.url + "/v1/audit/export").text.splitlines()]
+    assert set(public[0]) == {"position", "type", "recorded_at", "prev_hash", "hash"}
+    full = [json.loads(x) for x in signed_get(server, keys["MEE"], "MEE", "/v1/audit/export").text.splitlines()]
+    local = export_lines(registry_store)
+    assert full == local and [p["hash"] for p in public] == [e["hash"] for e in local]
+
+
+def test_a_batch_of_signed_lines_has_imports_semantics(server: Server, keys: dict[str, str],
+                                                       registry_store: str) -> None:
+    good = [signed_line(server, keys["F1"], "F1-desk", "transfer", f"b-{i}", transfer(2)) for i in range(3)]
+    too_much = signed_line(server, keys["F1"], "F1-desk", "transfer", "b-x", transfer(10_000_000))
+    bad = dict(good[0], quantity="2.5")
+    before = httpx.get(server.url + "/v1/head").json()
+    r = httpx.post(server.url + "/v1/commands/batch", content="\n".join(json.dumps(x) for x in [*good, bad]))
+    assert r.status_code == 400 and r.json()["error"]["lines"][0].startswith("line 4")
+    assert httpx.get(server.url + "/v1/head").json() == before  # a bad line: nothing appended
+    lines = "\n".join(json.dumps(x) for x in [good[0], too_much, good[1], good[2]])
+    stop = httpx.post(server.url + "/v1/commands/batch", content=lines).json()
+    assert (stop["applied"], stop["stopped"], stop["refused"][0]["line"]) == (1, True, 2)
+    assert stop["refused"][0]["error"]["code"] == "insufficient_holding"
+    go_on = httpx.post(server.url + "/v1/commands/batch?on_refusal=continue", content=lines).json()
+    assert (go_on["applied"], go_on["already_applied"], go_on["stopped"]) == (2, 1, False)
+    assert json.loads(ok(registry_store, "balances", "F2", "--json"))["balances"][0]["quantity"] == 6
+    assert "chain verified" in ok(registry_store, "audit", "verify")

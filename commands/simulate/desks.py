@@ -55,6 +55,7 @@ class Desk:
         self.dirty = True
         self.carry: list[Order] = []
         self.close: Decimal | None = None
+        self.product_close: dict[int, Decimal] = {}  # CEA vintage -> its close (listed trades), the bands' basis
         self.closes: dict[dt.date, Decimal] = {}
         self.years: dict[int, YearTally] = {}
         self.carried_t = 0
@@ -164,6 +165,7 @@ class Desk:
         cmds: list[Command] = []
         tally = self.years.setdefault(day.year, YearTally())
         day_qty, day_value = 0, D(0)
+        listed: dict[int, tuple[int, Decimal]] = {}  # vintage -> the day's listed t and value
         for order in orders:
             left = order.quantity
             while left > 0:
@@ -183,7 +185,10 @@ class Desk:
                         q, self.need[b]
                     )  # a short firm buys what it lacks; the rest goes to the next buyer
                 mode = "block" if q >= rules.BLOCK_MIN_QUANTITY_T else "listed"
-                p = self._in_band(order.price, mode)
+                p = self._in_band(order.price, mode, vintage)
+                if mode == "listed":
+                    lq, lv = listed.get(vintage, (0, D(0)))
+                    listed[vintage] = (lq + q, lv + p * q)
                 cmds.append(
                     _cmd(
                         "trade",
@@ -222,6 +227,8 @@ class Desk:
         if day_qty:
             self.close = money(day_value / day_qty)
             self.closes[day] = self.close
+        for vintage, (lq, lv) in listed.items():
+            self.product_close[vintage] = money(lv / lq)
         return cmds
 
     def _seller(self, active: list[int], sell_w: list[float], sell_total: float, lot: int) -> int | None:
@@ -267,9 +274,10 @@ class Desk:
         self.needy = (needy, list(itertools.accumulate(self.needy_w[i] for i in needy)))
         self.bankers = (list(self.active), list(itertools.accumulate(self.size[i] for i in self.active)))
 
-    def _in_band(self, price: Decimal, mode: str) -> Decimal:
-        """The planned price, kept inside the rule's band around the previous close (in case of carry-over)."""
-        limits = price_limits(self.close, mode)
+    def _in_band(self, price: Decimal, mode: str, vintage: int) -> Decimal:
+        """The planned price, kept inside the rule's band around the product's previous close (each vintage is
+        its own product, closed by its listed trades)."""
+        limits = price_limits(self.product_close.get(vintage), mode)
         if limits is None:
             return price
         return min(max(price, limits[0]), limits[1])

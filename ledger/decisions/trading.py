@@ -36,17 +36,18 @@ def trade(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     if date > _latest_trade_date(now[:10]):  # UTC + 1 day: today somewhere on Earth
         raise Refused(f"trade date {date} is later than the registry's clock ({now[:10]} UTC)",
                       code="trade_date_in_future")
-    market = st.markets.get(a["unit"]) or Market()  # deciding never changes the state
-    if market.last_date is not None and date < market.last_date:
-        raise Refused(f"trade date {date} is before the last trading day {market.last_date}", code="trade_date")
+    last = st.last_trade_date.get(a["unit"])
+    if last is not None and date < last:
+        raise Refused(f"trade date {date} is before the last trading day {last}", code="trade_date")
+    market = st.markets.get((a["unit"], a["vintage"])) or Market()  # deciding never changes the state
     price = Decimal(a["price"])
     close = market.reference_close(date)
     limits = price_limits(close, mode)
     if limits is not None:
         lo, hi = limits
         if not lo <= price <= hi:
-            raise Refused(f"price {price} is outside the {mode} band {lo}-{hi} (previous close {close})",
-                          code="price_band")
+            raise Refused(f"price {price} is outside the {mode} band {lo}-{hi}"
+                          f" (previous close of {a['unit']} {a['vintage']}: {close})", code="price_band")
     sellable = st.sellable(seller, a["unit"], a["vintage"], date)
     if sellable < q:
         held = st.holding(seller, a["unit"], a["vintage"])

@@ -184,7 +184,7 @@ def test_reads_as_of_past_positions_equal_what_was_read_then_and_every_read_answ
     history = cli.js("history", "F00")
     assert history["rows"][-1]["balance"] == held["F00"] - 4000
     csv = cli.ok("market", "--csv", "--by", "day").out.splitlines()
-    assert csv[0].split(",")[:2] == ["date", "open"] and len(csv) == 1 + len(market["days"])
+    assert csv[0].split(",")[:2] == ["date", "unit"] and len(csv) == 1 + len(market["days"])
     assert cli.ok("audit", "replay").out.startswith("replay from 0 to ")
 
 

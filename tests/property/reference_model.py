@@ -319,9 +319,10 @@ class Model:
     allocated: Counter = field(default_factory=Counter)  # (firm, year) -> net free allocation
     pre_allocated: set[tuple[str, int]] = field(default_factory=set)
     deductions: dict[str, tuple[int, int]] = field(default_factory=dict)  # firm -> (t still owed, after year)
-    trade_days: dict[str, dict[str, tuple[int, Decimal]]] = field(
+    trade_days: dict[tuple[str, int], dict[str, tuple[int, Decimal]]] = field(
         default_factory=dict
-    )  # unit -> day -> (t, value)
+    )  # product (unit, vintage) -> day -> (t, value) of its listed trades
+    last_day: dict[str, str] = field(default_factory=dict)  # unit -> latest trade date, any product or mode
     bought: Counter = field(default_factory=Counter)  # (account, unit, vintage, day) -> t bought that day
     cea_months: dict[str, tuple[int, Decimal]] = field(default_factory=dict)
     commands: dict[str, tuple] = field(default_factory=dict)  # command id -> canonical command
@@ -383,19 +384,19 @@ class Model:
         return "A" if self.surrendered_in(fid, p) >= obligation else "B"
 
     def last_trade_day(self, unit: str) -> str | None:
-        days = self.trade_days.get(unit)
-        return max(days) if days else None
+        return self.last_day.get(unit)
 
-    def previous_close(self, unit: str, date: str) -> Decimal | None:
-        """The VWAP of the last trading day before `date`, to the cent (None on the first trading day)."""
-        earlier = [d for d in self.trade_days.get(unit, {}) if d < date]
+    def previous_close(self, product: tuple[str, int], date: str) -> Decimal | None:
+        """The product's close before `date`: the VWAP of its last day with listed trades, to the cent (None
+        before it had one). Block and auction trades never set it."""
+        earlier = [d for d in self.trade_days.get(product, {}) if d < date]
         if not earlier:
             return None
-        q, v = self.trade_days[unit][max(earlier)]
+        q, v = self.trade_days[product][max(earlier)]
         return cents(Fraction(v) / q)
 
-    def band(self, unit: str, date: str, mode: str) -> tuple[Decimal, Decimal] | None:
-        close = self.previous_close(unit, date)
+    def band(self, product: tuple[str, int], date: str, mode: str) -> tuple[Decimal, Decimal] | None:
+        close = self.previous_close(product, date)
         if close is None or BAND[mode] is None:
             return None
         return cents(Fraction(close) * (1 - BAND[mode])), cents(Fraction(close) * (1 + BAND[mode]))
@@ -564,7 +565,7 @@ class Model:
         last = self.last_trade_day(unit)
         if last is not None and date < last:
             raise ModelRefused("trade date goes backwards")
-        band = self.band(unit, date, mode)
+        band = self.band((unit, vintage), date, mode)
         if band is not None and not band[0] <= a["price"] <= band[1]:
             raise ModelRefused(f"price outside band {band}")
         if self.sellable(seller, unit, vintage, date) < q:
@@ -775,9 +776,11 @@ class Model:
             unit, day, q, price = d["unit"], d["trade_date"], d["quantity"], Decimal(d["price"])
             self._move(d["seller"], unit, d["vintage"], -q)
             self._move(d["buyer"], unit, d["vintage"], q)
-            days = self.trade_days.setdefault(unit, {})
-            dq, dv = days.get(day, (0, Decimal(0)))
-            days[day] = (dq + q, dv + price * q)
+            if d["mode"] == "listed":
+                days = self.trade_days.setdefault((unit, d["vintage"]), {})
+                dq, dv = days.get(day, (0, Decimal(0)))
+                days[day] = (dq + q, dv + price * q)
+            self.last_day[unit] = max(self.last_day.get(unit, day), day)
             self.bought[(d["buyer"], unit, d["vintage"], day)] += q
             self.volume[unit] += q
             self.value[unit] = self.value.get(unit, Decimal(0)) + price * q

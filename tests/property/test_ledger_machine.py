@@ -324,11 +324,11 @@ class LedgerMachine(RuleBasedStateMachine):
             return day_after(FIRST_TRADE_DAY.isoformat(), data.draw(st.sampled_from((0, 0, 1, 40))))
         return day_after(last, data.draw(st.sampled_from((0, 0, 0, 1, 1, 2, 33, -1))))
 
-    def trade_price(self, data: st.DataObject, unit: str, date: str, mode: str) -> str:
-        close = self.model.previous_close(unit, date)
+    def trade_price(self, data: st.DataObject, product: tuple[str, int], date: str, mode: str) -> str:
+        close = self.model.previous_close(product, date)
         if close is None:
             return price_text(data.draw(st.integers(3000, 12_000)))
-        band = self.model.band(unit, date, "listed" if mode == "auction" else mode)
+        band = self.model.band(product, date, "listed" if mode == "auction" else mode)
         assert band is not None
         lo, hi = (int(x * 100) for x in band)
         c = int(close * 100)
@@ -379,7 +379,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 "unit": unit,
                 "vintage": vintage,
                 "quantity": q,
-                "price": self.trade_price(data, unit, date, mode),
+                "price": self.trade_price(data, (unit, vintage), date, mode),
                 "mode": mode,
                 "date": date,
             },
@@ -847,7 +847,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for unit in UNITS:
             assert volume[unit] == self.model.volume[unit]
             assert value.get(unit, Decimal(0)) == self.model.value.get(unit, Decimal(0))
-            assert trades[unit] == (live.markets[unit].trades if unit in live.markets else 0)
+            assert trades[unit] == sum(m.trades for (u, _v), m in live.markets.items() if u == unit)
         assert sum(q for q, _v in live.months.values()) == volume["CEA"]
         assert sum((v for _q, v in live.months.values()), Decimal(0)) == value.get("CEA", Decimal(0))
 
@@ -892,8 +892,9 @@ class LedgerMachine(RuleBasedStateMachine):
             m = market.get(unit)
             cumulative = m["cumulative"] if m else [0, Decimal(0), 0]
             assert cumulative == [volume[unit], value.get(unit, Decimal(0)), trades[unit]]
-            days = self.model.trade_days.get(unit, {})
-            assert {k: (v[3], v[4]) for k, v in (m["days"] if m else {}).items()} == days
+            listed = {(date, v): (r[6], r[7]) for (date, v), r in (m["days"] if m else {}).items() if r[6]}
+            assert listed == {(date, v): qv for (u, v), days in self.model.trade_days.items() if u == unit
+                              for date, qv in days.items()}
 
         for row in compliance_rm.rows(states["compliance"]):
             p = self.model.periods[row["year"]]
