@@ -258,3 +258,16 @@ def decode(state: bytes) -> dict[str, Any]:
 
 def chain_hash(prev_hash: str, state: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + state).hexdigest()
+
+
+def sorted_form(x: Any) -> Any:
+    """A canonical form of a dumped state (a projection's, the write-side snapshot's), for comparing two: dict
+    keys and list rows in sorted order (a set's order, and a dict's insertion order, are not the state)."""
+    if isinstance(x, dict):
+        return sorted((str(k), sorted_form(v)) for k, v in x.items())
+    if isinstance(x, list):
+        items = [sorted_form(v) for v in x]
+        if items and all(isinstance(v, list) for v in items):
+            return sorted(items, key=repr)
+        return items
+    return x

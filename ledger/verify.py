@@ -21,6 +21,7 @@ import orjson
 from ledger.decisions import command_digest, record
 from ledger.errors import BadInput, IntegrityFailure, LedgerError
 from ledger.events import GENESIS_HASH, TOPIC_PREFIX, chain_hash
+from ledger.events import sorted_form as _norm
 from ledger.inputs import parse_command
 from ledger.model import SNAPSHOT_VERSION, LedgerState
 
@@ -280,18 +281,6 @@ def _difference(stored: bytes, decided: bytes) -> str:
 def _short(v: Any) -> str:
     text = orjson.dumps(v).decode()
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _norm(x: Any) -> Any:
-    """A canonical form: dict keys and list rows in sorted order (a set's order is arbitrary)."""
-    if isinstance(x, dict):
-        return sorted((str(k), _norm(v)) for k, v in x.items())
-    if isinstance(x, list):
-        items = [_norm(v) for v in x]
-        if items and all(isinstance(v, list) for v in items):
-            return sorted(items, key=repr)
-        return items
-    return x
 
 
 class SnapshotFold:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from ledger.events import GENESIS_HASH, decode
+from ledger.events import sorted_form as _norm
 from projections import runner
 
 
@@ -81,15 +82,3 @@ def replay_compare(recorder: Any, progress: runner.Progress = None,
     if stored_digest.hexdigest() != digest.hexdigest():
         diffs.append("history: the stored account history differs from the replay")
     return {"ok": not diffs, "position": pos, "differences": diffs, "projections": [p.name for p in runner.PROJECTIONS]}
-
-
-def _norm(x: Any) -> Any:
-    """A canonical form of a dumped state: dict keys and list rows in sorted order."""
-    if isinstance(x, dict):
-        return sorted((str(k), _norm(v)) for k, v in x.items())
-    if isinstance(x, list):
-        items = [_norm(v) for v in x]
-        if items and all(isinstance(v, list) for v in items):
-            return sorted(items, key=repr)
-        return items
-    return x
