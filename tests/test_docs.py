@@ -45,6 +45,9 @@ def _problems(page: Path) -> list[str]:
         elif re.fullmatch(r"test_\w+", span):
             if not _defined(span, TESTS):
                 out.append(f"{where}: no such test")
+        elif re.fullmatch(r"_[a-z]\w*", span):  # a private helper named in prose
+            if not (_defined(span, CODE) or _defined(span, TESTS)):
+                out.append(f"{where}: nothing defines {span}")
         elif re.fullmatch(r"CARBON_LEDGER_\w+", span):
             if span not in CODE + TESTS:
                 out.append(f"{where}: no such environment variable")
@@ -75,10 +78,11 @@ def test_what_the_page_names_in_the_code_exists(page: Path) -> None:
 def test_the_check_notices_a_name_the_code_does_not_have(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("`ledger/nothing.py`, `test_that_does_not_exist`, `NO_SUCH_LIMIT`, `runner.no_such_fold`,"
-                    " `power-1999-approx`, `tests/test_docs.py::test_gone`, and `PRICE_BAND`, `rules.obligation`,"
+                    " `power-1999-approx`, `tests/test_docs.py::test_gone`, `_gone_helper`, and `PRICE_BAND`, `rules.obligation`,"
                     " `tests/test_docs.py::test_the_check_notices_a_name_the_code_does_not_have` that exist.\n")
     problems = [p.split(": ", 1)[1] for p in _problems(page)]
     assert problems == ["`ledger/nothing.py`: no such file", "`test_that_does_not_exist`: no such test",
                         "`NO_SUCH_LIMIT`: no such constant", "`runner.no_such_fold`: nothing defines no_such_fold",
                         "`power-1999-approx`: ledger/rules.py has no such rule version",
-                        "`tests/test_docs.py::test_gone`: tests/test_docs.py defines no test_gone"]
+                        "`tests/test_docs.py::test_gone`: tests/test_docs.py defines no test_gone",
+                        "`_gone_helper`: nothing defines _gone_helper"]

@@ -264,8 +264,9 @@ def run_chain(chain: list[Block]) -> list[str]:
         return problems
 
 
+README_TEXT = README.read_text(encoding="utf-8")  # read once: every test below sees the same text
 try:
-    BLOCKS, CONVENTION_ERROR = parse_blocks(README.read_text(encoding="utf-8")), None
+    BLOCKS, CONVENTION_ERROR = parse_blocks(README_TEXT), None
 except ConventionError as e:
     BLOCKS, CONVENTION_ERROR = [], str(e)
 CHAINS = chains(BLOCKS)
@@ -295,7 +296,7 @@ def test_the_readme_runs_python_from_the_project_environment() -> None:
     """`python` on a fresh machine is not the interpreter that has the project installed: say `.venv/bin/python`."""
     bare = [f"README.md:{b.line}: {x.strip()}" for b in BLOCKS for x in b.body
             if re.match(r"^\s*(\$ )?(python|pip|pytest)\s", x)]
-    bare += re.findall(r"`(?:python|pip|pytest)\s[^`]*`", README.read_text(encoding="utf-8"))
+    bare += re.findall(r"`(?:python|pip|pytest)\s[^`]*`", README_TEXT)
     assert not bare, bare
 
 
@@ -367,7 +368,7 @@ def test_the_checker_fails_when_an_example_drifts(drift: tuple[str, str]) -> Non
 
 def test_the_checker_fails_the_real_readme_with_one_expected_line_changed(tmp_path: Path) -> None:
     """A temporary copy of README.md with one shown output line changed: its example must fail."""
-    lines = README.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = README_TEXT.splitlines(keepends=True)
     chain, k = next((c, k) for c in CHAINS for b in c for s in b.steps if s.expected
                     for k in range(s.line, len(lines))
                     if lines[k].strip() and "..." not in lines[k] and lines[k].strip().lstrip("#").strip()

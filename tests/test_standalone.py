@@ -46,7 +46,7 @@ def test_the_check_sees_the_repository_files() -> None:
 
 def test_the_readme_links_the_pages_of_docs() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    pages = ["architecture.md", "events.md", "cli.md", "invariants.md", "domain.md"]
+    pages = ["architecture.md", "events.md", "cli.md", "invariants.md", "domain.md", "security.md"]
     assert all((ROOT / "docs" / p).exists() for p in pages)
     missing = [p for p in pages if f"(docs/{p})" not in readme]
     assert not missing, f"README.md does not link docs/{missing}"
