@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from commands.context import Ctx, pass_ctx
+from ledger import rules, units
 from ledger.errors import BadInput
+
+
+def _one_of(values: Any, end: str = ".") -> str:
+    """The allowed values of an option, as its help says them (from ledger.units or ledger.rules)."""
+    values = list(values)
+    return (", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]) + end
 
 
 def _command(c: Ctx, name: str, args: dict[str, Any], command_id: str | None) -> Any:
@@ -74,7 +81,7 @@ def actor() -> None:
 
 @actor.command("add")
 @click.argument("actor_id")
-@click.option("--role", required=True, type=click.Choice(["regulator", "exchange", "verifier", "firm"]))
+@click.option("--role", required=True, type=click.Choice(units.ROLES))
 @click.option("--firm", help="The firm a firm actor acts for.")
 @click.option("--public-key", help="Ed25519 public key (hex), to check this actor's signatures.")
 @command_id_option
@@ -113,9 +120,10 @@ def firm() -> None:
 @firm.command("register")
 @click.argument("firm_id")
 @click.option("--name", required=True)
-@click.option("--sector", required=True)
+@click.option("--sector", required=True, help=_one_of(units.SECTORS))
 @click.option("--region", required=True)
-@click.option("--unit-type", help="Power units: coal-above-300mw (default), coal-300mw-or-less, coal-unconventional, gas.")
+@click.option("--unit-type",
+              help=f"Power units: {_one_of(rules.UNIT_TYPES, '')} (default {rules.DEFAULT_UNIT_TYPE['power']}).")
 @command_id_option
 @pass_ctx
 def firm_register(c: Ctx, firm_id: str, name: str, sector: str, region: str, unit_type: str | None,
@@ -133,7 +141,7 @@ def account() -> None:
 @account.command("open")
 @click.argument("account_id")
 @click.option("--holder", required=True)
-@click.option("--kind", default="trading", show_default=True)
+@click.option("--kind", default="trading", show_default=True, help=_one_of(units.ACCOUNT_KINDS))
 @command_id_option
 @pass_ctx
 def account_open(c: Ctx, account_id: str, holder: str, kind: str, command_id: str | None, as_json: bool) -> None:
@@ -143,7 +151,7 @@ def account_open(c: Ctx, account_id: str, holder: str, kind: str, command_id: st
 
 @account.command("freeze")
 @click.argument("account_id")
-@click.option("--reason", required=True, help="judicial, investigation or default.")
+@click.option("--reason", required=True, help=_one_of(units.FREEZE_REASONS))
 @click.option("--until", help="YYYY-MM-DD: the freeze lapses after this day (default: until unfrozen).")
 @command_id_option
 @pass_ctx
@@ -210,13 +218,13 @@ def year_close(c: Ctx, year: str, fine_multiple: str | None, command_id: str | N
 def _unit_options(f):
     f = click.option("--quantity", required=True, help="Whole tonnes.")(f)
     f = click.option("--vintage", required=True)(f)
-    return click.option("--unit", required=True, help="CEA or CCER.")(f)
+    return click.option("--unit", required=True, help=_one_of(units.UNIT_KINDS))(f)
 
 
 @click.command()
 @click.argument("account_id")
 @_unit_options
-@click.option("--basis", required=True, help="pre-allocation, true-up, auction, offset or reserve.")
+@click.option("--basis", required=True, help=_one_of(units.ISSUE_BASES))
 @command_id_option
 @pass_ctx
 def issue(c: Ctx, account_id: str, unit: str, vintage: str, quantity: str, basis: str, command_id: str | None,
@@ -229,9 +237,10 @@ def issue(c: Ctx, account_id: str, unit: str, vintage: str, quantity: str, basis
 @click.command()
 @click.argument("firm_id", required=False)
 @click.option("--year", required=True)
-@click.option("--step", required=True, type=click.Choice(["pre", "true-up"]))
+@click.option("--step", required=True, type=click.Choice(units.ALLOCATION_STEPS))
 @click.option("--all", "all_firms", is_flag=True, help="Every covered firm, atomically per firm.")
-@click.option("--factor", "factors", multiple=True, help="Correction factor NAME=VALUE (cooling, heat_supply, load).")
+@click.option("--factor", "factors", multiple=True,
+              help=f"Correction factor NAME=VALUE, NAME one of {_one_of(rules.FACTOR_BOUNDS, '')}")
 @click.option("--to-authority", is_flag=True, help="Issue into the province's government account (forced compliance).")
 @command_id_option
 @pass_ctx
@@ -251,7 +260,6 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
                                 "to_authority": to_authority or None}, command_id, as_json)
         return
     from commands.output import emit_json
-    from ledger import rules
     from ledger.errors import Refused
 
     from ledger.units import parse_year
@@ -286,8 +294,12 @@ class _TransferGroup(click.Group):
             args = ["send", *args]  # the plain form: transfer FROM TO --unit ... (the hidden `send`)
         return super().parse_args(ctx, args)
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.commands["send"].format_options(ctx, formatter)  # the plain form's options, then approve and cancel
+        self.format_commands(ctx, formatter)
 
-@click.group(cls=_TransferGroup)
+
+@click.group(cls=_TransferGroup, subcommand_metavar="FROM TO | approve ID | cancel ID")
 def transfer() -> None:
     """Move units between two accounts: transfer FROM TO --unit U --vintage V --quantity Q [--expires-after 7d].
 
@@ -334,7 +346,7 @@ def transfer_cancel(c: Ctx, transfer_id: str, command_id: str | None, as_json: b
 @click.option("--seller", required=True)
 @_unit_options
 @click.option("--price", required=True, help="Yuan per tonne, at most 2 decimals.")
-@click.option("--mode", required=True, help="listed, block or auction.")
+@click.option("--mode", required=True, help=_one_of(units.TRADE_MODES))
 @click.option("--date", "date", required=True, help="Trade date YYYY-MM-DD.")
 @command_id_option
 @pass_ctx
@@ -355,7 +367,7 @@ def emissions() -> None:
 @click.option("--year", required=True)
 @click.option("--tonnes", required=True)
 @click.option("--output", help="Verified output (e.g. supplied MWh).")
-@click.option("--output-unit", help="MWh, GJ or t.")
+@click.option("--output-unit", help=_one_of(units.OUTPUT_UNITS))
 @command_id_option
 @pass_ctx
 def emissions_verify(c: Ctx, firm_id: str, year: str, tonnes: str, output: str | None, output_unit: str | None,
@@ -383,7 +395,7 @@ def surrender(c: Ctx, firm_id: str, year: str, unit: str, vintage: str, quantity
 @click.command()
 @click.argument("account_id")
 @_unit_options
-@click.option("--reason", default="voluntary", show_default=True, help="voluntary, correction or expiry.")
+@click.option("--reason", default="voluntary", show_default=True, help=_one_of(units.CANCEL_REASONS))
 @command_id_option
 @pass_ctx
 def cancel(c: Ctx, account_id: str, unit: str, vintage: str, quantity: str, reason: str, command_id: str | None,
@@ -404,13 +416,22 @@ def reverse(c: Ctx, position: str, reason: str, command_id: str | None, as_json:
 
 
 @click.command("import")
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.File("r"), required=False)
 @click.option("--on-refusal", type=click.Choice(["stop", "continue"]), default="stop", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=2000, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--schema", is_flag=True, help="Print the JSON Schema of a line (from the input models) and exit.")
 @pass_ctx
-def import_(c: Ctx, file: Any, on_refusal: str, batch_size: int, as_json: bool) -> None:
+def import_(c: Ctx, file: Any, on_refusal: str, batch_size: int, as_json: bool, schema: bool) -> None:
     """Append commands from JSON lines (- for stdin), in atomic batches."""
+    if schema:
+        from commands.output import emit_json
+        from ledger.inputs import import_schema
+
+        emit_json(import_schema())
+        return
+    if file is None:
+        raise click.UsageError("Missing argument 'FILE'.")
     from commands.importer import run_import
 
     run_import(c, file, on_refusal, batch_size, as_json)

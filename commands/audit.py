@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -73,6 +76,36 @@ def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
                                position=res["position"])
 
 
+@contextmanager
+def _writable_copy_if_read_only(c: Any) -> Iterator[Any]:
+    """A read-only store is replayed on a copy in a temporary directory (SQLite's backup reads the store and
+    writes nothing to it): the replay first brings the stored read models to the head, which writes."""
+    from ledger.store import parse_store, read_only
+
+    cfg = parse_store(c.store)
+    if not read_only(cfg):
+        yield None
+        return
+    import sqlite3
+    import tempfile
+
+    from commands.context import Ctx
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "replay.db")
+        src = sqlite3.connect(f"file:{cfg.path}?mode=ro", uri=True)
+        try:
+            with sqlite3.connect(path) as dst:
+                src.backup(dst)
+        finally:
+            src.close()
+        copy = Ctx(path, None, None)
+        try:
+            yield copy
+        finally:
+            copy.close()
+
+
 def run_replay(c: Any, as_json: bool) -> None:
     """Rebuild every derived table from position 0 and compare: read models, history, as-of checkpoints and
     the write-side snapshot."""
@@ -81,9 +114,10 @@ def run_replay(c: Any, as_json: bool) -> None:
     from projections.audit import replay_compare
 
     rec = c.existing_recorder()
-    snapshot = SnapshotFold(rec)
-    with progress_bar("replaying") as progress:
-        res = replay_compare(rec, progress, on_event=snapshot)
+    with _writable_copy_if_read_only(c) as copy, progress_bar("replaying") as progress:
+        target = copy.existing_recorder() if copy is not None else rec
+        snapshot = SnapshotFold(target)
+        res = replay_compare(target, progress, on_event=snapshot)
     res["differences"] += snapshot.differences(res["position"])
     res["ok"] = not res["differences"]
     res["projections"] = [*res["projections"], "ledger snapshot"]

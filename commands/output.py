@@ -87,11 +87,11 @@ def _stream(console: Any, t: Any, cells: list[list[str]]) -> bool:
     n = len(t.columns)
     widths = [cell_len(str(col.header)) for col in t.columns]
     widest = [""] * n
-    for row in cells:
-        for i, cell in enumerate(row):
-            w = cell_len(cell)
+    lens = [[len(cell) if cell.isascii() else cell_len(cell) for cell in row] for row in cells]
+    for row, row_lens in zip(cells, lens):
+        for i, w in enumerate(row_lens):
             if w > widths[i] or (w == widths[i] and not widest[i]):
-                widths[i], widest[i] = w, cell
+                widths[i], widest[i] = w, row[i]
     if sum(widths) + 3 * n + 1 > console.width:
         return False
     t.add_row(*widest)
@@ -107,10 +107,10 @@ def _stream(console: Any, t: Any, cells: list[list[str]]) -> bool:
     out = sys.stdout
     out.write("\n".join(lines[:template]) + "\n")
     chunk: list[str] = []
-    for row in cells:
+    for row, row_lens in zip(cells, lens):
         parts = []
         for i, cell in enumerate(row):
-            pad = " " * (widths[i] - cell_len(cell))
+            pad = " " * (widths[i] - row_lens[i])
             parts.append(pad + cell if right[i] else cell + pad)
         chunk.append("│ " + " │ ".join(parts) + " │")
         if len(chunk) >= 1000:

@@ -14,8 +14,8 @@ from ledger.errors import BadInput
 
 AS_OF_DATE_HELP = ("Answer as the ledger stood at the end of this day (UTC), by the time each event was recorded,"
                    " not by its business date: a trade recorded today with --date 2024-06-03 is not in"
-                   " --as-of-date 2024-06-03. Ask by business date with market --by day (trade dates) or"
-                   " compliance --year.")
+                   " --as-of-date 2024-06-03. Ask by business date with market --by day --from/--to"
+                   " (trade dates) or compliance --year.")
 
 
 def read_options(f):
@@ -139,6 +139,8 @@ def show_history(c: Ctx, account_id: str, *, as_json: bool = False,
 @click.option("--unit", default="CEA", show_default=True)
 @click.option("--vintage", type=int, help="Only this vintage's daily rows (each vintage is its own product).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw the daily close and cumulative volume to a PNG.")
+@click.option("--from", "from_date", help="Only trade dates on or after this one (YYYY-MM-DD): the business date.")
+@click.option("--to", "to_date", help="Only trade dates on or before this one (YYYY-MM-DD).")
 @read_options
 @pass_ctx
 def market(c: Ctx, **kw: Any) -> None:
@@ -147,10 +149,15 @@ def market(c: Ctx, **kw: Any) -> None:
 
 
 def show_market(c: Ctx, by: str = "year", unit: str = "CEA", plot: str | None = None, vintage: int | None = None, *,
-                as_json: bool = False,
-                as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
+                as_json: bool = False, as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None,
+                from_date: str | None = None, to_date: str | None = None) -> None:
+    from ledger.units import parse_date
     from projections.market import report
 
+    first = parse_date(from_date, "--from").isoformat() if from_date else None
+    last = parse_date(to_date, "--to").isoformat() if to_date else None
+    if (first or last) and by != "day":
+        raise click.UsageError("--from and --to select trading days: use them with --by day")
     if plot:
         from commands.plots import check_target
 
@@ -161,6 +168,8 @@ def show_market(c: Ctx, by: str = "year", unit: str = "CEA", plot: str | None = 
         from commands.plots import plot_market
 
         plot_market(rep, plot)
+    if first or last:  # by trade date, the business date (not the time the trades were recorded)
+        rep["days"] = [d for d in rep["days"] if (first or "") <= d["date"] <= (last or "9999-12-31")]
     rows = {"day": rep["days"], "year": rep["years"], "mode": rep["modes"]}[by]
     cum = rep["cumulative"]
     if not as_json and not as_csv:
@@ -182,8 +191,9 @@ def compliance(c: Ctx, **kw: Any) -> None:
     show_compliance(c, **kw)
 
 
-def show_compliance(c: Ctx, year: int | None = None, firm: str | None = None, plot: str | None = None, *, as_json: bool = False,
-                    as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
+def show_compliance(c: Ctx, year: int | None = None, firm: str | None = None, plot: str | None = None, *,
+                    as_json: bool = False, as_csv: bool = False, as_of: int | None = None,
+                    as_of_date: str | None = None) -> None:
     from projections.compliance import rows as compliance_rows
 
     if plot:

@@ -7,10 +7,12 @@ arguments are what a command's signature covers and what its digest hashes.
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from ledger import rules, units
 from ledger.errors import BadInput
@@ -23,24 +25,136 @@ class CommandInput(BaseModel):
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-def _v(parser, *a):  # wrap a ledger.units parser as a pydantic "before" validator
-    def check(cls, value):
-        if value is None:
-            return None
+# ---- the field rules: each declared once, as a type; the allowed values come from ledger.units --------------
+class Choices:
+    """Marks a field type with its allowed values: the CLI's help and the import schema's enum read them."""
+
+    def __init__(self, values: tuple[str, ...]) -> None:
+        self.values = values
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        out = handler(schema)
+        out["enum"] = list(self.values)
+        return out
+
+
+def _rule(parser: Callable[..., Any], *a: Any) -> BeforeValidator:
+    """A ledger.units parser as a pydantic "before" validator: its BadInput becomes pydantic's ValueError."""
+    def check(value: Any) -> Any:
         try:
             return parser(value, *a)
         except BadInput as e:
             raise ValueError(str(e)) from None
 
-    return classmethod(check)
+    return BeforeValidator(check)
 
 
+def _choice(values: tuple[str, ...], what: str) -> Any:
+    return Annotated[str, _rule(units.parse_choice, values, what), Choices(values)]
+
+
+def _iso_date(value: Any, what: str) -> str:
+    return units.parse_date(value, what).isoformat()
+
+
+def _period(value: Any) -> str:
+    return units.period_label(*units.parse_period(value))
+
+
+def _price(value: Any) -> str:
+    return str(units.parse_price(value))
+
+
+def _fine_multiple(value: Any) -> str:
+    lo, hi = rules.PENALTY_MULTIPLE_RANGE
+    m = units.parse_price(value, "fine multiple")
+    if not lo <= m <= hi:
+        raise BadInput(f"fine multiple {m} must be from {lo} to {hi}")
+    return format(m.normalize(), "f")  # "10", never "1E+1"
+
+
+def _factors(value: Any) -> dict[str, str] | None:
+    if not value:
+        return None
+    out = {}
+    for name, raw in dict(value).items():
+        if name not in rules.FACTOR_BOUNDS:
+            raise BadInput(f"factor {name!r} must be one of: {', '.join(rules.FACTOR_BOUNDS)}")
+        lo, hi = rules.FACTOR_BOUNDS[name]
+        try:
+            f = units.Decimal(str(raw))
+        except ArithmeticError:
+            raise BadInput(f"factor {name}={raw!r} is not a number") from None
+        if not f.is_finite():
+            raise BadInput(f"factor {name}={raw!r} is not a number")
+        if not lo <= f <= hi:
+            raise BadInput(f"factor {name}={raw} must be from {lo} to {hi}")
+        out[name] = str(f)
+    return out
+
+
+def _to_authority(value: Any) -> bool | None:
+    if value in (None, False, "false"):
+        return None  # one normal form: absent
+    if value in (True, "true"):
+        return True
+    raise BadInput(f"to_authority {value!r} must be true or false")
+
+
+def _approvals(value: Any) -> int:
+    if isinstance(value, bool) or str(value).strip() not in ("1", "2"):
+        raise BadInput(f"--approvals {value!r} must be 1 or 2")
+    return int(str(value).strip())
+
+
+ActorId = Annotated[str, _rule(units.parse_id, "actor id")]
+FirmId = Annotated[str, _rule(units.parse_id, "firm id")]
+AccountId = Annotated[str, _rule(units.parse_id, "account id")]
+Buyer = Annotated[str, _rule(units.parse_id, "buyer")]
+Seller = Annotated[str, _rule(units.parse_id, "seller")]
+Name = Annotated[str, _rule(units.parse_text, "name")]
+Region = Annotated[str, _rule(units.parse_text, "region")]
+Holder = Annotated[str, _rule(units.parse_text, "holder")]
+PublicKey = Annotated[str, _rule(units.parse_public_key)]
+RegulatorKey = Annotated[str, _rule(units.parse_public_key, "the regulator's public key")]
+Role = _choice(units.ROLES, "role")
+Sector = _choice(units.SECTORS, "sector")
+UnitType = _choice(rules.UNIT_TYPES, "unit type")
+AccountKind = _choice(units.ACCOUNT_KINDS, "kind")
+Unit = _choice(units.UNIT_KINDS, "unit")
+IssueBasis = _choice(units.ISSUE_BASES, "basis")
+TradeMode = _choice(units.TRADE_MODES, "mode")
+CancelReason = _choice(units.CANCEL_REASONS, "reason")
+Step = _choice(units.ALLOCATION_STEPS, "step")
+OutputUnit = _choice(units.OUTPUT_UNITS, "output unit")
+Vintage = Annotated[int, _rule(units.parse_vintage)]
+Year = Annotated[int, _rule(units.parse_year)]
+Quantity = Annotated[int, _rule(units.parse_quantity)]
+Tonnes = Annotated[int, _rule(units.parse_tonnes_nonnegative, "tonnes")]
+Output = Annotated[int, _rule(units.parse_tonnes_nonnegative, "output")]
+Period = Annotated[str, _rule(_period)]
+Deadline = Annotated[str, _rule(_iso_date, "deadline")]
+TradeDate = Annotated[str, _rule(_iso_date, "trade date")]
+Price = Annotated[str, _rule(_price)]
+FineMultiple = Annotated[str, _rule(_fine_multiple)]
+Factors = Annotated[dict[str, str], _rule(_factors)]
+ToAuthority = Annotated[bool | None, _rule(_to_authority)]  # false is absent: one normal form
+ExpiresAfter = Annotated[str, _rule(units.parse_duration, "--expires-after")]
+FromAccount = Annotated[str, _rule(units.parse_id, "--from account id")]
+SweepTo = Annotated[str, _rule(units.parse_id, "--sweep-to account id")]
+FreezeReason = _choice(units.FREEZE_REASONS, "reason")
+Until = Annotated[str, _rule(_iso_date, "--until")]
+Approvals = Annotated[int, _rule(_approvals)]
+PendingTransferId = Annotated[str, _rule(units.parse_id, "pending transfer id")]
+Position = Annotated[int, _rule(units.parse_quantity, "position")]
+Reason = Annotated[str, _rule(units.parse_text, "reason")]
+
+
+# ---- one model per command: its fields, and the rules that tie fields together --------------------------------
 class Init(CommandInput):
-    regulator: str
+    regulator: ActorId
     require_signatures: bool = False
-    public_key: str | None = None
-    _r = field_validator("regulator", mode="before")(_v(units.parse_id, "actor id"))
-    _k = field_validator("public_key", mode="before")(_v(units.parse_public_key, "the regulator's public key"))
+    public_key: RegulatorKey | None = None
 
     @model_validator(mode="after")
     def _signatures_need_the_regulators_key(self) -> Init:
@@ -50,14 +164,10 @@ class Init(CommandInput):
 
 
 class ActorAdd(CommandInput):
-    actor_id: str
-    role: str
-    firm: str | None = None
-    public_key: str | None = None
-    _a = field_validator("actor_id", mode="before")(_v(units.parse_id, "actor id"))
-    _r = field_validator("role", mode="before")(_v(units.parse_choice, units.ROLES, "role"))
-    _f = field_validator("firm", mode="before")(_v(units.parse_id, "firm id"))
-    _k = field_validator("public_key", mode="before")(_v(units.parse_public_key))
+    actor_id: ActorId
+    role: Role
+    firm: FirmId | None = None
+    public_key: PublicKey | None = None
 
     @model_validator(mode="after")
     def _firm_goes_with_role_firm(self) -> ActorAdd:
@@ -69,23 +179,16 @@ class ActorAdd(CommandInput):
 
 
 class ActorKey(CommandInput):
-    actor_id: str
-    public_key: str
-    _a = field_validator("actor_id", mode="before")(_v(units.parse_id, "actor id"))
-    _k = field_validator("public_key", mode="before")(_v(units.parse_public_key))
+    actor_id: ActorId
+    public_key: PublicKey
 
 
 class FirmRegister(CommandInput):
-    firm_id: str
-    name: str
-    sector: str
-    region: str
-    unit_type: str | None = None
-    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
-    _n = field_validator("name", mode="before")(_v(units.parse_text, "name"))
-    _s = field_validator("sector", mode="before")(_v(units.parse_choice, units.SECTORS, "sector"))
-    _g = field_validator("region", mode="before")(_v(units.parse_text, "region"))
-    _u = field_validator("unit_type", mode="before")(_v(units.parse_choice, rules.UNIT_TYPES, "unit type"))
+    firm_id: FirmId
+    name: Name
+    sector: Sector
+    region: Region
+    unit_type: UnitType | None = None
 
     @model_validator(mode="after")
     def _unit_type_only_for_power(self) -> FirmRegister:
@@ -95,35 +198,14 @@ class FirmRegister(CommandInput):
 
 
 class AccountOpen(CommandInput):
-    account_id: str
-    holder: str
-    kind: str = "trading"
-    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
-    _h = field_validator("holder", mode="before")(_v(units.parse_text, "holder"))
-    _k = field_validator("kind", mode="before")(_v(units.parse_choice, units.ACCOUNT_KINDS, "kind"))
+    account_id: AccountId
+    holder: Holder
+    kind: AccountKind = "trading"
 
 
 class YearOpen(CommandInput):
-    year: str
-    deadline: str | None = None
-
-    @field_validator("year", mode="before")
-    @classmethod
-    def _year(cls, value: Any) -> str:
-        try:
-            return units.period_label(*units.parse_period(value))
-        except BadInput as e:
-            raise ValueError(str(e)) from None
-
-    @field_validator("deadline", mode="before")
-    @classmethod
-    def _deadline(cls, value: Any) -> str | None:
-        if value is None:
-            return None
-        try:
-            return units.parse_date(value, "deadline").isoformat()
-        except BadInput as e:
-            raise ValueError(str(e)) from None
+    year: Period
+    deadline: Deadline | None = None
 
     @model_validator(mode="after")
     def _deadline_not_before_the_period(self) -> YearOpen:
@@ -134,138 +216,52 @@ class YearOpen(CommandInput):
 
 
 class YearClose(CommandInput):
-    year: int
-    fine_multiple: str | None = None
-    _y = field_validator("year", mode="before")(_v(units.parse_year))
-
-    @field_validator("fine_multiple", mode="before")
-    @classmethod
-    def _multiple(cls, value: Any) -> str | None:
-        if value is None:
-            return None
-        lo, hi = rules.PENALTY_MULTIPLE_RANGE
-        try:
-            m = units.parse_price(value, "fine multiple")
-        except BadInput as e:
-            raise ValueError(str(e)) from None
-        if not lo <= m <= hi:
-            raise ValueError(f"fine multiple {m} must be from {lo} to {hi}")
-        return format(m.normalize(), "f")  # "10", never "1E+1"
+    year: Year
+    fine_multiple: FineMultiple | None = None
 
 
 class Issue(CommandInput):
-    account_id: str
-    unit: str
-    vintage: int
-    quantity: int
-    basis: str
-    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
-    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
-    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
-    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
-    _b = field_validator("basis", mode="before")(_v(units.parse_choice, units.ISSUE_BASES, "basis"))
+    account_id: AccountId
+    unit: Unit
+    vintage: Vintage
+    quantity: Quantity
+    basis: IssueBasis
 
 
 class Allocate(CommandInput):
-    firm_id: str
-    year: int
-    step: str
-    factors: dict[str, str] | None = None
-    to_authority: bool | None = None  # issue into the province's government account (forced compliance)
-
-    @field_validator("to_authority", mode="before")
-    @classmethod
-    def _to_authority(cls, value: Any) -> bool | None:
-        if value in (None, False, "false"):
-            return None  # one normal form: absent
-        if value in (True, "true"):
-            return True
-        raise ValueError(f"to_authority {value!r} must be true or false")
-    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
-    _y = field_validator("year", mode="before")(_v(units.parse_year))
-    _s = field_validator("step", mode="before")(_v(units.parse_choice, ("pre", "true-up"), "step"))
-
-    @field_validator("factors", mode="before")
-    @classmethod
-    def _factors(cls, value: Any) -> dict[str, str] | None:
-        if not value:
-            return None
-        out = {}
-        for name, raw in dict(value).items():
-            if name not in rules.FACTOR_BOUNDS:
-                raise ValueError(f"factor {name!r} must be one of: {', '.join(rules.FACTOR_BOUNDS)}")
-            lo, hi = rules.FACTOR_BOUNDS[name]
-            try:
-                f = units.Decimal(str(raw))
-            except ArithmeticError:
-                raise ValueError(f"factor {name}={raw!r} is not a number") from None
-            if not f.is_finite():
-                raise ValueError(f"factor {name}={raw!r} is not a number")
-            if not lo <= f <= hi:
-                raise ValueError(f"factor {name}={raw} must be from {lo} to {hi}")
-            out[name] = str(f)
-        return out
+    firm_id: FirmId
+    year: Year
+    step: Step
+    factors: Factors | None = None
+    to_authority: ToAuthority = None  # issue into the province's government account (forced compliance)
 
 
 class Transfer(CommandInput):
-    from_account: str
-    to_account: str
-    unit: str
-    vintage: int
-    quantity: int
-    expires_after: str | None = None  # a four-eyes account's pending transfer: how long it waits for approval
-    _e = field_validator("expires_after", mode="before")(_v(units.parse_duration, "--expires-after"))
-    _f = field_validator("from_account", mode="before")(_v(units.parse_id, "account id"))
-    _t = field_validator("to_account", mode="before")(_v(units.parse_id, "account id"))
-    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
-    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
-    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
+    from_account: AccountId
+    to_account: AccountId
+    unit: Unit
+    vintage: Vintage
+    quantity: Quantity
+    expires_after: ExpiresAfter | None = None  # a four-eyes account's pending transfer: how long it waits
 
 
 class Trade(CommandInput):
-    buyer: str
-    seller: str
-    unit: str
-    vintage: int
-    quantity: int
-    price: str
-    mode: str
-    date: str
-    _b = field_validator("buyer", mode="before")(_v(units.parse_id, "buyer"))
-    _s = field_validator("seller", mode="before")(_v(units.parse_id, "seller"))
-    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
-    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
-    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
-    _m = field_validator("mode", mode="before")(_v(units.parse_choice, units.TRADE_MODES, "mode"))
-
-    @field_validator("price", mode="before")
-    @classmethod
-    def _price(cls, value: Any) -> str:
-        try:
-            return str(units.parse_price(value))
-        except BadInput as e:
-            raise ValueError(str(e)) from None
-
-    @field_validator("date", mode="before")
-    @classmethod
-    def _date(cls, value: Any) -> str:
-        try:
-            return units.parse_date(value, "trade date").isoformat()
-        except BadInput as e:
-            raise ValueError(str(e)) from None
+    buyer: Buyer
+    seller: Seller
+    unit: Unit
+    vintage: Vintage
+    quantity: Quantity
+    price: Price
+    mode: TradeMode
+    date: TradeDate
 
 
 class EmissionsVerify(CommandInput):
-    firm_id: str
-    year: int
-    tonnes: int
-    output: int | None = None
-    output_unit: str | None = None
-    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
-    _y = field_validator("year", mode="before")(_v(units.parse_year))
-    _t = field_validator("tonnes", mode="before")(_v(units.parse_tonnes_nonnegative, "tonnes"))
-    _o = field_validator("output", mode="before")(_v(units.parse_tonnes_nonnegative, "output"))
-    _ou = field_validator("output_unit", mode="before")(_v(units.parse_choice, ("MWh", "GJ", "t"), "output unit"))
+    firm_id: FirmId
+    year: Year
+    tonnes: Tonnes
+    output: Output | None = None
+    output_unit: OutputUnit | None = None
 
     @model_validator(mode="after")
     def _output_with_its_unit(self) -> EmissionsVerify:
@@ -275,81 +271,49 @@ class EmissionsVerify(CommandInput):
 
 
 class Surrender(CommandInput):
-    firm_id: str
-    year: int
-    unit: str
-    vintage: int
-    quantity: int
-    from_account: str | None = None  # forced compliance: a government account (or the frozen firm's own)
-    _fa = field_validator("from_account", mode="before")(_v(units.parse_id, "--from account id"))
-    _i = field_validator("firm_id", mode="before")(_v(units.parse_id, "firm id"))
-    _y = field_validator("year", mode="before")(_v(units.parse_year))
-    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
-    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
-    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
+    firm_id: FirmId
+    year: Year
+    unit: Unit
+    vintage: Vintage
+    quantity: Quantity
+    from_account: FromAccount | None = None  # forced compliance: a government account (or the frozen firm's own)
 
 
 class Cancel(CommandInput):
-    account_id: str
-    unit: str
-    vintage: int
-    quantity: int
-    reason: str = "voluntary"
-    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
-    _u = field_validator("unit", mode="before")(_v(units.parse_choice, units.UNIT_KINDS, "unit"))
-    _vi = field_validator("vintage", mode="before")(_v(units.parse_vintage))
-    _q = field_validator("quantity", mode="before")(_v(units.parse_quantity))
-    _r = field_validator("reason", mode="before")(_v(units.parse_choice, units.CANCEL_REASONS, "reason"))
-
-
-def _date_text(value: object, what: str) -> str:
-    return units.parse_date(value, what).isoformat()
+    account_id: AccountId
+    unit: Unit
+    vintage: Vintage
+    quantity: Quantity
+    reason: CancelReason = "voluntary"
 
 
 class AccountFreeze(CommandInput):
-    account_id: str
-    reason: str
-    until: str | None = None
-    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
-    _r = field_validator("reason", mode="before")(_v(units.parse_choice, units.FREEZE_REASONS, "reason"))
-    _u = field_validator("until", mode="before")(_v(_date_text, "--until"))
+    account_id: AccountId
+    reason: FreezeReason
+    until: Until | None = None
 
 
 class AccountUnfreeze(CommandInput):
-    account_id: str
-    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
+    account_id: AccountId
 
 
 class AccountClose(CommandInput):
-    account_id: str
-    sweep_to: str | None = None
-    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
-    _s = field_validator("sweep_to", mode="before")(_v(units.parse_id, "--sweep-to account id"))
-
-
-def _approvals(value: object) -> int:
-    if isinstance(value, bool) or str(value).strip() not in ("1", "2"):
-        raise BadInput(f"--approvals {value!r} must be 1 or 2")
-    return int(str(value).strip())
+    account_id: AccountId
+    sweep_to: SweepTo | None = None
 
 
 class AccountPolicy(CommandInput):
-    account_id: str
-    approvals: int
-    _i = field_validator("account_id", mode="before")(_v(units.parse_id, "account id"))
-    _a = field_validator("approvals", mode="before")(_v(_approvals))
+    account_id: AccountId
+    approvals: Approvals
 
 
 class PendingTransfer(CommandInput):
-    transfer_id: str
-    _i = field_validator("transfer_id", mode="before")(_v(units.parse_id, "pending transfer id"))
+    transfer_id: PendingTransferId
 
 
 class Reverse(CommandInput):
-    position: int
-    reason: str
-    _p = field_validator("position", mode="before")(_v(units.parse_quantity, "position"))
-    _r = field_validator("reason", mode="before")(_v(units.parse_text, "reason"))
+    position: Position
+    reason: Reason
 
 
 INPUTS: dict[str, type[CommandInput]] = {
@@ -381,33 +345,42 @@ MEMO_SIZE = 100_000  # validated field values remembered per command model
 _UNSEEN = object()
 
 
-def _fast_path(model: type[CommandInput]) -> Any:
-    """The model's own field validators, called directly (pydantic's machinery costs more than they do).
-
-    Only for models whose every field has one "before" validator and a plain type (str, int, or
-    either | None) and that have no model validators. It returns the normalized arguments when every
-    field passes and comes out of its validator with exactly its type; otherwise None, and the caller
-    asks pydantic, which then reports the error: so results and error messages are pydantic's own.
-    """
-    decorators = model.__pydantic_decorators__
-    if decorators.model_validators:
-        return None
-    check: dict[str, Any] = {}
-    for dec in decorators.field_validators.values():
-        if dec.info.mode != "before" or len(inspect.signature(dec.func).parameters) != 1:
+def _field_rule(info: Any) -> tuple[Any, type, bool] | None:
+    """(the rule's function, the plain type it yields, optional) of a field typed `Rule` or `Rule | None`,
+    or None for any other field (a plain bool, a dict)."""
+    annotation, metadata = info.annotation, info.metadata
+    optional = False
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        if typing.get_origin(inner) is not Annotated:
             return None
-        for name in dec.info.fields:
-            if name in check:
-                return None
-            check[name] = dec.func
+        annotation, *metadata = typing.get_args(inner)
+        optional = True
+    rules_ = [m for m in metadata if isinstance(m, BeforeValidator)]
+    if annotation not in (int, str) or len(rules_) != 1:
+        return None
+    return rules_[0].func, annotation, optional
+
+
+def _fast_path(model: type[CommandInput]) -> Any:
+    """The model's field rules, called directly (pydantic's machinery costs more than they do).
+
+    Only for models whose every field is typed by one rule yielding a plain str or int (or that | None)
+    and that have no model validators. It returns the normalized arguments when every field passes and
+    comes out of its rule with exactly its type; otherwise None, and the caller asks pydantic, which then
+    reports the error: so results and error messages are pydantic's own.
+    """
+    if model.__pydantic_decorators__.model_validators:
+        return None
     spec = []
     for name, info in model.model_fields.items():
-        kinds = {int: (int, False), str: (str, False), int | None: (int, True), str | None: (str, True)}
-        if name not in check or info.annotation not in kinds:
+        rule = _field_rule(info)
+        if rule is None:
             return None
-        kind, optional = kinds[info.annotation]
+        check, kind, optional = rule
         default = None if info.is_required() else info.default
-        spec.append((name, check[name], kind, optional, info.is_required(), default))
+        spec.append((name, check, kind, optional, info.is_required(), default))
     names = frozenset(model.model_fields)
     # A field validator's result depends only on the field and the raw value, and a bulk import repeats
     # values (accounts, units, vintages, dates, prices): remember results for plain str and int values
@@ -451,6 +424,30 @@ def _fast_path(model: type[CommandInput]) -> Any:
 
 
 FAST_PATHS = {model: _fast_path(model) for model in INPUTS.values()}
+
+
+def choices(model: type[CommandInput], field: str) -> tuple[str, ...] | None:
+    """The allowed values of a field, when its type names them (the CLI's help lists them)."""
+    info = model.model_fields[field]
+    found = [m for m in info.metadata if isinstance(m, Choices)]
+    for arg in typing.get_args(info.annotation):
+        found += [m for m in typing.get_args(arg)[1:] if isinstance(m, Choices)]
+    return found[0].values if found else None
+
+
+def import_schema() -> dict[str, Any]:
+    """The JSON Schema of an import line, one branch per command, derived from the input models."""
+    branches = []
+    for name, model in INPUTS.items():
+        schema = model.model_json_schema()
+        schema["properties"] = {"command": {"const": name}, "command_id": {"type": "string", "maxLength":
+                                units.MAX_COMMAND_ID_LENGTH}, "actor": {"type": "string"},
+                                "signature": {"type": "string"}, **schema["properties"]}
+        schema["required"] = ["command", "command_id", *schema.get("required", [])]
+        schema["title"] = name
+        branches.append(schema)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "carbon-ledger import line",
+            "oneOf": branches}
 
 
 def parse_command(name: str, raw: dict[str, Any]) -> dict[str, Any]:

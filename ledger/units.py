@@ -33,6 +33,8 @@ FREEZE_REASONS = ("judicial", "investigation", "default")
 _DURATION_RE = re.compile(r"([1-9][0-9]{0,7})([dhms])")
 _SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 MAX_PENDING_SECONDS = 366 * 86_400
+ALLOCATION_STEPS = ("pre", "true-up")
+OUTPUT_UNITS = ("MWh", "GJ", "t")
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")  # whole string (fullmatch: no newline slips past a $)
 _PRICE_RE = re.compile(r"[0-9]+(\.[0-9]{1,2})?")  # ASCII digits only, whole string

@@ -8,7 +8,7 @@ from typing import Any
 
 from ledger import rules
 from ledger.decisions.base import Decided, floor_t
-from ledger.errors import BadInput, Refused
+from ledger.errors import Refused
 from ledger.model import LedgerState, default_deadline
 from ledger.units import fmt_money, money, parse_period
 
@@ -18,9 +18,7 @@ def year_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
     for y in range(first, last + 1):
         if y in st.year_period:
             raise Refused(f"compliance year {y} is already open (as {st.year_period[y]})", code="year_exists")
-    deadline = a.get("deadline") or default_deadline(last)
-    if deadline < f"{last}-01-01":
-        raise BadInput(f"deadline {deadline} is before the compliance year {a['year']}")
+    deadline = a.get("deadline") or default_deadline(last)  # the input model keeps it within the period
     data: dict[str, Any] = {"year": first, "surrender_deadline": deadline}
     if last != first:
         data.update(last_year=last, period=a["year"])
@@ -29,8 +27,6 @@ def year_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
 
 def verify(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     st.check_firm(a["firm_id"])
-    if (a.get("output") is None) != (a.get("output_unit") is None):
-        raise BadInput("--output and --output-unit go together")
     return [("EmissionsVerified", {"firm_id": a["firm_id"], "year": a["year"], "tonnes": a["tonnes"],
                                    "output": a.get("output"), "output_unit": a.get("output_unit")})], {}
 
