@@ -134,6 +134,26 @@ def firm_register(c: Ctx, firm_id: str, name: str, sector: str, region: str, uni
 
 
 @click.group()
+def facility() -> None:
+    """A firm's facilities: generating units, steelmaking, clinker lines, electrolysis."""
+
+
+@facility.command("register")
+@click.argument("facility_id")
+@click.option("--firm", required=True, help="The firm that owns it.")
+@click.option("--kind", required=True,
+              help="coal, coal-unconventional, gas, steel, clinker or aluminium.")
+@click.option("--rated-mw", help="Rated power in MW (coal: category I from 400 MW, else II).")
+@command_id_option
+@pass_ctx
+def facility_register(c: Ctx, facility_id: str, firm: str, kind: str, rated_mw: str | None, command_id: str | None,
+                      as_json: bool) -> None:
+    """Register a facility of a firm (a regulator); allocation is computed per facility."""
+    _append(c, "facility register", {"facility_id": facility_id, "firm": firm, "kind": kind, "rated_mw": rated_mw},
+            command_id, as_json)
+
+
+@click.group()
 def account() -> None:
     """Holding accounts."""
 
@@ -366,15 +386,26 @@ def emissions() -> None:
 @click.argument("firm_id")
 @click.option("--year", required=True)
 @click.option("--tonnes", required=True)
-@click.option("--output", help="Verified output (e.g. supplied MWh).")
+@click.option("--output", help="Verified output of a firm without facilities (e.g. supplied MWh).")
 @click.option("--output-unit", help=_one_of(units.OUTPUT_UNITS))
+@click.option("--facility", help="The facility verified (a firm with facilities verifies each one).")
+@click.option("--generated-mwh", help="A unit's electricity generated (MWh).")
+@click.option("--supplied-mwh", help="A unit's electricity supplied (MWh).")
+@click.option("--heat-gj", help="A unit's heat supplied (GJ).")
+@click.option("--load-factor", help="A unit's load (output) factor, a fraction: 0.50 for 50%.")
+@click.option("--intensity", help="A new-sector facility's emission intensity (t per tonne of product).")
 @command_id_option
 @pass_ctx
 def emissions_verify(c: Ctx, firm_id: str, year: str, tonnes: str, output: str | None, output_unit: str | None,
+                     facility: str | None, generated_mwh: str | None, supplied_mwh: str | None,
+                     heat_gj: str | None, load_factor: str | None, intensity: str | None,
                      command_id: str | None, as_json: bool) -> None:
-    """Record a firm's verified emissions for a year."""
+    """Record a firm's (or one of its facilities') verified emissions for a year."""
     _append(c, "emissions verify", {"firm_id": firm_id, "year": year, "tonnes": tonnes, "output": output,
-                                    "output_unit": output_unit}, command_id, as_json)
+                                    "output_unit": output_unit, "facility": facility,
+                                    "generated_mwh": generated_mwh, "supplied_mwh": supplied_mwh,
+                                    "heat_gj": heat_gj, "load_factor": load_factor, "intensity": intensity},
+            command_id, as_json)
 
 
 @click.command()
@@ -437,5 +468,5 @@ def import_(c: Ctx, file: Any, on_refusal: str, batch_size: int, as_json: bool, 
     run_import(c, file, on_refusal, batch_size, as_json)
 
 
-COMMANDS = [init, actor, firm, account, year, issue, allocate, transfer, trade, emissions, surrender, cancel, reverse,
-            import_]
+COMMANDS = [init, actor, firm, facility, account, year, issue, allocate, transfer, trade, emissions, surrender, cancel,
+            reverse, import_]

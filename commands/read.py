@@ -245,18 +245,46 @@ def rules() -> None:
 @rules.command("show")
 @click.option("--year", type=int, default=2024, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def rules_show(year: int, as_json: bool) -> None:
-    """Print the rules in force for a compliance year."""
+@pass_ctx
+def rules_show(c: Ctx, year: int, as_json: bool) -> None:
+    """Print the rules in force for a compliance year, with their sources (and the plans published in the
+    store, when it exists)."""
     from commands.output import emit_json
     from ledger import rules as r
+    from ledger.store import parse_store, store_exists
 
-    data = r.describe(year)
+    lookup = None
+    if store_exists(parse_store(c.store)):
+        lookup = c.registry.state.plan
+    data = r.describe(year, lookup)
     if as_json:
         emit_json(data)
         return
     from commands.rulesview import print_rules
 
     print_rules(data)
+
+
+@rules.command("publish")
+@click.argument("plan_file", type=click.File("r"))
+@click.option("--command-id", help="Idempotency key: repeating it appends nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_ctx
+def rules_publish(c: Ctx, plan_file: Any, command_id: str | None, as_json: bool) -> None:
+    """Record an allocation plan the code does not ship (a regulator): PLAN.json gives version, years,
+    source and the power and/or new-sector figures; used for those years from then on."""
+    import orjson
+
+    from commands.append import _append
+    from ledger.errors import BadInput
+
+    try:
+        plan = orjson.loads(plan_file.read())
+    except orjson.JSONDecodeError as e:
+        raise BadInput(f"{plan_file.name}: not JSON ({e})") from None
+    if not isinstance(plan, dict):
+        raise BadInput(f"{plan_file.name}: a plan is a JSON object")
+    _append(c, "rules publish", plan, command_id, as_json)
 
 
 @click.command()

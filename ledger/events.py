@@ -67,6 +67,16 @@ class FirmRegistered(EventData):
     unit_type: str | None = None
 
 
+class FacilityRegistered(EventData):
+    """A firm's facility: a generating unit (coal with its rated power, unconventional coal, gas) or a new
+    sector's steelmaking entity, clinker line or electrolysis process. Allocation is computed per facility."""
+
+    facility_id: Id
+    firm_id: Id
+    kind: Literal["coal", "coal-unconventional", "gas", "steel", "clinker", "aluminium"]
+    rated_mw: str | None = None
+
+
 class AccountOpened(EventData):
     """A holding account: a firm's compliance account, a trading account, or a government account."""
 
@@ -85,13 +95,17 @@ class ComplianceYearOpened(EventData):
 
 
 class AllowancesIssued(EventData):
-    """Units created into an account. Allocations carry every input so an auditor can recompute them."""
+    """Units created into an account. Allocations carry every input so an auditor can recompute them: for a
+    firm with facilities, `facilities` lists each unit's inputs (category, activity data, benchmarks, factors,
+    formula version) and its floored allocation. The exemptions are their own issuance: `gas-unit exemption`
+    (a gas unit topped up to its verified emissions) and `gap-cap exemption` (a firm topped up to 80%)."""
 
     account_id: Id
     unit: Unit
     vintage: int
     quantity: Tonnes
-    basis: Literal["pre-allocation", "true-up", "auction", "offset", "reserve"]
+    basis: Literal["pre-allocation", "true-up", "auction", "offset", "reserve", "gas-unit exemption",
+                   "gap-cap exemption"]
     year: int | None = None
     step: str | None = None
     rule_version: str | None = None
@@ -107,6 +121,7 @@ class AllowancesIssued(EventData):
     previously_allocated: int | None = None
     verified_emissions: int | None = None
     firm_id: Id | None = None  # an allocation issued to the province's account for this firm (--to-authority)
+    facilities: list[dict[str, Any]] | None = None
 
 
 class AllowancesTransferred(EventData):
@@ -135,13 +150,20 @@ class TradeExecuted(EventData):
 
 
 class EmissionsVerified(EventData):
-    """A firm's verified emissions for a year (the latest verification of a year counts)."""
+    """A firm's verified emissions for a year (the latest verification of a year counts); with facility_id,
+    one facility's emissions and activity data, and the firm's emissions are the sum over its facilities."""
 
     firm_id: Id
     year: int
     tonnes: Annotated[int, Field(ge=0)]
     output: int | None = None
     output_unit: str | None = None
+    facility_id: Id | None = None
+    generated_mwh: int | None = None
+    supplied_mwh: int | None = None
+    heat_gj: int | None = None
+    load_factor: str | None = None
+    intensity: str | None = None
 
 
 class AllowancesSurrendered(EventData):
@@ -183,6 +205,7 @@ class AllowancesWithdrawn(EventData):
     output: int | None = None
     factors: dict[str, str] | None = None
     penalty_year: int | None = None
+    basis: str | None = None  # a true-up clawback of an exemption names it
 
 
 class ComplianceYearClosed(EventData):
@@ -294,6 +317,18 @@ class EntryReversed(EventData):
     output: int | None = None
     output_unit: str | None = None
     restores_position: int | None = None
+    facility_id: Id | None = None  # a facility's verification: the one it replaced is restored, or none
+
+
+class PlanPublished(EventData):
+    """A regulator's allocation plan for years the code does not ship (or figures it lacks, such as the new
+    sectors' balance values): laid over the shipped plan of each year and used from then on."""
+
+    version: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    years: list[int]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    power: dict[str, Any] | None = None
+    new_sectors: dict[str, Any] | None = None
 
 
 CATALOGUE: dict[str, type[EventData]] = {
@@ -303,6 +338,7 @@ CATALOGUE: dict[str, type[EventData]] = {
         ActorAdded,
         ActorKeyRegistered,
         FirmRegistered,
+        FacilityRegistered,
         AccountOpened,
         ComplianceYearOpened,
         AllowancesIssued,
@@ -322,6 +358,7 @@ CATALOGUE: dict[str, type[EventData]] = {
         TransferApproved,
         TransferCancelled,
         EntryReversed,
+        PlanPublished,
     )
 }
 

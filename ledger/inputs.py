@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
-from ledger import rules, units
+from ledger import plans, rules, units
 from ledger.errors import BadInput
 
 
@@ -148,6 +148,14 @@ Approvals = Annotated[int, _rule(_approvals)]
 PendingTransferId = Annotated[str, _rule(units.parse_id, "pending transfer id")]
 Position = Annotated[int, _rule(units.parse_quantity, "position")]
 Reason = Annotated[str, _rule(units.parse_text, "reason")]
+FacilityId = Annotated[str, _rule(units.parse_id, "facility id")]
+FacilityKind = _choice(rules.FACILITY_KINDS, "kind")
+RatedMW = Annotated[str, _rule(units.parse_positive_decimal, "rated MW")]
+GeneratedMWh = Annotated[int, _rule(units.parse_tonnes_nonnegative, "generated MWh")]
+SuppliedMWh = Annotated[int, _rule(units.parse_tonnes_nonnegative, "supplied MWh")]
+HeatGJ = Annotated[int, _rule(units.parse_tonnes_nonnegative, "heat GJ")]
+LoadFactor = Annotated[str, _rule(units.parse_load_factor)]
+Intensity = Annotated[str, _rule(units.parse_positive_decimal, "intensity")]
 
 
 # ---- one model per command: its fields, and the rules that tie fields together --------------------------------
@@ -236,6 +244,129 @@ class Allocate(CommandInput):
     to_authority: ToAuthority = None  # issue into the province's government account (forced compliance)
 
 
+def _dec(v: Any, what: str, upper: str | None = None) -> str:
+    out = units.parse_positive_decimal(v, what)
+    if upper is not None and units.Decimal(out) > units.Decimal(upper):
+        raise BadInput(f"{what} must be at most {upper}, not {v!r}")
+    return out
+
+
+def _keys(d: Any, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise BadInput(f"{what} must be an object")
+    extra = sorted(set(d) - set(allowed))
+    if extra:
+        raise BadInput(f"{what} has an unknown key {extra[0]!r}; known: {', '.join(allowed)}")
+    return d
+
+
+def _sources(v: Any, what: str) -> dict[str, str]:
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, str) and x.strip()
+                                          for k, x in v.items()):
+        raise BadInput(f"{what}.sources must map names to texts")
+    return {k: x.strip() for k, x in v.items()}
+
+
+POWER_PLAN_KEYS = ("draft", "output_basis", "category_i_min_mw", "electricity_t_per_mwh", "heat_t_per_gj",
+                   "peak_load_formula", "peak_load_scope", "heat_share_factor", "pre_allocation",
+                   "gas_unit_exemption", "gap_cap_share", "sources")
+NEW_SECTOR_PLAN_KEYS = ("draft", "formula", "slope", "bound_x", "cap", "balance_values", "pre_allocation",
+                        "sources")
+
+
+def _pre(v: Any, what: str) -> dict[str, str] | None:
+    if v is None:
+        return None
+    d = _keys(v, ("basis", "share"), f"{what}.pre_allocation")
+    if d.get("basis") not in ("verified", "output"):
+        raise BadInput(f"{what}.pre_allocation.basis must be verified or output")
+    return {"basis": d["basis"], "share": _dec(d.get("share"), f"{what}.pre_allocation.share", "1")}
+
+
+def parse_power_plan(v: Any) -> dict[str, Any]:
+    d = _keys(v, POWER_PLAN_KEYS, "power")
+    out: dict[str, Any] = {}
+    for k, x in d.items():
+        if k in ("draft", "gas_unit_exemption"):
+            if not isinstance(x, bool):
+                raise BadInput(f"power.{k} must be true or false")
+            out[k] = x
+        elif k == "output_basis":
+            out[k] = units.parse_choice(x, ("supplied", "generated"), "power.output_basis")
+        elif k == "category_i_min_mw":
+            out[k] = _dec(x, "power.category_i_min_mw")
+        elif k == "electricity_t_per_mwh":
+            out[k] = {c: _dec(b, f"power.electricity_t_per_mwh.{c}", "10")
+                      for c, b in _keys(x, ("I", "II", "III", "IV"), "power.electricity_t_per_mwh").items()}
+        elif k in ("heat_t_per_gj", "heat_share_factor"):
+            if x is None and k == "heat_share_factor":
+                out[k] = None
+                continue
+            out[k] = {c: _dec(b, f"power.{k}.{c}", "10") for c, b in _keys(x, ("coal", "gas"), f"power.{k}").items()}
+        elif k == "peak_load_formula":
+            out[k] = None if x is None else units.parse_choice(x, plans.PEAK_LOAD_FORMULAS, "power.peak_load_formula")
+        elif k == "peak_load_scope":
+            out[k] = units.parse_choice(x, ("coal", "coal-condensing"), "power.peak_load_scope")
+        elif k == "pre_allocation":
+            out[k] = _pre(x, "power")
+        elif k == "gap_cap_share":
+            out[k] = None if x is None else _dec(x, "power.gap_cap_share", "1")
+        else:
+            out[k] = _sources(x, "power")
+    return out
+
+
+def parse_new_sector_plan(v: Any) -> dict[str, Any]:
+    d = _keys(v, NEW_SECTOR_PLAN_KEYS, "new_sectors")
+    out: dict[str, Any] = {}
+    for k, x in d.items():
+        if k == "draft":
+            if not isinstance(x, bool):
+                raise BadInput("new_sectors.draft must be true or false")
+            out[k] = x
+        elif k == "formula":
+            out[k] = units.parse_choice(x, ("verified", "balance"), "new_sectors.formula")
+        elif k in ("slope", "bound_x", "cap"):
+            out[k] = _dec(x, f"new_sectors.{k}", "1")
+        elif k == "balance_values":
+            out[k] = {c: None if b is None else _dec(b, f"new_sectors.balance_values.{c}", "1000")
+                      for c, b in _keys(x, ("steel", "clinker", "aluminium"), "new_sectors.balance_values").items()}
+        elif k == "pre_allocation":
+            out[k] = _pre(x, "new_sectors")
+        else:
+            out[k] = _sources(x, "new_sectors")
+    return out
+
+
+def _plan_years(value: Any) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise BadInput("years must be a non-empty list of years")
+    return sorted({units.parse_year(y) for y in value})
+
+
+PlanVersion = Annotated[str, _rule(units.parse_id, "plan version")]
+PlanSource = Annotated[str, _rule(units.parse_text, "plan source")]
+PlanYears = Annotated[list[int], _rule(_plan_years)]
+PowerPlan = Annotated[dict[str, Any], _rule(parse_power_plan)]
+NewSectorPlan = Annotated[dict[str, Any], _rule(parse_new_sector_plan)]
+
+
+class PlanPublish(CommandInput):
+    """A plan file: {"version", "years", "source", "power"?: {...}, "new_sectors"?: {...}} (docs/domain.md)."""
+
+    version: PlanVersion
+    years: PlanYears
+    source: PlanSource
+    power: PowerPlan | None = None
+    new_sectors: NewSectorPlan | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PlanPublish:
+        if self.power is None and self.new_sectors is None:
+            raise ValueError("a plan gives power or new_sectors (or both)")
+        return self
+
+
 class Transfer(CommandInput):
     from_account: AccountId
     to_account: AccountId
@@ -256,17 +387,48 @@ class Trade(CommandInput):
     date: TradeDate
 
 
+class FacilityRegister(CommandInput):
+    facility_id: FacilityId
+    firm: FirmId
+    kind: FacilityKind
+    rated_mw: RatedMW | None = None
+
+    @model_validator(mode="after")
+    def _rated_power_for_coal(self) -> FacilityRegister:
+        if self.kind == "coal" and self.rated_mw is None:
+            raise ValueError("a coal unit needs --rated-mw (its category follows from it)")
+        if self.rated_mw is not None and self.kind not in rules.POWER_KINDS:
+            raise ValueError("--rated-mw applies only to generating units (coal, coal-unconventional, gas)")
+        return self
+
+
+FACILITY_DATA = ("generated_mwh", "supplied_mwh", "heat_gj", "load_factor", "intensity")
+
+
 class EmissionsVerify(CommandInput):
     firm_id: FirmId
     year: Year
     tonnes: Tonnes
     output: Output | None = None
     output_unit: OutputUnit | None = None
+    facility: FacilityId | None = None
+    generated_mwh: GeneratedMWh | None = None
+    supplied_mwh: SuppliedMWh | None = None
+    heat_gj: HeatGJ | None = None
+    load_factor: LoadFactor | None = None
+    intensity: Intensity | None = None
 
     @model_validator(mode="after")
     def _output_with_its_unit(self) -> EmissionsVerify:
         if (self.output is None) != (self.output_unit is None):
             raise ValueError("--output and --output-unit go together")
+        if self.facility is None:
+            given = [k for k in FACILITY_DATA if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"--{given[0].replace('_', '-')} is a facility's data: name it with --facility")
+        elif self.output is not None:
+            raise ValueError("--output is a firm-level figure; a facility's output is --generated-mwh,"
+                             " --supplied-mwh or --heat-gj")
         return self
 
 
@@ -321,11 +483,13 @@ INPUTS: dict[str, type[CommandInput]] = {
     "actor add": ActorAdd,
     "actor key": ActorKey,
     "firm register": FirmRegister,
+    "facility register": FacilityRegister,
     "account open": AccountOpen,
     "year open": YearOpen,
     "year close": YearClose,
     "issue": Issue,
     "allocate": Allocate,
+    "rules publish": PlanPublish,
     "transfer": Transfer,
     "trade": Trade,
     "emissions verify": EmissionsVerify,
@@ -346,19 +510,20 @@ _UNSEEN = object()
 
 
 def _field_rule(info: Any) -> tuple[Any, type, bool] | None:
-    """(the rule's function, the plain type it yields, optional) of a field typed `Rule` or `Rule | None`,
-    or None for any other field (a plain bool, a dict)."""
+    """(the rule's function, the plain type it yields, optional) of a field typed `Rule`, `Rule | None` or
+    Annotated[T | None, rule], or None for any other field (a plain bool, a dict)."""
     annotation, metadata = info.annotation, info.metadata
     optional = False
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
         inner = next(a for a in args if a is not type(None))
-        if typing.get_origin(inner) is not Annotated:
-            return None
-        annotation, *metadata = typing.get_args(inner)
+        if typing.get_origin(inner) is Annotated:  # Rule | None
+            annotation, *metadata = typing.get_args(inner)
+        else:  # Annotated[T | None, rule]: the rule itself may answer None (absent)
+            annotation = inner
         optional = True
     rules_ = [m for m in metadata if isinstance(m, BeforeValidator)]
-    if annotation not in (int, str) or len(rules_) != 1:
+    if annotation not in (int, str, bool) or len(rules_) != 1:
         return None
     return rules_[0].func, annotation, optional
 

@@ -14,18 +14,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ledger import rules
+from ledger import formulas, plans, rules
 from ledger.errors import IntegrityFailure, Refused
 from ledger.events import GENESIS_HASH, chain_hash
 from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
 Product = tuple[str, int]  # (unit, vintage): each vintage of a unit is its own exchange product
-SNAPSHOT_VERSION = 6  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+SNAPSHOT_VERSION = 7  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
 # 4: markets per product (unit, vintage), closes from listed trades only; the last trade date per unit
 # 5: account states (frozen, until, approvals) and pending transfers
 # 6: the reversible entries of open compliance years, and the position of each firm-year's verification
+# 7: facilities and their verified data, the exemptions issued, the plans published
+EXEMPTION_BASES, ALLOCATION_BASES = formulas.EXEMPTION_BASES, formulas.ALLOCATION_BASES
 
 
 @dataclass
@@ -35,6 +37,14 @@ class Firm:
     sector: str
     region: str
     unit_type: str | None
+
+
+@dataclass
+class Facility:
+    facility_id: str
+    firm_id: str
+    kind: str
+    rated_mw: str | None = None
 
 
 @dataclass
@@ -145,9 +155,15 @@ class LedgerState:
     periods: dict[str, Period] = field(default_factory=dict)
     year_period: dict[int, str] = field(default_factory=dict)
     verified: dict[tuple[str, int], tuple[int, int | None, str | None]] = field(default_factory=dict)
+    facilities: dict[str, Facility] = field(default_factory=dict)
+    firm_facilities: dict[str, list[str]] = field(default_factory=dict)  # firm -> its facility ids, in order
+    # (facility, year) -> the verified data of EmissionsVerified (tonnes and activity data)
+    facility_verified: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     surrendered: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (firm, period, unit)
     allocated: dict[tuple[str, int], int] = field(default_factory=dict)  # net free allocation by firm-year
     pre_allocated: dict[tuple[str, int], int] = field(default_factory=dict)
+    exempted: dict[tuple[str, int, str], int] = field(default_factory=dict)  # (firm, year, exemption basis)
+    plans: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)  # published, by (part, year)
     deductions: dict[str, tuple[int, int]] = field(default_factory=dict)  # firm -> (qty, from penalty year)
     markets: dict[Product, Market] = field(default_factory=dict)
     last_trade_date: dict[str, str] = field(default_factory=dict)  # unit -> latest trade date of any of its products
@@ -176,19 +192,30 @@ class LedgerState:
         return sum(values) if values else None
 
     def free_allocation(self, firm_id: str, period: Period) -> int:
-        return sum(self.allocated.get((firm_id, y), 0) for y in period.years())
+        """Everything allocated for the period's years: the benchmark allocation and the exemptions."""
+        return sum(self.allocated.get((firm_id, y), 0) + sum(self.exempted.get((firm_id, y, b), 0)
+                                                             for b in EXEMPTION_BASES) for y in period.years())
+
+    def allocated_in(self, firm_id: str, year: int) -> int:
+        """A firm-year's free allocation so far: benchmark allocation and exemptions."""
+        return self.allocated.get((firm_id, year), 0) + sum(self.exempted.get((firm_id, year, b), 0)
+                                                            for b in EXEMPTION_BASES)
+
+    def plan(self, part: str, year: int) -> dict[str, Any] | None:
+        """The plan in force for `part` ("power", "new_sectors") in `year`: shipped, with those published."""
+        return plans.plan_for(part, year, self.plans)
+
+    def facility_dict(self, facility_id: str) -> dict[str, Any]:
+        f = self.facilities[facility_id]
+        return {"facility_id": f.facility_id, "kind": f.kind, "rated_mw": f.rated_mw}
 
     def surrendered_in(self, firm_id: str, period: Period, unit: str | None = None) -> int:
         units = (unit,) if unit else ("CEA", "CCER")
         return sum(self.surrendered.get((firm_id, period.label, u), 0) for u in units)
 
     def obligation(self, firm_id: str, period: Period) -> int | None:
-        """Verified emissions, capped by the gap cap for power (gas: at most its free allocation)."""
-        verified = self.verified_in(firm_id, period)
-        if verified is None:
-            return None
-        firm = self.firms[firm_id]
-        return rules.obligation(firm.sector, firm.unit_type, verified, self.free_allocation(firm_id, period))
+        """All of the period's verified emissions (ledger.formulas.obligation); None when none is verified."""
+        return formulas.obligation(self.verified_in(firm_id, period))
 
     def has_obligation(self, firm_id: str, period: Period) -> bool:
         firm = self.firms[firm_id]
@@ -310,7 +337,7 @@ class LedgerState:
         if label is not None and self.periods[label].closed:
             return
         if t == "EmissionsVerified":  # which verification it replaced: a reversal restores that one
-            key = (d["firm_id"], d["year"])
+            key = verification_key(d)
             d = {**d, "previous_position": self.verified_at.get(key)}
             self.verified_at[key] = event["position"]
         self.entries[event["position"]] = [t, d, None]
@@ -342,9 +369,13 @@ class LedgerState:
             "holdings": [[*k, v] for k, v in self.holdings.items()],
             "periods": [[p.first, p.last, p.deadline, p.closed] for p in self.periods.values()],
             "verified": [[*k, *v] for k, v in self.verified.items()],
+            "facilities": [[f.facility_id, f.firm_id, f.kind, f.rated_mw] for f in self.facilities.values()],
+            "facility_verified": [[*k, v] for k, v in self.facility_verified.items()],
             "surrendered": [[*k, v] for k, v in self.surrendered.items()],
             "allocated": [[*k, v] for k, v in self.allocated.items()],
             "pre_allocated": [[*k, v] for k, v in self.pre_allocated.items()],
+            "exempted": [[*k, v] for k, v in self.exempted.items()],
+            "plans": [[*k, v] for k, v in self.plans.items()],
             "deductions": [[k, *v] for k, v in self.deductions.items()],
             "markets": [[u, v, m.last_date, m.day_qty, str(m.day_value), None if m.prev_close is None
                          else str(m.prev_close), m.trades] for (u, v), m in self.markets.items()],
@@ -373,9 +404,14 @@ class LedgerState:
             for y in p.years():
                 st.year_period[y] = p.label
         st.verified = {(f, y): (t, o, ou) for f, y, t, o, ou in s["verified"]}
+        for row in s["facilities"]:
+            _add_facility(st, Facility(*row))
+        st.facility_verified = {(f, y): v for f, y, v in s["facility_verified"]}
         st.surrendered = {(f, p, u): q for f, p, u, q in s["surrendered"]}
         st.allocated = {(f, y): q for f, y, q in s["allocated"]}
         st.pre_allocated = {(f, y): q for f, y, q in s["pre_allocated"]}
+        st.exempted = {(f, y, b): q for f, y, b, q in s["exempted"]}
+        st.plans = {(p, y): v for p, y, v in s["plans"]}
         st.deductions = {f: (q, y) for f, q, y in s["deductions"]}
         st.markets = {
             (u, vi): Market(d, q, Decimal(v), None if pc is None else Decimal(pc), n)
@@ -412,6 +448,15 @@ def _firm_registered(st: LedgerState, d: dict[str, Any]) -> None:
     st.firms[d["firm_id"]] = Firm(d["firm_id"], d["name"], d["sector"], d["region"], d.get("unit_type"))
 
 
+def _add_facility(st: LedgerState, f: Facility) -> None:
+    st.facilities[f.facility_id] = f
+    st.firm_facilities.setdefault(f.firm_id, []).append(f.facility_id)
+
+
+def _facility_registered(st: LedgerState, d: dict[str, Any]) -> None:
+    _add_facility(st, Facility(d["facility_id"], d["firm_id"], d["kind"], d.get("rated_mw")))
+
+
 def _account_opened(st: LedgerState, d: dict[str, Any]) -> None:
     st.accounts[d["account_id"]] = Account(d["account_id"], d["holder"], d["kind"])
 
@@ -426,7 +471,10 @@ def _year_opened(st: LedgerState, d: dict[str, Any]) -> None:
 def _issued(st: LedgerState, d: dict[str, Any]) -> None:
     st._add((d["account_id"], d["unit"], d["vintage"]), d["quantity"])
     firm = d.get("firm_id") or d["account_id"]  # firm_id: allocated to the province's account for the firm
-    if d["basis"] in ("pre-allocation", "true-up") and firm in st.firms:
+    if d["basis"] in EXEMPTION_BASES:
+        key3 = (firm, d.get("year") or d["vintage"], d["basis"])
+        st.exempted[key3] = st.exempted.get(key3, 0) + d["quantity"]
+    elif d["basis"] in ("pre-allocation", "true-up") and firm in st.firms:
         key = (firm, d.get("year") or d["vintage"])
         st.allocated[key] = st.allocated.get(key, 0) + d["quantity"]
         if d["basis"] == "pre-allocation":
@@ -466,7 +514,17 @@ def _traded(st: LedgerState, d: dict[str, Any]) -> None:
 
 
 def _verified(st: LedgerState, d: dict[str, Any]) -> None:
-    st.verified[(d["firm_id"], d["year"])] = (d["tonnes"], d.get("output"), d.get("output_unit"))
+    fac = d.get("facility_id")
+    if fac is None:
+        st.verified[(d["firm_id"], d["year"])] = (d["tonnes"], d.get("output"), d.get("output_unit"))
+        return
+    if st.facilities[fac].firm_id != d["firm_id"]:
+        raise ValueError(f"facility {fac} is not {d['firm_id']}'s")
+    year = d["year"]
+    st.facility_verified[(fac, year)] = {k: v for k, v in d.items() if k not in ("firm_id", "year", "facility_id")}
+    total = sum(st.facility_verified[(f, year)]["tonnes"] for f in st.firm_facilities[d["firm_id"]]
+                if (f, year) in st.facility_verified)
+    st.verified[(d["firm_id"], year)] = (total, None, None)
 
 
 def _surrendered(st: LedgerState, d: dict[str, Any]) -> None:
@@ -483,7 +541,10 @@ def _cancelled(st: LedgerState, d: dict[str, Any]) -> None:
 def _withdrawn(st: LedgerState, d: dict[str, Any]) -> None:
     st._add((d["account_id"], d["unit"], d["vintage"]), -d["quantity"])
     firm = d.get("firm_id") or d["account_id"]
-    if d["reason"] == "true-up clawback":
+    if d["reason"] == "true-up clawback" and d.get("basis") in EXEMPTION_BASES:
+        key3 = (firm, d.get("year") or d["vintage"], d["basis"])
+        st.exempted[key3] = st.exempted.get(key3, 0) - d["quantity"]
+    elif d["reason"] == "true-up clawback":
         key = (firm, d.get("year") or d["vintage"])
         st.allocated[key] = st.allocated.get(key, 0) - d["quantity"]
     if d["reason"] in ("true-up clawback", "penalty deduction"):
@@ -497,6 +558,14 @@ def _withdrawn(st: LedgerState, d: dict[str, Any]) -> None:
         elif outstanding:
             prev = st.deductions.get(firm, (0, since))
             st.deductions[firm] = (prev[0] + outstanding, prev[1])
+
+
+def _plan_published(st: LedgerState, d: dict[str, Any]) -> None:
+    for part in ("power", "new_sectors"):
+        if d.get(part) is not None:
+            entry = {**d[part], "version": d["version"], "source": d["source"]}
+            for y in d["years"]:
+                st.plans.setdefault((part, y), []).append(entry)
 
 
 def _closed(st: LedgerState, d: dict[str, Any]) -> None:
@@ -555,6 +624,13 @@ def entry_year(etype: str, d: dict[str, Any]) -> int:
     return d.get("year") or d["vintage"]
 
 
+def verification_key(d: dict[str, Any]) -> tuple[str, int]:
+    """Which verification an EmissionsVerified replaces: the firm's, or one facility's ("FIRM/FACILITY", never an
+    id, since ids have no "/")."""
+    fac = d.get("facility_id")
+    return (d["firm_id"] if fac is None else f"{d['firm_id']}/{fac}", d["year"])
+
+
 def _reversed(st: LedgerState, d: dict[str, Any]) -> None:
     """Undo the entry at `reversed_position`, as the EntryReversed event states it."""
     entry = st.entries[d["reversed_position"]]
@@ -572,6 +648,20 @@ def _reversed(st: LedgerState, d: dict[str, Any]) -> None:
         _transferred(st, {**e, "from_account": e["to_account"], "to_account": e["from_account"]})
     elif t == "AllowancesSurrendered":
         _surrendered(st, {**e, "quantity": -e["quantity"]})
+    elif e.get("facility_id") is not None:
+        fac, year, prev = e["facility_id"], e["year"], d.get("restores_position")
+        if prev is None:
+            st.facility_verified.pop((fac, year), None)
+            st.verified_at.pop(verification_key(e), None)
+        else:
+            _verified(st, {k: v for k, v in st.entries[prev][1].items() if k != "previous_position"})
+            st.verified_at[verification_key(e)] = prev
+        held = [st.facility_verified[(f, year)]["tonnes"] for f in st.firm_facilities[e["firm_id"]]
+                if (f, year) in st.facility_verified]
+        if held:
+            st.verified[(e["firm_id"], year)] = (sum(held), None, None)
+        else:
+            st.verified.pop((e["firm_id"], year), None)
     else:
         key = (e["firm_id"], e["year"])
         if d.get("tonnes") is None:
@@ -587,6 +677,7 @@ _APPLY = {
     "ActorAdded": _actor_added,
     "ActorKeyRegistered": _actor_key,
     "FirmRegistered": _firm_registered,
+    "FacilityRegistered": _facility_registered,
     "AccountOpened": _account_opened,
     "ComplianceYearOpened": _year_opened,
     "AllowancesIssued": _issued,
@@ -606,6 +697,7 @@ _APPLY = {
     "TransferApproved": _pending_done,
     "TransferCancelled": _pending_done,
     "EntryReversed": _reversed,
+    "PlanPublished": _plan_published,
 }
 
 

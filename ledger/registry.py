@@ -265,7 +265,8 @@ METHOD_NAMES = {"init": "init", "actor add": "add_actor", "actor key": "register
                 "account open": "open_account", "year open": "open_year", "year close": "close_year",
                 "emissions verify": "verify_emissions", "account freeze": "freeze_account",
                 "account unfreeze": "unfreeze_account", "account close": "close_account", "account policy": "set_policy",
-                "transfer approve": "approve_transfer", "transfer cancel": "cancel_transfer"}
+                "transfer approve": "approve_transfer", "transfer cancel": "cancel_transfer",
+                "facility register": "register_facility", "rules publish": "publish_plan"}
 _RUN_OPTIONS = ("command_id", "actor", "signature", "expires", "sign_with")
 
 

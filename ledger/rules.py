@@ -4,17 +4,20 @@ Each table is keyed by the compliance year it applies to; `rules_for(year)` pick
 the entry in force (the latest entry not after the year). Allocation events record
 `rule_version` so an auditor knows which table produced a number.
 
-Sources (named per rule in docs/domain.md): the 2019-2020 plan gives the power benchmarks of 2019-2020. The
-2021-2024 coal benchmarks follow the published tightening (2021-2022 plan); the
-2023-2024 values are approximations of the MEE 2023-2024 plan, marked as such in
-`BENCHMARK_NOTES`: check them against the official table before a real allocation.
+The allocation plans of each year (benchmarks, factors, shares, balance values), with their sources, are in
+ledger.plans; the formulas that apply them, and the obligation and status, in ledger.formulas. A regulator can
+publish a plan the code does not ship (`rules publish`); it is recorded as an event and used from then on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
+
+from ledger import formulas, plans
 
 D = Decimal
 
@@ -25,8 +28,8 @@ PRICE_BAND = {"listed": D("0.10"), "block": D("0.30"), "auction": None}  # vs pr
 
 # --- compliance rules ---------------------------------------------------------
 CCER_LIMIT_SHARE = D("0.05")  # CCER may cover at most 5% of verified emissions
-GAP_CAP_SHARE = D("0.20")  # power: obligation <= free allocation + 20% of verified emissions
-PRE_ALLOCATION_SHARE = D("0.70")  # pre-allocation = 70% x base-year output x benchmark
+GAP_CAP_SHARE = D("0.20")  # power: a firm is topped up to 80% of its verified emissions (gap-cap exemption)
+PRE_ALLOCATION_SHARE = D("0.70")  # P19: pre-allocation = 70% x base-year output x benchmark
 NEW_SECTORS = ("steel", "cement", "aluminium")
 
 # Sectors covered from their first compliance year.
@@ -42,119 +45,96 @@ PENALTY_FIXED_FINE_BEFORE = D("20000.00")  # before 2024: 20,000-30,000 yuan plu
 UNIT_TYPES = ("coal-above-300mw", "coal-300mw-or-less", "coal-unconventional", "gas")
 DEFAULT_UNIT_TYPE = {"power": "coal-above-300mw"}
 
+# --- facilities ---------------------------------------------------------------
+# A covered firm owns facilities, allocated one by one and summed per firm: for power, generating units
+# (P23 annex 1: conventional coal, unconventional coal - gangue, slime, coal-water slurry, CFB - and gas);
+# for steel the legal entity's long-process steelmaking, for cement a clinker line, for aluminium an
+# electrolysis process (P25d).
+FACILITY_KINDS = ("coal", "coal-unconventional", "gas", "steel", "clinker", "aluminium")
+FACILITY_SECTOR = {"coal": "power", "coal-unconventional": "power", "gas": "power", "steel": "steel",
+                   "clinker": "cement", "aluminium": "aluminium"}
+POWER_KINDS = ("coal", "coal-unconventional", "gas")
+
 
 @dataclass(frozen=True)
 class Benchmarks:
-    """tCO2 per MWh of electricity and per GJ of heat, by unit type, for one rule version."""
+    """tCO2 per MWh of electricity and per GJ of heat, by the unit type of a firm without facilities (each a
+    view of the plan of the year, ledger.plans: coal-above-300mw is category I, coal-300mw-or-less II,
+    coal-unconventional III, gas IV)."""
 
     version: str
     electricity: dict[str, Decimal]
     heat: dict[str, Decimal]
-    gas_capped_at_allocation: bool = True
     notes: str = ""
 
 
-BENCHMARKS: dict[int, Benchmarks] = {
-    2019: Benchmarks(
-        version="power-2019-2020",
-        electricity={
-            "coal-above-300mw": D("0.877"),
-            "coal-300mw-or-less": D("0.979"),
-            "coal-unconventional": D("1.146"),
-            "gas": D("0.392"),
-        },
-        heat={"coal-above-300mw": D("0.126"), "coal-300mw-or-less": D("0.126"),
-              "coal-unconventional": D("0.126"), "gas": D("0.059")},
-        notes="2019-2020 plan: 2019-2020 power benchmarks",
-    ),
-    2021: Benchmarks(
-        version="power-2021",
-        electricity={
-            "coal-above-300mw": D("0.8218"),
-            "coal-300mw-or-less": D("0.8773"),
-            "coal-unconventional": D("0.9350"),
-            "gas": D("0.3920"),
-        },
-        heat={"coal-above-300mw": D("0.1111"), "coal-300mw-or-less": D("0.1111"),
-              "coal-unconventional": D("0.1111"), "gas": D("0.0560")},
-        notes="2021-2022 plan, 2021 values (coal tightened by 6.29%-18.41% from 2019-2020)",
-    ),
-    2022: Benchmarks(
-        version="power-2022",
-        electricity={
-            "coal-above-300mw": D("0.8177"),
-            "coal-300mw-or-less": D("0.8729"),
-            "coal-unconventional": D("0.9303"),
-            "gas": D("0.3901"),
-        },
-        heat={"coal-above-300mw": D("0.1105"), "coal-300mw-or-less": D("0.1105"),
-              "coal-unconventional": D("0.1105"), "gas": D("0.0557")},
-        notes="2021-2022 plan, 2022 values",
-    ),
-    2023: Benchmarks(
-        version="power-2023-approx",
-        electricity={
-            "coal-above-300mw": D("0.7950"),
-            "coal-300mw-or-less": D("0.8485"),
-            "coal-unconventional": D("0.9044"),
-            "gas": D("0.3792"),
-        },
-        heat={"coal-above-300mw": D("0.1081"), "coal-300mw-or-less": D("0.1081"),
-              "coal-unconventional": D("0.1081"), "gas": D("0.0546")},
-        notes="approximation of the 2023-2024 plan (further tightening); verify before real use",
-    ),
-    2024: Benchmarks(
-        version="power-2024-approx",
-        electricity={
-            "coal-above-300mw": D("0.7921"),
-            "coal-300mw-or-less": D("0.8455"),
-            "coal-unconventional": D("0.9012"),
-            "gas": D("0.3779"),
-        },
-        heat={"coal-above-300mw": D("0.1077"), "coal-300mw-or-less": D("0.1077"),
-              "coal-unconventional": D("0.1077"), "gas": D("0.0544")},
-        notes="approximation of the 2023-2024 plan; verify before real use",
-    ),
-}
+UNIT_TYPE_CATEGORY = {"coal-above-300mw": "I", "coal-300mw-or-less": "II", "coal-unconventional": "III",
+                      "gas": "IV"}
+PlanLookup = Callable[[str, int], "dict[str, Any] | None"]
 
-# Correction factors applied at true-up (cooling, heat supply, load): the product
-# multiplies the benchmark. Users may pass measured values within these bounds.
+
+def shipped_plan(part: str, year: int) -> dict[str, Any] | None:
+    return plans.plan_for(part, year)
+
+
+def benchmarks_for(year: int, plan: PlanLookup | None = None) -> Benchmarks:
+    p = (plan or shipped_plan)("power", year)
+    if p is None:
+        p = plans.POWER_PLANS[min(plans.POWER_PLANS)]
+    e, h = p["electricity_t_per_mwh"], p["heat_t_per_gj"]
+    return Benchmarks(
+        version=p["version"],
+        electricity={ut: D(e[c]) for ut, c in UNIT_TYPE_CATEGORY.items()},
+        heat={ut: D(h["gas" if ut == "gas" else "coal"]) for ut in UNIT_TYPE_CATEGORY},
+        notes="; ".join(f"{k}: {v}" for k, v in p.get("sources", {}).items()),
+    )
+
+
+def pre_allocation_rule(sector: str, year: int, plan: PlanLookup | None = None) -> tuple[Decimal, bool]:
+    """(share, by verified emissions?) of the pre-allocation of a firm without facilities: power by its plan
+    (P19: 70% x output x benchmark; P23: 70% of verified emissions; P25d: 50%); new sectors 70% of verified
+    emissions until their plan says otherwise."""
+    p = (plan or shipped_plan)("power" if sector == "power" else "new_sectors", year)
+    pre = (p or {}).get("pre_allocation")
+    if sector == "power":
+        if not pre:
+            return PRE_ALLOCATION_SHARE, False
+        return D(pre["share"]), pre["basis"] == "verified"
+    return (D(pre["share"]) if pre else PRE_ALLOCATION_SHARE), True
+
+
+def rule_version(sector: str, year: int, plan: PlanLookup | None = None) -> str:
+    if sector == "power":
+        return benchmarks_for(year, plan).version
+    return f"{sector}-{year}"
+
+
+# Correction factors a firm without facilities may pass at true-up (cooling, heat supply, load): the product
+# multiplies the benchmark. A firm with facilities gets its factors from the plan and its verified data.
 FACTOR_BOUNDS = {"cooling": (D("1.00"), D("1.05")), "heat_supply": (D("0.90"), D("1.00")),
                  "load": (D("1.00"), D("1.15"))}
 
-# New sectors: 2024 allocation equals verified emissions; from 2025 intensity-based
-# with a narrow surplus or shortfall, modelled as a share of verified emissions.
-NEW_SECTOR_ALLOCATION_SHARE = {2024: D("1.000"), 2025: D("0.990")}
+# New sectors without facilities: 2024 allocation equals verified emissions (MEE 2025). From 2025 the plan is
+# per facility (A = E x (1 + a) by the facility's intensity): a firm without facilities is refused.
+NEW_SECTOR_ALLOCATION_SHARE = {2024: D("1.000")}
 
 
-def obligation(sector: str, unit_type: str | None, verified: int, free_allocation: int) -> int:
-    """What a firm must surrender: verified emissions, capped for power by the gap cap
-    (free allocation + 20% of verified emissions; gas units: at most their free allocation)."""
-    if sector != "power":
-        return verified
-    cap = free_allocation if unit_type == "gas" else free_allocation + int(GAP_CAP_SHARE * verified)
-    return min(verified, cap)
+def new_sector_share(year: int) -> Decimal | None:
+    """The share of verified emissions a new-sector firm without facilities is allocated; None from 2025."""
+    return NEW_SECTOR_ALLOCATION_SHARE.get(year) if year <= max(NEW_SECTOR_ALLOCATION_SHARE) else None
+
+
+def obligation(verified: int | None) -> int | None:
+    """What a firm owes: all of its verified emissions (the exemptions are issued, ledger.formulas)."""
+    return formulas.obligation(verified)
 
 
 @dataclass(frozen=True)
 class RulesInForce:
     year: int
     benchmarks: Benchmarks
-    new_sector_share: Decimal
+    new_sector_share: Decimal | None
     covered_sectors: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _latest_key(table: dict[int, object], year: int) -> int:
-    keys = [k for k in table if k <= year]
-    return max(keys) if keys else min(table)
-
-
-def benchmarks_for(year: int) -> Benchmarks:
-    return BENCHMARKS[_latest_key(BENCHMARKS, year)]
-
-
-def new_sector_share(year: int) -> Decimal:
-    return NEW_SECTOR_ALLOCATION_SHARE[_latest_key(NEW_SECTOR_ALLOCATION_SHARE, year)]
 
 
 def is_covered(sector: str, year: int) -> bool:
@@ -168,34 +148,43 @@ def penalty_regime(deadline: dt.date | None) -> str:
     return "market-multiple"
 
 
-def rules_for(year: int) -> RulesInForce:
+def rules_for(year: int, plan: PlanLookup | None = None) -> RulesInForce:
     return RulesInForce(
         year=year,
-        benchmarks=benchmarks_for(year),
+        benchmarks=benchmarks_for(year, plan),
         new_sector_share=new_sector_share(year),
         covered_sectors=tuple(s for s in COVERAGE_START if is_covered(s, year)),
     )
 
 
-def describe(year: int) -> dict[str, object]:
-    """The rules in force for a year, as plain JSON-able data (for `rules show`)."""
-    r = rules_for(year)
+def describe(year: int, plan: PlanLookup | None = None) -> dict[str, object]:
+    """The rules in force for a year, as plain JSON-able data (for `rules show`), with their sources; `plan`
+    looks up the plans in force (the shipped ones, or a store's, with the plans published in it)."""
+    lookup = plan or shipped_plan
+    r = rules_for(year, lookup)
     b = r.benchmarks
+    power, new = lookup("power", year), lookup("new_sectors", year)
+    share, by_emissions = pre_allocation_rule("power", year, lookup)
     return {
         "year": year,
         "rule_version": b.version,
+        "draft": bool(power and power.get("draft")),
+        "plans": {"power": power, "new_sectors": new},
         "benchmarks": {
             "electricity_t_per_mwh": {k: str(v) for k, v in b.electricity.items()},
             "heat_t_per_gj": {k: str(v) for k, v in b.heat.items()},
             "notes": b.notes,
         },
-        "pre_allocation_share": str(PRE_ALLOCATION_SHARE),
+        "pre_allocation_share": str(share),
+        "pre_allocation_basis": "previous-year verified emissions" if by_emissions else
+        "base-year output x benchmark",
         "correction_factor_bounds": {k: [str(lo), str(hi)] for k, (lo, hi) in FACTOR_BOUNDS.items()},
         "new_sectors": list(NEW_SECTORS),
-        "new_sector_allocation_share_of_verified": str(r.new_sector_share),
+        "new_sector_allocation_share_of_verified": None if r.new_sector_share is None else str(r.new_sector_share),
         "covered_sectors": list(r.covered_sectors),
-        "gap_cap_share_of_verified": str(GAP_CAP_SHARE),
-        "gas_obligation_capped_at_allocation": b.gas_capped_at_allocation,
+        "obligation": "verified emissions (IR art. 30; P23 section 6); exemptions are issued as allowances",
+        "gap_cap_share_of_verified": (power or {}).get("gap_cap_share", str(GAP_CAP_SHARE)),
+        "gas_unit_exemption": bool((power or {}).get("gas_unit_exemption")),
         "ccer_limit_share_of_verified": str(CCER_LIMIT_SHARE),
         "price_band": {k: (str(v) if v is not None else None) for k, v in PRICE_BAND.items()},
         "listed_max_quantity_t": LISTED_MAX_QUANTITY_T,

@@ -59,7 +59,8 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # 3: the balances state lists the accounts opened (so a read of an account that does not exist says so);
 # 4: the market's days are per product (unit and vintage), with the listed trades' open, high, low and close.
 # 5: the balances state keeps each account's state and approvals, and the pending transfers.
-READ_MODEL_FORMAT = 5
+# 6: the compliance model keeps facilities' verified emissions.
+READ_MODEL_FORMAT = 6
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,36 @@ def fmt_money(value: Decimal) -> str:
     return str(money(value))
 
 
+def parse_positive_decimal(value: object, what: str) -> str:
+    """A positive exact decimal (rated MW, an intensity), normalized: "600.0" -> "600"."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadInput(f"{what} must be a positive number, not {value!r}")
+    try:
+        d = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise BadInput(f"{what} must be a positive number, not {value!r}") from None
+    if not d.is_finite() or d <= 0 or d > 1_000_000:
+        raise BadInput(f"{what} must be a positive number up to 1,000,000, not {value!r}")
+    if d.as_tuple().exponent < -6:
+        raise BadInput(f"{what} has at most 6 decimal places, not {value!r}")
+    return format(d.normalize(), "f")
+
+
+def parse_load_factor(value: object, what: str = "load factor") -> str:
+    """A unit's load (output) factor as a fraction from 0 to 1, at most 4 places: "0.50" -> "0.5"."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadInput(f"{what} must be a fraction from 0 to 1, not {value!r}")
+    try:
+        d = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise BadInput(f"{what} must be a fraction from 0 to 1, not {value!r}") from None
+    if not d.is_finite() or not 0 <= d <= 1:
+        raise BadInput(f"{what} must be a fraction from 0 to 1 (0.50 for 50%), not {value!r}")
+    if d.as_tuple().exponent < -4:
+        raise BadInput(f"{what} has at most 4 decimal places, not {value!r}")
+    return format(d.normalize(), "f") if d else "0"
+
+
 def parse_vintage(value: object, what: str = "vintage") -> int:
     if isinstance(value, bool):
         raise BadInput(f"{what} must be a year")

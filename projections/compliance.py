@@ -7,7 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from ledger import rules
+from ledger import formulas, rules
+from ledger.formulas import ALLOCATION_BASES
 from ledger.units import fmt_money, period_label
 
 IGNORED = frozenset({"AllowancesTransferred", "TradeExecuted", "AllowancesCancelled"})  # no effect on compliance
@@ -18,7 +19,8 @@ class Compliance:
 
     def initial(self) -> dict[str, Any]:
         return {"firms": {}, "periods": {}, "year_period": {}, "verified": {}, "allocated": {}, "surrendered": {},
-                "penalties": {}, "deducted": {}, "at_close": {}}
+                "penalties": {}, "deducted": {}, "at_close": {},
+                "facility_verified": {}}
 
     def apply(self, s: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         t, d = event["type"], event["data"]
@@ -35,10 +37,17 @@ class Compliance:
             for y in range(first, last + 1):
                 s["year_period"][y] = label
         elif t == "EmissionsVerified":
-            s["verified"][(d["firm_id"], d["year"])] = d["tonnes"]
+            key = (d["firm_id"], d["year"])
+            fac = d.get("facility_id")
+            if fac is None:
+                s["verified"][key] = d["tonnes"]
+            else:  # a firm's verified emissions are the sum over its facilities
+                per = s["facility_verified"].setdefault(key, {})
+                per[fac] = d["tonnes"]
+                s["verified"][key] = sum(per.values())
         elif t == "AllowancesIssued":
             firm = d.get("firm_id") or d["account_id"]  # to the province's account for the firm
-            if d["basis"] in ("pre-allocation", "true-up") and firm in s["firms"]:
+            if d["basis"] in ALLOCATION_BASES and firm in s["firms"]:
                 k = (firm, d.get("year") or d["vintage"])
                 s["allocated"][k] = s["allocated"].get(k, 0) + d["quantity"]
         elif t == "AllowancesWithdrawn":
@@ -71,6 +80,7 @@ class Compliance:
             "penalties": [[*k, *v] for k, v in s["penalties"].items()],
             "deducted": [[*k, v] for k, v in s["deducted"].items()],
             "at_close": [[*k, v] for k, v in s["at_close"].items()],
+            "facility_verified": [[*k, v] for k, v in s["facility_verified"].items()],
         }
 
     def load(self, data: Any) -> dict[str, Any]:
@@ -86,6 +96,7 @@ class Compliance:
         s["penalties"] = {(f, p): [fine, ded, sh] for f, p, fine, ded, sh in data["penalties"]}
         s["deducted"] = {(f, y): v for f, y, v in data["deducted"]}
         s["at_close"] = {(f, p): v for f, p, v in data["at_close"]}
+        s["facility_verified"] = {(f, y): v for f, y, v in data["facility_verified"]}
         return s
 
 
@@ -93,12 +104,23 @@ def _reversal(s: dict[str, Any], d: dict[str, Any]) -> None:
     """A reversed allocation, surrender or verification counts no more (the original stays in the log)."""
     t = d["reversed_type"]
     firm = d.get("firm_id") or d.get("account_id")
-    if t == "AllowancesIssued" and d.get("basis") in ("pre-allocation", "true-up") and firm in s["firms"]:
+    if t == "AllowancesIssued" and d.get("basis") in ALLOCATION_BASES and firm in s["firms"]:
         k = (firm, d.get("year") or d["vintage"])
         s["allocated"][k] = s["allocated"].get(k, 0) - d["quantity"]
     elif t == "AllowancesSurrendered":
         k = (d["firm_id"], s["year_period"][d["year"]], d["unit"])
         s["surrendered"][k] = s["surrendered"].get(k, 0) - d["quantity"]
+    elif t == "EmissionsVerified" and d.get("facility_id") is not None:
+        key = (d["firm_id"], d["year"])
+        per = s["facility_verified"].setdefault(key, {})
+        if d.get("tonnes") is None:
+            per.pop(d["facility_id"], None)
+        else:
+            per[d["facility_id"]] = d["tonnes"]
+        if per:
+            s["verified"][key] = sum(per.values())
+        else:
+            s["verified"].pop(key, None)
     elif t == "EmissionsVerified":
         if d.get("tonnes") is None:
             s["verified"].pop((d["firm_id"], d["year"]), None)
@@ -108,7 +130,7 @@ def _reversal(s: dict[str, Any], d: dict[str, Any]) -> None:
 
 def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
     first, last, deadline, closed = s["periods"][label]
-    sector, unit_type = s["firms"][fid][0], s["firms"][fid][1]
+    sector = s["firms"][fid][0]
     years = range(first, last + 1)
     vs = [s["verified"][(fid, y)] for y in years if (fid, y) in s["verified"]]
     verified = sum(vs) if vs else None
@@ -118,13 +140,8 @@ def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
     registered_late = label in (s["firms"][fid][4] if len(s["firms"][fid]) > 4 else ())
     covered = not registered_late and (
         any(rules.is_covered(sector, y) for y in years) or verified is not None or free > 0)
-    obligation = rules.obligation(sector, unit_type, verified, free) if verified is not None else None
-    if not covered:
-        status = "-"
-    elif obligation is None:
-        status = "C"
-    else:
-        status = "A" if cea + ccer >= obligation else "B"
+    obligation = formulas.obligation(verified)
+    status = formulas.status(covered, obligation, cea + ccer)
     fine, deduction, _ = s["penalties"].get((fid, label), [None, 0, 0])
     return {"firm_id": fid, "year": first, "period": label, "sector": sector, "verified": verified,
             "free_allocation": free, "surrendered_cea": cea, "surrendered_ccer": ccer, "obligation": obligation,

@@ -749,7 +749,7 @@ def test_allocate_all_signs_each_firms_command_with_the_key(
     r = run_main(store_url, *mee, "allocate", "--all", "--year", "2024", "--step", "pre", "--json")
     assert r.code == 0, r.err
     out = json.loads(r.out)
-    assert [(a["firm_id"], a["issued"]) for a in out["allocated"]] == [("F1", 554)]  # 0.7 x 1,000 x 0.7921
+    assert [(a["firm_id"], a["issued"]) for a in out["allocated"]] == [("F1", 595)]  # P23 5(1): 0.7 x 850 verified
     assert [s["firm_id"] for s in out["skipped"]] == [
         "F2"
     ]  # no base-year output, not for want of a signature

@@ -1,9 +1,14 @@
-"""China ETS compliance rules (issue 4): a worked example per rule, with the numbers worked out by hand here.
+"""China ETS compliance rules (issue 4, issue 15): a worked example per rule, with the numbers worked out by
+hand here, for a firm without facilities (allocated as one unit of its unit type; the per-facility rules are in
+tests/test_allocation_by_plan.py).
 
-Benchmarks (ledger.rules, 2024 table "power-2024-approx"): coal above 300 MW 0.7921 tCO2/MWh, coal at or
-under 300 MW 0.8455, gas 0.3779; heat (coal) 0.1077 tCO2/GJ. Pre-allocation = 70% x base-year output x
-benchmark; true-up = actual output x benchmark x factors, minus what was allocated. Fractions of a tonne
-are dropped (floor).
+Benchmarks (ledger.plans): 2024 (P23 annex 2, "power-2024-p23"): category I (coal-above-300mw) 0.7910
+tCO2/MWh, II 0.8049, gas 0.3288; heat (coal) 0.1033 tCO2/GJ. 2022 (P21, "power-2022"): I 0.8177, II 0.8729,
+gas 0.3901, heat 0.1105. Pre-allocation: 2023-2024, 70% of the previous year's verified emissions (P23 5(1));
+2025-2026 draft, 50%; before 2023, 70% x base-year output x benchmark. True-up = actual output x benchmark x
+factors, minus what was allocated; then a power firm below 80% of its verified emissions is topped up to 80%
+(gap-cap exemption) and a gas unit to its verified emissions (gas-unit exemption), each its own issuance. The
+obligation is all of the verified emissions. Fractions of a tonne are dropped (floor).
 """
 
 from __future__ import annotations
@@ -25,14 +30,19 @@ D = Decimal
 
 def test_the_benchmarks_used_below_are_the_rules_tables() -> None:
     b = rules.benchmarks_for(2024)
-    assert b.version == "power-2024-approx"
-    assert b.electricity["coal-above-300mw"] == D("0.7921")
-    assert b.electricity["coal-300mw-or-less"] == D("0.8455")
-    assert b.electricity["gas"] == D("0.3779")
-    assert b.heat["coal-above-300mw"] == D("0.1077")
-    assert rules.benchmarks_for(2025) is b  # the latest table not after the year
+    assert b.version == "power-2024-p23"
+    assert b.electricity["coal-above-300mw"] == D("0.7910")
+    assert b.electricity["coal-300mw-or-less"] == D("0.8049")
+    assert b.electricity["coal-unconventional"] == D("0.8244")
+    assert b.electricity["gas"] == D("0.3288")
+    assert b.heat["coal-above-300mw"] == D("0.1033") and b.heat["gas"] == D("0.0533")
+    assert rules.benchmarks_for(2023).electricity["coal-unconventional"] == D("0.8285")  # P23 annex 2
+    assert rules.benchmarks_for(2023).electricity["gas"] == D("0.3305")
+    assert rules.benchmarks_for(2025).version == "power-2025-p25d-draft"  # the draft, marked as such
+    assert rules.benchmarks_for(2027).version == "power-2026-p25d-draft"  # the latest plan not after the year
     assert rules.benchmarks_for(2019).electricity["coal-above-300mw"] == D("0.877")  # the 2019-2020 plan
     assert rules.benchmarks_for(2020).electricity["gas"] == D("0.392")
+    assert rules.benchmarks_for(2022).electricity["coal-300mw-or-less"] == D("0.8729")
     assert rules.PRE_ALLOCATION_SHARE == D("0.70")
 
 
@@ -43,13 +53,14 @@ def power_firm(
     *,
     base_output: int = 1_000_000,
     output_unit: str = "MWh",
+    base_year: int = 2023,
 ) -> None:
-    """A power firm with verified 2023 output, 2023 and 2024 open."""
+    """A power firm with verified base-year (2023) emissions of 850,000 t and output; base year and next open."""
     reg.register_firm(fid, f"Power {fid}", "power", "Shanxi", unit_type)
-    if 2023 not in reg.state.year_period:
-        reg.open_year(2023, "2024-12-31")
-        reg.open_year(2024, "2025-12-31")
-    reg.verify_emissions(fid, 2023, 850_000, base_output, output_unit)
+    if base_year not in reg.state.year_period:
+        reg.open_year(base_year, f"{base_year + 1}-12-31")
+        reg.open_year(base_year + 1, f"{base_year + 2}-12-31")
+    reg.verify_emissions(fid, base_year, 850_000, base_output, output_unit)
 
 
 def issued(out: Any, etype: str = "AllowancesIssued") -> list[dict[str, Any]]:
@@ -59,44 +70,41 @@ def issued(out: Any, etype: str = "AllowancesIssued") -> list[dict[str, Any]]:
 # ---- allocation ------------------------------------------------------------------------------------
 
 
-def test_pre_allocation_is_70_percent_of_base_year_output_times_the_benchmark(registry: Registry) -> None:
+def test_pre_allocation_is_70_percent_of_the_previous_years_verified_emissions(registry: Registry) -> None:
     power_firm(registry)
     out = registry.allocate("P1", 2024, "pre")
     (d,) = issued(out)
-    assert d["quantity"] == 554_470  # 0.70 x 1,000,000 MWh x 0.7921
+    assert d["quantity"] == 595_000  # P23 5(1): 0.70 x 850,000 t verified in 2023
     assert d["basis"] == "pre-allocation" and d["vintage"] == 2024
-    assert (d["benchmark"], d["output"], d["output_unit"], d["base_year"], d["share"]) == (
-        "0.7921",
-        1_000_000,
-        "MWh",
-        2023,
-        "0.70",
-    )
-    assert (d["rule_version"], d["unit_type"], d["computed"]) == (
-        "power-2024-approx",
-        "coal-above-300mw",
-        554_470,
-    )
-    assert registry.state.holding("P1", "CEA", 2024) == 554_470
+    assert (d["verified_emissions"], d["base_year"], d["share"], d["rule_version"], d["computed"]) == (
+        850_000, 2023, "0.70", "power-2024-p23", 595_000)
+    assert "benchmark" not in d  # no benchmark enters a P23 pre-allocation
+    assert registry.state.holding("P1", "CEA", 2024) == 595_000
 
 
-def test_pre_allocation_uses_the_benchmark_of_the_unit_type(registry: Registry) -> None:
-    power_firm(registry, "P2", "coal-300mw-or-less", base_output=500_000)
-    power_firm(registry, "G1", "gas", base_output=1_000_000)
-    assert issued(registry.allocate("P2", 2024, "pre"))[0]["quantity"] == 295_925  # 0.7 x 500,000 x 0.8455
-    assert issued(registry.allocate("G1", 2024, "pre"))[0]["quantity"] == 264_530  # 0.7 x 1,000,000 x 0.3779
+def test_pre_allocation_before_2023_uses_the_benchmark_of_the_unit_type(registry: Registry) -> None:
+    power_firm(registry, "P2", "coal-300mw-or-less", base_output=500_000, base_year=2021)
+    power_firm(registry, "G1", "gas", base_output=1_000_000, base_year=2021)
+    (d,) = issued(registry.allocate("P2", 2022, "pre"))
+    assert d["quantity"] == 305_515  # 0.7 x 500,000 x 0.8729 (P21, 2022)
+    assert (d["benchmark"], d["output"], d["rule_version"]) == ("0.8729", 500_000, "power-2022")
+    assert issued(registry.allocate("G1", 2022, "pre"))[0]["quantity"] == 273_070  # 0.7 x 1,000,000 x 0.3901
 
 
 def test_pre_allocation_for_heat_uses_the_heat_benchmark(registry: Registry) -> None:
-    power_firm(registry, base_output=2_000_000, output_unit="GJ")
-    (d,) = issued(registry.allocate("P1", 2024, "pre"))
-    assert d["quantity"] == 150_780  # 0.7 x 2,000,000 GJ x 0.1077
+    power_firm(registry, base_output=2_000_000, output_unit="GJ", base_year=2021)
+    (d,) = issued(registry.allocate("P1", 2022, "pre"))
+    assert d["quantity"] == 154_700  # 0.7 x 2,000,000 GJ x 0.1105
     assert d["benchmark_unit"] == "tCO2/GJ"
 
 
 def test_pre_allocation_drops_the_fraction_of_a_tonne(registry: Registry) -> None:
-    power_firm(registry, base_output=1_001)
-    assert issued(registry.allocate("P1", 2024, "pre"))[0]["quantity"] == 555  # 0.7 x 1,001 x 0.7921 = 555.02
+    power_firm(registry, base_output=1_001, base_year=2021)
+    assert issued(registry.allocate("P1", 2022, "pre"))[0]["quantity"] == 572  # 0.7 x 1,001 x 0.8177 = 572.96
+    registry.register_firm("P9", "Small", "power", "Hubei")
+    registry.verify_emissions("P9", 2023, 1_001)
+    registry.open_year(2024)
+    assert issued(registry.allocate("P9", 2024, "pre"))[0]["quantity"] == 700  # 0.7 x 1,001 = 700.7
 
 
 def test_pre_allocation_of_the_first_cycle_uses_the_2019_2020_benchmarks(registry: Registry) -> None:
@@ -122,27 +130,27 @@ def test_pre_allocation_without_base_year_output_is_refused(registry: Registry) 
 
 def test_true_up_issues_the_difference_when_actual_output_is_higher(registry: Registry) -> None:
     power_firm(registry)
-    registry.allocate("P1", 2024, "pre")  # 554,470
+    registry.allocate("P1", 2024, "pre")  # 595,000
     registry.verify_emissions("P1", 2024, 900_000, 1_100_000, "MWh")
     out = registry.allocate("P1", 2024, "true-up")
-    (d,) = issued(out)
-    assert d["computed"] == 871_310  # 1,100,000 x 0.7921
-    assert d["previously_allocated"] == 554_470
-    assert d["quantity"] == 316_840 and d["basis"] == "true-up"  # 871,310 - 554,470
-    assert registry.state.holding("P1", "CEA", 2024) == 871_310
+    (d,) = issued(out)  # 870,100 >= 80% of 900,000 = 720,000: no gap-cap exemption
+    assert d["computed"] == 870_100  # 1,100,000 x 0.7910
+    assert d["previously_allocated"] == 595_000
+    assert d["quantity"] == 275_100 and d["basis"] == "true-up"  # 870,100 - 595,000
+    assert registry.state.holding("P1", "CEA", 2024) == 870_100
 
 
 def test_true_up_claws_back_the_excess_when_actual_output_is_lower(registry: Registry) -> None:
     power_firm(registry)
-    registry.allocate("P1", 2024, "pre")  # 554,470
+    registry.allocate("P1", 2024, "pre")  # 595,000
     registry.verify_emissions("P1", 2024, 500_000, 600_000, "MWh")
     out = registry.allocate("P1", 2024, "true-up")
-    assert [e["type"] for e in out.events] == ["AllowancesWithdrawn"]
+    assert [e["type"] for e in out.events] == ["AllowancesWithdrawn"]  # 474,600 >= 80% of 500,000
     (d,) = issued(out, "AllowancesWithdrawn")
-    assert d["computed"] == 475_260  # 600,000 x 0.7921
-    assert d["quantity"] == 79_210  # 554,470 - 475,260
-    assert d["reason"] == "true-up clawback" and d["previously_allocated"] == 554_470
-    assert registry.state.holding("P1", "CEA", 2024) == 475_260
+    assert d["computed"] == 474_600  # 600,000 x 0.7910
+    assert d["quantity"] == 120_400  # 595,000 - 474,600
+    assert d["reason"] == "true-up clawback" and d["previously_allocated"] == 595_000
+    assert registry.state.holding("P1", "CEA", 2024) == 474_600
 
 
 def test_true_up_applies_the_correction_factors(registry: Registry) -> None:
@@ -150,8 +158,8 @@ def test_true_up_applies_the_correction_factors(registry: Registry) -> None:
     registry.allocate("P1", 2024, "pre")
     registry.verify_emissions("P1", 2024, 900_000, 1_000_000, "MWh")
     (d,) = issued(registry.allocate("P1", 2024, "true-up", {"cooling": "1.05", "load": "1.10"}))
-    assert d["computed"] == 914_875  # floor(1,000,000 x 0.7921 x 1.05 x 1.10) = floor(914,875.5)
-    assert d["quantity"] == 360_405  # 914,875 - 554,470
+    assert d["computed"] == 913_605  # floor(1,000,000 x 0.7910 x 1.05 x 1.10) = 913,605
+    assert d["quantity"] == 318_605  # 913,605 - 595,000
     assert d["factors"] == {"cooling": "1.05", "load": "1.10"}
 
 
@@ -165,7 +173,7 @@ def test_correction_factors_outside_their_bounds_are_bad_input(registry: Registr
 def test_a_true_up_that_changes_nothing_is_refused(registry: Registry) -> None:
     power_firm(registry)
     registry.allocate("P1", 2024, "pre")
-    registry.verify_emissions("P1", 2024, 500_000, 700_000, "MWh")  # 700,000 x 0.7921 = 554,470 exactly
+    registry.verify_emissions("P1", 2024, 700_000, 752_213, "MWh")  # floor(752,213 x 0.7910) = 595,000 exactly
     assert refusal(registry.allocate, "P1", 2024, "true-up").code == "nothing_to_allocate"
 
 
@@ -174,32 +182,33 @@ def test_a_clawback_beyond_holdings_takes_what_is_held_and_deducts_the_rest_next
 ) -> None:
     power_firm(registry)
     registry.register_firm("B1", "Buyer", "steel", "Hebei")
-    registry.allocate("P1", 2024, "pre")  # 554,470
-    registry.transfer("P1", "B1", "CEA", 2024, 544_470)  # P1 keeps 10,000
-    registry.verify_emissions("P1", 2024, 500_000, 600_000, "MWh")  # excess 79,210
+    registry.allocate("P1", 2024, "pre")  # 595,000
+    registry.transfer("P1", "B1", "CEA", 2024, 585_000)  # P1 keeps 10,000
+    registry.verify_emissions("P1", 2024, 500_000, 600_000, "MWh")  # excess 595,000 - 474,600 = 120,400
     (d,) = issued(registry.allocate("P1", 2024, "true-up"), "AllowancesWithdrawn")
-    assert (d["quantity"], d["outstanding"]) == (10_000, 69_210)
+    assert (d["quantity"], d["outstanding"]) == (10_000, 110_400)
     registry.open_year(2025, "2026-12-31")
-    out = registry.allocate("P1", 2025, "pre")  # 0.7 x 600,000 x 0.7921 = 332,682
+    out = registry.allocate("P1", 2025, "pre")  # P25d (draft): 0.50 x 500,000 = 250,000
     (pre,) = issued(out)
-    assert pre["quantity"] == 332_682
+    assert pre["quantity"] == 250_000 and pre["share"] == "0.50"
     (ded,) = issued(out, "AllowancesWithdrawn")
-    assert (ded["quantity"], ded["vintage"], ded.get("outstanding")) == (69_210, 2025, None)
-    assert registry.state.holding("P1", "CEA", 2025) == 332_682 - 69_210
+    assert (ded["quantity"], ded["vintage"], ded.get("outstanding")) == (110_400, 2025, None)
+    assert registry.state.holding("P1", "CEA", 2025) == 250_000 - 110_400
 
 
 def test_allocate_all_allocates_every_covered_firm_and_lists_the_skipped(store_url: str) -> None:
     reg = Registry(store_url)
     try:
         power_firm(reg, "P1")
-        power_firm(reg, "P2", base_output=500_000)
+        reg.register_firm("P2", "Smaller", "power", "Shanxi")
+        reg.verify_emissions("P2", 2023, 400_001)
         reg.register_firm("S1", "Steel", "steel", "Hebei")
         reg.register_firm("V1", "Voluntary", "other", "Hubei")
         reg.register_firm("P3", "No output", "power", "Hubei")
     finally:
         reg.close()
     out = invoke_json(store_url, "allocate", "--all", "--year", "2024", "--step", "pre")
-    assert {a["firm_id"]: a["issued"] for a in out["allocated"]} == {"P1": 554_470, "P2": 277_235}
+    assert {a["firm_id"]: a["issued"] for a in out["allocated"]} == {"P1": 595_000, "P2": 280_000}  # 0.7 x 400,001
     assert sorted(s["firm_id"] for s in out["skipped"]) == ["P3", "S1"]  # V1 is not covered at all
     assert run_main(store_url, "allocate", "P1", "--all", "--year", "2024", "--step", "pre").code == 2
 
@@ -227,8 +236,9 @@ def test_new_sectors_are_pre_allocated_70_percent_of_last_years_emissions_from_2
     registry.verify_emissions("S1", 2024, 50_000)
     assert issued(registry.allocate("S1", 2025, "pre"))[0]["quantity"] == 35_000  # 0.7 x 50,000
     registry.verify_emissions("S1", 2025, 60_000)
-    (d,) = issued(registry.allocate("S1", 2025, "true-up"))
-    assert d["computed"] == 59_400 and d["quantity"] == 24_400  # 0.990 x 60,000 - 35,000
+    # from 2025 the allocation is per facility, A = E x (1 + a) by its intensity (P25d): not for a firm alone
+    e = refusal(registry.allocate, "S1", 2025, "true-up")
+    assert e.code == "needs_facilities" and "register S1's facilities" in str(e)
 
 
 def test_sectors_not_covered_in_a_year_are_not_allocated(registry: Registry) -> None:
@@ -238,45 +248,54 @@ def test_sectors_not_covered_in_a_year_are_not_allocated(registry: Registry) -> 
     assert refusal(registry.allocate, "S1", 2023, "true-up").code == "not_covered"
 
 
-# ---- obligation: gap cap and offsets --------------------------------------------------------------------
+# ---- obligation: all verified emissions; the exemptions are issued ---------------------------------------
 
 
-def test_gap_cap_coal_owes_at_most_free_allocation_plus_20_percent_of_verified(
+def test_gap_cap_exemption_tops_a_coal_firm_up_to_80_percent_and_it_owes_all_its_emissions(
     registry: Registry, store_url: str
 ) -> None:
     power_firm(registry)
-    registry.allocate("P1", 2024, "pre")  # free allocation 554,470
-    registry.issue("P1", "CEA", 2024, 300_000, "auction")
-    registry.verify_emissions("P1", 2024, 1_000_000)
-    # obligation = min(1,000,000, 554,470 + 0.20 x 1,000,000) = 754,470
-    e = refusal(registry.surrender, "P1", 2024, "CEA", 2024, 754_471)
-    assert e.code == "beyond_obligation" and "754470" in str(e)
-    registry.surrender("P1", 2024, "CEA", 2024, 754_470)
+    registry.allocate("P1", 2024, "pre")  # 595,000
+    registry.verify_emissions("P1", 2024, 1_000_000, 800_000, "MWh")
+    out = registry.allocate("P1", 2024, "true-up")
+    up, gap = issued(out)
+    assert (up["basis"], up["computed"], up["quantity"]) == ("true-up", 632_800, 37_800)  # 800,000 x 0.7910
+    assert (gap["basis"], gap["quantity"], gap["computed"], gap["previously_allocated"], gap["share"],
+            gap["verified_emissions"]) == ("gap-cap exemption", 167_200, 800_000, 632_800, "0.80", 1_000_000)
+    assert registry.state.holding("P1", "CEA", 2024) == 800_000  # 80% of 1,000,000
+    e = refusal(registry.surrender, "P1", 2024, "CEA", 2024, 800_001)
+    assert e.code == "insufficient_holding"
+    registry.issue("P1", "CEA", 2024, 200_001, "auction")
+    e = refusal(registry.surrender, "P1", 2024, "CEA", 2024, 1_000_001)
+    assert e.code == "beyond_obligation" and "1000000" in str(e)
+    registry.surrender("P1", 2024, "CEA", 2024, 1_000_000)
     (row,) = invoke_json(store_url, "compliance", "--year", "2024", "--firm", "P1")["rows"]
-    assert (row["verified"], row["obligation"], row["shortfall"], row["status"]) == (
-        1_000_000,
-        754_470,
-        0,
-        "A",
-    )
+    assert (row["verified"], row["free_allocation"], row["obligation"], row["shortfall"], row["status"]) == (
+        1_000_000, 800_000, 1_000_000, 0, "A")
 
 
 def test_gap_cap_does_not_bind_a_firm_close_to_its_allocation(registry: Registry) -> None:
     power_firm(registry)
-    registry.allocate("P1", 2024, "pre")  # 554,470
-    registry.verify_emissions("P1", 2024, 600_000)  # 554,470 + 120,000 > 600,000: owes all 600,000
+    registry.allocate("P1", 2024, "pre")  # 595,000
+    registry.verify_emissions("P1", 2024, 600_000, 760_000, "MWh")  # 601,160 >= 480,000: no exemption
+    assert [e["data"]["basis"] for e in registry.allocate("P1", 2024, "true-up").events] == ["true-up"]
     assert registry.state.obligation("P1", registry.state.period_of(2024)) == 600_000
 
 
-def test_gap_cap_gas_owes_at_most_its_free_allocation(registry: Registry, store_url: str) -> None:
+def test_gas_unit_exemption_tops_a_gas_unit_up_to_its_verified_emissions(registry: Registry, store_url: str) -> None:
     power_firm(registry, "G1", "gas")
-    registry.allocate("G1", 2024, "pre")  # 0.7 x 1,000,000 x 0.3779 = 264,530
-    registry.issue("G1", "CEA", 2024, 200_000, "auction")
-    registry.verify_emissions("G1", 2024, 400_000)
-    assert refusal(registry.surrender, "G1", 2024, "CEA", 2024, 264_531).code == "beyond_obligation"
-    registry.surrender("G1", 2024, "CEA", 2024, 264_530)
+    registry.allocate("G1", 2024, "pre")  # 0.7 x 850,000 = 595,000
+    registry.verify_emissions("G1", 2024, 400_000, 1_000_000, "MWh")
+    out = registry.allocate("G1", 2024, "true-up")
+    assert [e["type"] for e in out.events] == ["AllowancesWithdrawn", "AllowancesIssued"]
+    (claw,) = issued(out, "AllowancesWithdrawn")
+    assert (claw["computed"], claw["quantity"]) == (328_800, 266_200)  # 1,000,000 x 0.3288; 595,000 - 328,800
+    (gas,) = issued(out)
+    assert (gas["basis"], gas["quantity"]) == ("gas-unit exemption", 71_200)  # 400,000 - 328,800
+    assert registry.state.holding("G1", "CEA", 2024) == 400_000
+    registry.surrender("G1", 2024, "CEA", 2024, 400_000)
     (row,) = invoke_json(store_url, "compliance", "--year", "2024", "--firm", "G1")["rows"]
-    assert (row["obligation"], row["status"]) == (264_530, "A")
+    assert (row["obligation"], row["free_allocation"], row["status"]) == (400_000, 400_000, "A")
 
 
 def test_ccer_limit_is_5_percent_of_verified_emissions_rounded_down(
@@ -398,9 +417,11 @@ def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(
         2024,
     )
     assert registry.state.holding("S1", "CEA", 2025) == 25_000
-    # the deduction is taken once
+    # the deduction is taken once: the next issuance is whole
+    assert "S1" not in registry.state.deductions
+    registry.open_year(2026, "2027-12-31")
     registry.verify_emissions("S1", 2025, 60_000)
-    out = registry.allocate("S1", 2025, "true-up")
+    out = registry.allocate("S1", 2026, "pre")
     assert [e["type"] for e in out.events] == ["AllowancesIssued"]
     rows = {(r["firm_id"], r["year"]): r for r in invoke_json(store_url, "compliance")["rows"]}
     assert (rows[("S1", 2024)]["fine"], rows[("S1", 2024)]["deduction"], rows[("S1", 2024)]["status"]) == (
@@ -420,9 +441,11 @@ def test_a_deduction_larger_than_the_next_allocation_is_carried_on(registry: Reg
     ded = issued(out, "AllowancesWithdrawn")[0]
     assert (ded["quantity"], ded["outstanding"]) == (8_400, 1_600)
     registry.verify_emissions("S1", 2025, 60_000)
-    out = registry.allocate("S1", 2025, "true-up")  # 59,400 - 8,400 = 51,000 issued, then 1,600 deducted
-    assert issued(out)[0]["quantity"] == 51_000
-    assert issued(out, "AllowancesWithdrawn")[0]["quantity"] == 1_600
+    registry.open_year(2026, "2027-12-31")
+    out = registry.allocate("S1", 2026, "pre")  # 0.7 x 60,000 = 42,000 issued, then the 1,600 deducted
+    assert issued(out)[0]["quantity"] == 42_000
+    ded = issued(out, "AllowancesWithdrawn")[0]
+    assert (ded["quantity"], ded.get("outstanding"), ded["vintage"]) == (1_600, None, 2026)
 
 
 def test_closing_a_year_twice_is_refused(registry: Registry) -> None:
@@ -514,8 +537,18 @@ def test_allowances_bought_today_cannot_be_sold_today_but_can_tomorrow(registry:
 def test_rules_show_prints_the_rules_in_force_for_a_year(tmp_path: Any) -> None:
     store = str(tmp_path / "unused.db")
     r24 = invoke_json(store, "rules", "show", "--year", "2024")
-    assert r24["rule_version"] == "power-2024-approx"
-    assert r24["benchmarks"]["electricity_t_per_mwh"]["coal-above-300mw"] == "0.7921"
+    assert r24["rule_version"] == "power-2024-p23" and r24["draft"] is False
+    assert r24["benchmarks"]["electricity_t_per_mwh"]["coal-above-300mw"] == "0.7910"
+    p24 = r24["plans"]["power"]
+    assert p24["electricity_t_per_mwh"] == {"I": "0.7910", "II": "0.8049", "III": "0.8244", "IV": "0.3288"}
+    assert p24["heat_t_per_gj"] == {"coal": "0.1033", "gas": "0.0533"} and p24["output_basis"] == "generated"
+    assert "annex 2" in p24["sources"]["benchmarks"] and "5(3)" in p24["sources"]["exemptions"]
+    assert r24["plans"]["new_sectors"]["formula"] == "verified"
+    r25 = invoke_json(store, "rules", "show", "--year", "2025")
+    assert r25["draft"] is True and r25["rule_version"] == "power-2025-p25d-draft"
+    assert r25["pre_allocation_share"] == "0.50"
+    assert r25["plans"]["new_sectors"]["balance_values"] == {"steel": None, "clinker": None, "aluminium": None}
+    assert "not public" in r25["plans"]["new_sectors"]["sources"]["balance_values"]
     assert (
         r24["pre_allocation_share"],
         r24["gap_cap_share_of_verified"],
@@ -617,11 +650,21 @@ def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alon
             ]
             assert pen and d["quantity"] + (d.get("outstanding") or 0) == pen[0]["deduction"]
             checked["deduction"] += 1
-        if t == "AllowancesIssued" and d.get("benchmark"):  # the benchmark is the table's, by version
-            table = next(b for b in rules.BENCHMARKS.values() if b.version == d["rule_version"])
+        elif t == "AllowancesIssued" and d["basis"] == "gas-unit exemption":
+            (u,) = d["facilities"]
+            assert d["quantity"] == u["top_up"] == u["verified_emissions"] - u["allocation"] > 0
+            checked["gas"] += 1
+        elif t == "AllowancesIssued" and d["basis"] == "gap-cap exemption":
+            assert d["computed"] == _floor(D(d["share"]) * d["verified_emissions"])
+            assert d["quantity"] == d["computed"] - d["previously_allocated"] > 0
+            checked["gap"] += 1
+        if t == "AllowancesIssued" and d.get("benchmark"):  # the benchmark is the plan's, by version
+            table = rules.benchmarks_for(d["year"])
+            assert table.version == d["rule_version"]
             per = table.electricity if d["benchmark_unit"] == "tCO2/MWh" else table.heat
             assert D(d["benchmark"]) == per[d["unit_type"]]
-    assert checked["pre"] == 7 and checked["true-up"] == 3 and checked["clawback"] == 1
+    assert checked["pre"] == 7 and checked["true-up"] == 2 and checked["clawback"] == 2
+    assert checked["gas"] == 1 and checked["gap"] == 1
     assert checked["penalty"] >= 2 and checked["deduction"] >= 2
     # and the ledger's own numbers agree with the events: what compliance shows is in the export
     rows = {r["firm_id"]: r for r in invoke_json(store_url, "compliance", "--year", "2024")["rows"]}

@@ -63,9 +63,10 @@ def _problems(page: Path) -> list[str]:
         elif m := re.fullmatch(r"([a-z_]\w*)\((?:[^()]*)\)", span):
             if m.group(1) not in FOREIGN and not (_defined(m.group(1), CODE) or _defined(m.group(1), TESTS)):
                 out.append(f"{where}: nothing defines {m.group(1)}")
-        elif re.fullmatch(r"(power|steel|cement|aluminium)-\d{4}(-\d{4})?(-approx)?", span):
-            if span not in (ROOT / "ledger" / "rules.py").read_text(encoding="utf-8"):
-                out.append(f"{where}: ledger/rules.py has no such rule version")
+        elif re.fullmatch(r"(power|steel|cement|aluminium|new-sectors)-\d{4}(-\d{4})?(-[a-z0-9]+)*", span):
+            data = "".join((ROOT / "ledger" / f).read_text(encoding="utf-8") for f in ("rules.py", "plans.py"))
+            if f'"{span}"' not in data:
+                out.append(f"{where}: ledger/rules.py and ledger/plans.py have no such rule version")
     return out
 
 
@@ -83,6 +84,6 @@ def test_the_check_notices_a_name_the_code_does_not_have(tmp_path: Path) -> None
     problems = [p.split(": ", 1)[1] for p in _problems(page)]
     assert problems == ["`ledger/nothing.py`: no such file", "`test_that_does_not_exist`: no such test",
                         "`NO_SUCH_LIMIT`: no such constant", "`runner.no_such_fold`: nothing defines no_such_fold",
-                        "`power-1999-approx`: ledger/rules.py has no such rule version",
+                        "`power-1999-approx`: ledger/rules.py and ledger/plans.py have no such rule version",
                         "`tests/test_docs.py::test_gone`: tests/test_docs.py defines no test_gone",
                         "`_gone_helper`: nothing defines _gone_helper"]

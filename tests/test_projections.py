@@ -302,12 +302,17 @@ def compliance_log() -> Log:
         basis="pre-allocation",
         year=2024,
     )
-    e("EmissionsVerified", firm_id="P1", year=2024, tonnes=1000)  # obligation min(1000, 700 + 200) = 900
-    e("EmissionsVerified", firm_id="G1", year=2024, tonnes=400)  # gas: at most its allocation, 300
-    e("AllowancesSurrendered", firm_id="P1", year=2024, unit="CEA", vintage=2024, quantity=850)
+    e("EmissionsVerified", firm_id="P1", year=2024, tonnes=1000)  # obligation: all of it, 1000
+    e("EmissionsVerified", firm_id="G1", year=2024, tonnes=400)  # gas too: 400
+    # the exemptions are issued, and count as free allocation: P1 topped up to 80% of 1000, G1 to its 400
+    e("AllowancesIssued", account_id="P1", unit="CEA", vintage=2024, quantity=100, basis="gap-cap exemption",
+      year=2024)
+    e("AllowancesIssued", account_id="G1", unit="CEA", vintage=2024, quantity=100, basis="gas-unit exemption",
+      year=2024)
+    e("AllowancesSurrendered", firm_id="P1", year=2024, unit="CEA", vintage=2024, quantity=950)
     e("AllowancesSurrendered", firm_id="P1", year=2024, unit="CCER", vintage=2024, quantity=50)
     e("AllowancesSurrendered", firm_id="G1", year=2024, unit="CEA", vintage=2024, quantity=200)
-    e("PenaltyAssessed", firm_id="G1", year=2024, shortfall=100, fine="35750.00", deduction=100)
+    e("PenaltyAssessed", firm_id="G1", year=2024, shortfall=200, fine="71500.00", deduction=200)
     e("ComplianceYearClosed", year=2024)
     return e
 
@@ -332,8 +337,8 @@ def test_compliance_fold_obligations_statuses_fines_and_deductions() -> None:
         "closed",
     )
     assert {f: tuple(r[k] for k in pick) for f, r in rows.items()} == {
-        "P1": (1000, 700, 850, 50, 900, 0, "A", None, 0, True),
-        "G1": (400, 300, 200, 0, 300, 100, "B", "35750.00", 100, True),
+        "P1": (1000, 800, 950, 50, 1000, 0, "A", None, 0, True),
+        "G1": (400, 400, 200, 0, 400, 200, "B", "71500.00", 200, True),
         "S1": (None, 0, 0, 0, None, None, "C", None, 0, True),
         "V1": (None, 0, 0, 0, None, None, "-", None, 0, True),
     }
@@ -343,7 +348,7 @@ def test_compliance_status_changed_after_close_is_starred() -> None:
     log = compliance_log()
     log("EmissionsVerified", firm_id="S1", year=2024, tonnes=500)  # late: C becomes B
     log(
-        "AllowancesSurrendered", firm_id="G1", year=2024, unit="CEA", vintage=2024, quantity=100
+        "AllowancesSurrendered", firm_id="G1", year=2024, unit="CEA", vintage=2024, quantity=200
     )  # B becomes A
     st = runner.fold(log.events, ["compliance"])["compliance"]
     rows = _by_firm(compliance_rows(st, 2024))

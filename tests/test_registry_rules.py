@@ -478,7 +478,12 @@ def _every_kind_of_event(reg: Registry) -> None:
     reg.trade("S1", "P1", "CEA", 2024, 1000, "70.00", "listed", "2025-11-10")
     reg.cancel("T1", "CEA", 2024, 10)
     reg.verify_emissions("P1", 2024, 700_000, 600_000, "MWh")
-    reg.allocate("P1", 2024, "true-up")  # 600,000 x 0.7921 < pre-allocation: a clawback
+    reg.allocate("P1", 2024, "true-up")  # 600,000 x 0.7910 < 70% of 850,000: a clawback; and a gap-cap exemption
+    reg.register_firm("P2", "Gas", "power", "Jiangsu")
+    reg.register_facility("P2-G1", "P2", "gas")
+    reg.verify_emissions("P2", 2024, 40_000, facility="P2-G1", generated_mwh=100_000)
+    reg.allocate("P2", 2024, "true-up")  # 32,880 by the benchmark, topped up to 40,000 (gas-unit exemption)
+    reg.publish_plan("bp-2025", [2025], "a test plan", new_sectors={"balance_values": {"steel": "1.5"}})
     reg.surrender("S1", 2024, "CCER", 2024, 100)
     reg.surrender("P1", 2024, "CEA", 2024, 100_000)
     reg.close_year(2024)

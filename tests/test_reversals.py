@@ -160,3 +160,31 @@ def test_a_forged_reversal_is_caught_by_the_audit(reg: Registry, audited: str) -
             env["data"].update(quantity=100, from_account="F2", to_account="F1")
         rewrite_event(conn, rev, back)
         rehash_chain(conn)
+
+
+def test_reversing_a_facilitys_verification_restores_the_one_it_replaced(reg: Registry, audited: str) -> None:
+    """A firm with facilities is verified facility by facility; a reversal undoes one facility's verification
+    and the firm's verified emissions are the sum of what is then in force, in the state and the read model."""
+    reg.register_firm("F3", "F3", "power", "Hubei", actor="MEE")
+    reg.register_facility("F3-U1", "F3", "coal", rated_mw="600", actor="MEE")
+    reg.register_facility("F3-U2", "F3", "gas", actor="MEE")
+    first = reg.verify_emissions("F3", V, 800, facility="F3-U1", generated_mwh=1000, actor="MEE").first_position
+    second = reg.verify_emissions("F3", V, 900, facility="F3-U1", generated_mwh=1100, actor="MEE").first_position
+    reg.verify_emissions("F3", V, 50, facility="F3-U2", generated_mwh=200, actor="MEE")
+    assert reg.state.verified[("F3", V)][0] == 950
+    assert code(reg.reverse, first, "superseded", actor="MEE") == "superseded"
+
+    def verified_read() -> int | None:
+        rows = json.loads(run_main(audited, "compliance", "--firm", "F3", "--json").out)["rows"]
+        return rows[0]["verified"]
+
+    out = reg.reverse(second, "verifier's error", actor="MEE")
+    assert reg.state.verified[("F3", V)][0] == 850
+    assert reg.state.facility_verified[("F3-U1", V)]["generated_mwh"] == 1000  # the first one's data again
+    assert events(reg)[-1]["data"]["facility_id"] == "F3-U1"
+    assert verified_read() == 850
+    reg.reverse(first, "no verification stands", actor="MEE")
+    assert reg.state.verified[("F3", V)][0] == 50
+    assert ("F3-U1", V) not in reg.state.facility_verified
+    assert verified_read() == 50
+    assert code(reg.reverse, out.position, "a reversal", actor="MEE") == "not_reversible"

@@ -105,7 +105,7 @@ class Desk:
         for p in periods:
             for y in p.years:
                 if y >= f.first_year:
-                    future[y] = f.allocation(y) - st.allocated.get((f.fid, y), 0)
+                    future[y] = f.allocation(y) - st.allocated_in(f.fid, y)
         pending = [st.deductions[f.fid]] if f.fid in st.deductions else []
         for p in periods:
             if p.label in f.shortfall_permille:  # its own shortfall will be deducted from the next allocation

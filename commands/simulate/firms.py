@@ -34,7 +34,7 @@ from commands.simulate.figures import (
     Progress,
     _at,
 )
-from ledger import rules
+from ledger import formulas, rules
 from ledger.decisions.base import floor_t
 from ledger.errors import LedgerError, Refused
 from ledger.registry import Command, Outcome, Registry
@@ -69,18 +69,27 @@ class Firm:
         return self._allocation[year]
 
     def _compute_allocation(self, year: int) -> int:
+        """The benchmark allocation and, for power, the exemptions the ledger issues with it (a gas unit up to
+        its verified emissions, the firm up to 80% of them: ledger.formulas, the plan of the year)."""
         if self.sector != "power":
             return floor_t(rules.new_sector_share(year) * self.emissions[year] * D(1))
         factor = D(1)
         for v in self.factors.get(year, {}).values():
             factor *= D(v)
-        return floor_t(self.output[year] * rules.benchmarks_for(year).electricity[self.unit_type] * factor)
+        allocated = floor_t(self.output[year] * rules.benchmarks_for(year).electricity[self.unit_type] * factor)
+        verified = self.emissions.get(year)
+        plan = rules.shipped_plan("power", year)
+        if verified is None or plan is None:
+            return allocated
+        if self.unit_type == "gas" and plan.get("gas_unit_exemption"):
+            allocated = max(allocated, verified)
+        if plan.get("gap_cap_share") is not None:
+            allocated = max(allocated, formulas.gap_cap_target(plan, verified))
+        return allocated
 
     def obligation(self, period: PeriodPlan) -> int:
-        """What the ledger will say the firm owes for the period (ledger.rules.obligation, foreseen)."""
-        verified = sum(self.emissions[y] for y in period.years if y in self.emissions)
-        free = sum(self.allocation(y) for y in period.years if y in self.emissions)
-        return rules.obligation(self.sector, self.unit_type, verified, free)
+        """What the ledger will say the firm owes: all of the period's verified emissions (ledger.rules)."""
+        return rules.obligation(sum(self.emissions[y] for y in period.years if y in self.emissions)) or 0
 
     def intends(self, period: PeriodPlan, obligation: int) -> int:
         """What the firm means to surrender: all it owes, or part of it for the few that fall short."""

@@ -28,6 +28,7 @@ DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = 
     "actor add": accounts.actor_add,
     "actor key": accounts.actor_key,
     "firm register": accounts.firm_register,
+    "facility register": accounts.facility_register,
     "account open": accounts.account_open,
     "cancel": accounts.cancel,
     "year open": compliance.year_open,
@@ -44,6 +45,7 @@ DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = 
     "account close": operations.account_close,
     "account policy": operations.account_policy,
     "reverse": reversals.reverse,
+    "rules publish": allocation.plan_publish,
     "trade": trading.trade,
 }
 

@@ -48,6 +48,25 @@ def firm_register(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> D
     ], {"firm_id": fid}
 
 
+def facility_register(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
+    fac, fid, kind = a["facility_id"], a["firm"], a["kind"]
+    firm = st.check_firm(fid)
+    if fac in st.facilities:
+        raise Refused(f"facility {fac} is already registered (to {st.facilities[fac].firm_id})",
+                      code="duplicate_facility")
+    sector = rules.FACILITY_SECTOR[kind]
+    if firm.sector != sector:
+        raise Refused(f"a {kind} facility belongs to the {sector} sector; firm {fid} is in {firm.sector}",
+                      code="kind_sector")
+    if any(f == fid for f, _y in st.verified) and fid not in st.firm_facilities:
+        raise Refused(f"firm {fid} has firm-level verified emissions; its facilities cannot be added after them",
+                      code="firm_level_verified")
+    data: dict[str, Any] = {"facility_id": fac, "firm_id": fid, "kind": kind}
+    if a.get("rated_mw") is not None:
+        data["rated_mw"] = a["rated_mw"]
+    return [("FacilityRegistered", data)], {"facility_id": fac}
+
+
 def account_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     if a["account_id"] in st.accounts:
         raise Refused(f"account {a['account_id']} exists already", code="duplicate_account")

@@ -25,8 +25,25 @@ def year_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
     return [("ComplianceYearOpened", data)], {"year": a["year"], "deadline": deadline}
 
 
+FACILITY_DATA = ("generated_mwh", "supplied_mwh", "heat_gj", "load_factor", "intensity")
+
+
 def verify(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
-    st.check_firm(a["firm_id"])
+    fid = a["firm_id"]
+    st.check_firm(fid)
+    fac = a.get("facility")
+    if fac is not None:
+        f = st.facilities.get(fac)
+        if f is None:
+            raise Refused(f"facility {fac} is not registered", code="unknown_facility")
+        if f.firm_id != fid:
+            raise Refused(f"facility {fac} belongs to {f.firm_id}, not {fid}", code="not_firms_facility")
+        data = {"firm_id": fid, "year": a["year"], "facility_id": fac, "tonnes": a["tonnes"]}
+        data.update({k: a[k] for k in FACILITY_DATA if a.get(k) is not None})
+        return [("EmissionsVerified", data)], {"facility_id": fac}
+    if fid in st.firm_facilities:
+        raise Refused(f"firm {fid} has facilities; verify each one with --facility (its emissions are their sum)",
+                      code="verify_by_facility")
     return [("EmissionsVerified", {"firm_id": a["firm_id"], "year": a["year"], "tonnes": a["tonnes"],
                                    "output": a.get("output"), "output_unit": a.get("output_unit")})], {}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ledger.decisions.base import Decided
 from ledger.errors import Refused
-from ledger.model import LedgerState
+from ledger.model import LedgerState, verification_key
 
 
 def reverse(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
@@ -42,17 +42,17 @@ def reverse(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided
         data.update(firm_id=e["firm_id"], account_id=back_to, year=e["year"], unit=e["unit"], vintage=e["vintage"],
                     quantity=e["quantity"])
     else:
-        key = (e["firm_id"], e["year"])
+        key = verification_key(e)
         if st.verified_at.get(key) != pos:
             raise Refused(f"the verification at position {pos} was replaced by the one at position"
                           f" {st.verified_at.get(key)}: reverse that one first", code="superseded")
-        data.update(firm_id=e["firm_id"], year=e["year"])
+        data.update(firm_id=e["firm_id"], year=e["year"], facility_id=e.get("facility_id"))
         prev = e.get("previous_position")
         if prev is not None and prev in st.entries:
             p = st.entries[prev][1]
             data.update(tonnes=p["tonnes"], output=p.get("output"), output_unit=p.get("output_unit"),
                         restores_position=prev)
-    return [("EntryReversed", data)], {"reversed_position": pos}
+    return [("EntryReversed", {k: v for k, v in data.items() if v is not None})], {"reversed_position": pos}
 
 
 def _take_back(st: LedgerState, account_id: str, e: dict[str, Any], now: str) -> None:

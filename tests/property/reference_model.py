@@ -21,7 +21,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from ledger import formulas as reference_formulas
 from ledger import rules as reference_data
+from ledger.errors import BadInput, Refused
+from ledger.inputs import parse_new_sector_plan, parse_power_plan
 
 # ---- rules from docs/domain.md -------------------------------------------------------------
 LISTED_BELOW_T = 100_000  # listed agreement: under 100,000 t an order
@@ -30,6 +33,8 @@ BAND = {"listed": Fraction(10, 100), "block": Fraction(30, 100), "auction": None
 CCER_SHARE = Fraction(5, 100)  # CCER may cover at most 5% of verified emissions
 GAP_CAP_SHARE = Fraction(20, 100)  # power: obligation <= free allocation + 20% of verified
 PRE_ALLOCATION_SHARE = Fraction(70, 100)
+EXEMPTIONS = ("gas-unit exemption", "gap-cap exemption")  # P23 5(3), in this order
+GAP_TARGET = Fraction(80, 100)  # a power firm is topped up to 80% of its verified emissions
 NEW_SECTORS = ("steel", "cement", "aluminium")
 COVERED_FROM = {"power": 2019, "steel": 2024, "cement": 2024, "aluminium": 2024}
 MARKET_MULTIPLE_FROM = "2024-05-01"  # Interim Regulations: fine 5-10 x market value of the shortfall
@@ -47,6 +52,9 @@ BASES = ("pre-allocation", "true-up", "auction", "offset", "reserve")
 MODES = ("listed", "block", "auction")
 CANCEL_REASONS = ("voluntary", "correction", "expiry")
 OUTPUT_UNITS = ("MWh", "GJ", "t")
+FACILITY_KINDS = {"coal": "power", "coal-unconventional": "power", "gas": "power", "steel": "steel",
+                  "clinker": "cement", "aluminium": "aluminium"}  # kind -> the sector it belongs to
+FACILITY_DATA = ("generated_mwh", "supplied_mwh", "heat_gj", "load_factor", "intensity")
 FACTOR_BOUNDS = {
     "cooling": (Decimal("1.00"), Decimal("1.05")),
     "heat_supply": (Decimal("0.90"), Decimal("1.00")),
@@ -210,6 +218,44 @@ def _factors(v: Any) -> tuple[tuple[str, Decimal], ...] | None:
     return tuple(sorted(out))
 
 
+def _positive_decimal(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise ModelBadInput
+    try:
+        d = Decimal(str(v).strip())
+    except ArithmeticError:
+        raise ModelBadInput from None
+    if not d.is_finite() or d <= 0 or d > 1_000_000 or d.as_tuple().exponent < -6:
+        raise ModelBadInput
+    return format(d.normalize(), "f")
+
+
+def _load_factor(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise ModelBadInput
+    try:
+        d = Decimal(str(v).strip())
+    except ArithmeticError:
+        raise ModelBadInput from None
+    if not d.is_finite() or not 0 <= d <= 1 or d.as_tuple().exponent < -4:
+        raise ModelBadInput
+    return format(d.normalize(), "f") if d else "0"
+
+
+def _years(v: Any) -> list[int]:
+    if not isinstance(v, list) or not v:
+        raise ModelBadInput
+    return sorted({_year(y) for y in v})
+
+
+def _as_implemented(parse: Any, v: Any) -> dict[str, Any]:
+    """A plan's figures are checked key by key as ledger.inputs does (as implemented: the shape is data)."""
+    try:
+        return parse(v)
+    except BadInput:
+        raise ModelBadInput from None
+
+
 REQUIRED, OPTIONAL = True, False
 FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
     "firm register": {
@@ -218,6 +264,19 @@ FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
         "sector": (REQUIRED, _choice(SECTORS)),
         "region": (REQUIRED, _text),
         "unit_type": (OPTIONAL, _choice(UNIT_TYPES)),
+    },
+    "facility register": {
+        "facility_id": (REQUIRED, _id),
+        "firm": (REQUIRED, _id),
+        "kind": (REQUIRED, _choice(tuple(FACILITY_KINDS))),
+        "rated_mw": (OPTIONAL, _positive_decimal),
+    },
+    "rules publish": {
+        "version": (REQUIRED, _id),
+        "years": (REQUIRED, lambda v: _years(v)),
+        "source": (REQUIRED, _text),
+        "power": (OPTIONAL, lambda v: _as_implemented(parse_power_plan, v)),
+        "new_sectors": (OPTIONAL, lambda v: _as_implemented(parse_new_sector_plan, v)),
     },
     "account open": {
         "account_id": (REQUIRED, _id),
@@ -262,6 +321,12 @@ FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
         "tonnes": (REQUIRED, lambda v: _tonnes(v, allow_zero=True)),
         "output": (OPTIONAL, lambda v: _tonnes(v, allow_zero=True)),
         "output_unit": (OPTIONAL, _choice(OUTPUT_UNITS)),
+        "facility": (OPTIONAL, _id),
+        "generated_mwh": (OPTIONAL, lambda v: _tonnes(v, allow_zero=True)),
+        "supplied_mwh": (OPTIONAL, lambda v: _tonnes(v, allow_zero=True)),
+        "heat_gj": (OPTIONAL, lambda v: _tonnes(v, allow_zero=True)),
+        "load_factor": (OPTIONAL, _load_factor),
+        "intensity": (OPTIONAL, _positive_decimal),
     },
     "surrender": {
         "firm_id": (REQUIRED, _id),
@@ -303,6 +368,16 @@ def normalize(name: str, raw: dict[str, Any]) -> dict[str, Any]:
         raise ModelBadInput  # a deadline before the period
     if name == "emissions verify" and (out.get("output") is None) != (out.get("output_unit") is None):
         raise ModelBadInput  # output goes with its unit
+    if name == "emissions verify" and out.get("facility") is None and any(k in out for k in FACILITY_DATA):
+        raise ModelBadInput  # activity data are a facility's
+    if name == "emissions verify" and out.get("facility") is not None and "output" in out:
+        raise ModelBadInput  # a facility's output is its activity data
+    if name == "rules publish" and "power" not in out and "new_sectors" not in out:
+        raise ModelBadInput  # a plan gives one part or both
+    if name == "facility register" and out["kind"] == "coal" and "rated_mw" not in out:
+        raise ModelBadInput  # a coal unit's category follows from its rated power
+    if name == "facility register" and "rated_mw" in out and FACILITY_KINDS[out["kind"]] != "power":
+        raise ModelBadInput  # rated power only for generating units
     return out
 
 
@@ -315,9 +390,13 @@ class Model:
     periods: dict[int, dict[str, Any]] = field(default_factory=dict)  # first year -> period
     year_period: dict[int, int] = field(default_factory=dict)  # year -> first year of its period
     verified: dict[tuple[str, int], tuple[int, int | None, str | None]] = field(default_factory=dict)
+    facilities: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> FacilityRegistered data
+    facility_verified: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # (facility, year)
     surrendered: Counter = field(default_factory=Counter)  # (firm, period first year, unit) -> t
     allocated: Counter = field(default_factory=Counter)  # (firm, year) -> net free allocation
     pre_allocated: set[tuple[str, int]] = field(default_factory=set)
+    exempted: Counter = field(default_factory=Counter)  # (firm, year, exemption basis) -> t issued
+    plans: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)  # published plans
     deductions: dict[str, tuple[int, int]] = field(default_factory=dict)  # firm -> (t still owed, after year)
     trade_days: dict[tuple[str, int], dict[str, tuple[int, Decimal]]] = field(
         default_factory=dict
@@ -352,22 +431,16 @@ class Model:
         return sum(found) if found else None
 
     def free_allocation(self, fid: str, p: dict[str, Any]) -> int:
-        return sum(self.allocated[(fid, y)] for y in range(p["first"], p["last"] + 1))
+        """The benchmark allocation and the exemptions issued, over the period's years."""
+        years = range(p["first"], p["last"] + 1)
+        return sum(self.allocated[(fid, y)] + sum(self.exempted[(fid, y, b)] for b in EXEMPTIONS) for y in years)
 
     def surrendered_in(self, fid: str, p: dict[str, Any], unit: str | None = None) -> int:
         return sum(self.surrendered[(fid, p["first"], u)] for u in UNITS if unit in (None, u))
 
     def obligation(self, fid: str, p: dict[str, Any]) -> int | None:
-        v = self.verified_in(fid, p)
-        if v is None:
-            return None
-        sector, unit_type = self.firms[fid]
-        if sector != "power":
-            return v
-        free = self.free_allocation(fid, p)
-        if unit_type == "gas":
-            return min(v, free)
-        return min(v, free + floor(GAP_CAP_SHARE * v))
+        """All of the period's verified emissions (docs/domain.md: the exemptions are issued, not deducted)."""
+        return self.verified_in(fid, p)
 
     def status(self, fid: str, p: dict[str, Any]) -> str:
         """Status codes (docs/domain.md): A met the obligation, B short, C not verified, - no obligation."""
@@ -586,8 +659,34 @@ class Model:
             )
         ]
 
+    def _facility_register(self, a: dict[str, Any]) -> list:
+        sector, _ut = self._need_firm(a["firm"])
+        if a["facility_id"] in self.facilities:
+            raise ModelRefused("facility exists")
+        if FACILITY_KINDS[a["kind"]] != sector:
+            raise ModelRefused("facility kind of another sector")
+        has = any(f["firm_id"] == a["firm"] for f in self.facilities.values())
+        if not has and any(fid == a["firm"] for fid, _y in self.verified):
+            raise ModelRefused("firm-level verification came first")
+        return [("FacilityRegistered", {"facility_id": a["facility_id"], "firm_id": a["firm"], "kind": a["kind"],
+                                        **({"rated_mw": a["rated_mw"]} if "rated_mw" in a else {})})]
+
+    def firm_facilities(self, fid: str) -> list[str]:
+        return [k for k, f in self.facilities.items() if f["firm_id"] == fid]
+
     def _emissions_verify(self, a: dict[str, Any]) -> list:
         self._need_firm(a["firm_id"])
+        fac = a.get("facility")
+        if fac is not None:
+            if fac not in self.facilities:
+                raise ModelRefused("no such facility")
+            if self.facilities[fac]["firm_id"] != a["firm_id"]:
+                raise ModelRefused("another firm's facility")
+            data = {"firm_id": a["firm_id"], "year": a["year"], "facility_id": fac, "tonnes": a["tonnes"]}
+            data.update({k: a[k] for k in FACILITY_DATA if k in a})
+            return [("EmissionsVerified", data)]
+        if self.firm_facilities(a["firm_id"]):
+            raise ModelRefused("a firm with facilities verifies them one by one")
         return [
             (
                 "EmissionsVerified",
@@ -635,109 +734,238 @@ class Model:
             return Fraction(table.heat[unit_type or DEFAULT_UNIT_TYPE])
         raise ModelRefused("power output must be in MWh or GJ")
 
+    def _plan(self, part: str, year: int) -> dict[str, Any] | None:
+        return reference_data.plans.plan_for(part, year, self.plans)  # reference data, with those published
+
+    def _settle(self, fid: str, year: int, targets: list[tuple[str, int]], moved: int = 0) -> list:
+        """Issue or claw back, per basis, the difference between its target and what it issued so far."""
+        events = []
+        held = self.held(fid, "CEA", year) + moved
+        for basis, target in targets:
+            already = self.exempted[(fid, year, basis)] if basis in EXEMPTIONS else self.allocated[(fid, year)]
+            delta = target - already
+            if delta > 0:
+                events.append(("AllowancesIssued", {"account_id": fid, "unit": "CEA", "vintage": year,
+                                                    "quantity": delta, "basis": basis}))
+                held += delta
+            elif delta < 0:
+                take = min(held, -delta)
+                if take == 0:
+                    raise ModelRefused("nothing to claw back")
+                held -= take
+                events.append(("AllowancesWithdrawn", {"account_id": fid, "unit": "CEA", "vintage": year,
+                                                       "quantity": take, "reason": "true-up clawback",
+                                                       "outstanding": (-delta - take) or None,
+                                                       **({"basis": basis} if basis in EXEMPTIONS else {})}))
+        return events
+
+    @staticmethod
+    def _exemption_targets(plan: dict[str, Any], gas_gaps: list[int], verified: int, computed: int) -> list:
+        """P23 5(3): gas units topped up to their verified emissions, then the firm to 80% of its own."""
+        gas = sum(gas_gaps) if plan.get("gas_unit_exemption") else 0
+        out = [("gas-unit exemption", gas)]
+        if plan.get("gap_cap_share") is not None:
+            target = floor((1 - Fraction(plan["gap_cap_share"])) * verified)
+            out.append(("gap-cap exemption", max(target - computed - gas, 0)))
+        return out
+
+    def _unit(self, plan: dict[str, Any], year: int, fac: dict[str, Any], data: dict[str, Any]) -> int:
+        """One generating unit's allocation. P23 (2023-2024) worked here from annexes 3 and 4; the other plans'
+        formulas (P19, P21, P25d) are read from ledger.formulas, as reference data."""
+        if plan.get("peak_load_formula") != "p23" or plan.get("heat_share_factor"):
+            try:
+                return reference_formulas.power_unit(plan, year, fac, data)["allocation"]
+            except Refused as e:
+                raise ModelRefused(str(e)) from None
+        kind = fac["kind"]
+        if kind == "coal":
+            cat = "I" if Decimal(fac["rated_mw"]) >= Decimal(plan["category_i_min_mw"]) else "II"
+        else:
+            cat = {"coal-unconventional": "III", "gas": "IV"}[kind]
+        qe = data.get(plan["output_basis"] + "_mwh")
+        if qe is None:
+            raise ModelRefused("no electricity output verified")
+        qh = data.get("heat_gj") or 0
+        ff = Decimal(1)
+        if kind == "coal":
+            if data.get("load_factor") is None:
+                raise ModelRefused("no load factor verified")
+            lf = Decimal(data["load_factor"])
+            if lf < Decimal("0.65"):
+                ff = (Decimal("1.015") ** (16 - 20 * lf)).quantize(Decimal("0.000001"), rounding="ROUND_HALF_UP")
+        be = Fraction(plan["electricity_t_per_mwh"][cat])
+        bh = Fraction(plan["heat_t_per_gj"]["gas" if kind == "gas" else "coal"])
+        return floor(qe * be * Fraction(ff) + qh * bh)
+
+    def _new_sector_unit(self, plan: dict[str, Any], fac: dict[str, Any], data: dict[str, Any]) -> int:
+        """A = E (the first year), or A = E x (1 + a), X = (BP - I) / BP (P25d)."""
+        e = data["tonnes"]
+        if plan["formula"] == "verified":
+            return e
+        bp = (plan.get("balance_values") or {}).get(fac["kind"])
+        if bp is None:
+            raise ModelRefused("balance value not public")
+        if data.get("intensity") is None:
+            raise ModelRefused("no intensity verified")
+        q = Decimal("0.000001")
+        x = ((Decimal(str(bp)) - Decimal(data["intensity"])) / Decimal(str(bp))).quantize(q, rounding="ROUND_HALF_UP")
+        bound, cap = Decimal(plan["bound_x"]), Decimal(plan["cap"])
+        a = cap if x >= bound else -cap if x <= -bound else (Decimal(plan["slope"]) * x).quantize(
+            q, rounding="ROUND_HALF_UP")
+        return floor(Fraction(e) * (1 + Fraction(a)))
+
+    def _allocate_facilities(self, fid: str, sector: str, year: int, step: str) -> list:
+        plan = self._plan("power" if sector == "power" else "new_sectors", year)
+        if plan is None:
+            raise ModelRefused("no plan")
+        facs = [self.facilities[f] for f in self.firm_facilities(fid)]
+        if step == "pre":
+            if (fid, year) in self.pre_allocated:
+                raise ModelRefused("already pre-allocated")
+            if sector != "power" and plan.get("formula") == "verified":
+                raise ModelRefused("no pre-allocation in a new sector's first year")
+            based = [(f, self.facility_verified[(f["facility_id"], year - 1)]) for f in facs
+                     if (f["facility_id"], year - 1) in self.facility_verified]
+            pre = plan.get("pre_allocation")
+            if based and not pre:
+                raise ModelRefused("the plan has no pre-allocation")
+            if not based:
+                raise ModelRefused("no base year")
+            share = Fraction(pre["share"])
+            if pre["basis"] == "verified":
+                computed = sum(floor(share * d["tonnes"]) for _f, d in based)
+            else:
+                computed = sum(floor(share * self._unit(plan, year, f, d)) for f, d in based)
+            if computed <= 0:
+                raise ModelRefused("nothing to allocate")
+            return [("AllowancesIssued", {"account_id": fid, "unit": "CEA", "vintage": year, "quantity": computed,
+                                          "basis": "pre-allocation"})]
+        done = [(f, self.facility_verified[(f["facility_id"], year)]) for f in facs
+                if (f["facility_id"], year) in self.facility_verified]
+        if not done:
+            raise ModelRefused("not verified")
+        if sector == "power":
+            units = [(f, d, self._unit(plan, year, f, d)) for f, d in done]
+        else:
+            units = [(f, d, self._new_sector_unit(plan, f, d)) for f, d in done]
+        computed = sum(u for _f, _d, u in units)
+        targets = [("true-up", computed)]
+        if sector == "power":
+            gaps = [max(d["tonnes"] - u, 0) for f, d, u in units if f["kind"] == "gas"]
+            targets += self._exemption_targets(plan, gaps, self.verified[(fid, year)][0], computed)
+        events = self._settle(fid, year, targets)
+        if not events:
+            raise ModelRefused("allocation already right")
+        return events
+
     def _allocate(self, a: dict[str, Any]) -> list:
         fid, year, step = a["firm_id"], a["year"], a["step"]
         sector, unit_type = self._need_firm(fid)
         self._need_open_period(year)
         if sector not in COVERED_FROM or year < COVERED_FROM[sector]:
             raise ModelRefused("sector not covered")
-        factor = Fraction(1)
-        for _k, f in a.get("factors") or ():
-            factor *= Fraction(f)
         new_sector = sector in NEW_SECTORS
         events: list[tuple[str, dict[str, Any]]]
-        if step == "pre":
-            if (fid, year) in self.pre_allocated:
-                raise ModelRefused("already pre-allocated")
-            base = self.verified.get((fid, year - 1))
-            if new_sector:
-                if year <= COVERED_FROM[sector]:
-                    raise ModelRefused("no pre-allocation in a new sector's first year")
-                if base is None:
-                    raise ModelRefused("no base year")
-                computed = floor(PRE_ALLOCATION_SHARE * base[0])
-            else:
-                if base is None or base[1] is None:
-                    raise ModelRefused("no base-year output")
-                computed = floor(PRE_ALLOCATION_SHARE * base[1] * self._benchmark(unit_type, base[2], year))
-            if computed <= 0:
-                raise ModelRefused("nothing to allocate")
-            events = [
-                (
-                    "AllowancesIssued",
-                    {
-                        "account_id": fid,
-                        "unit": "CEA",
-                        "vintage": year,
-                        "quantity": computed,
-                        "basis": "pre-allocation",
-                    },
-                )
-            ]
+        if self.firm_facilities(fid):
+            if a.get("factors"):
+                raise ModelRefused("a firm with facilities takes its factors from the plan")
+            events = self._allocate_facilities(fid, sector, year, step)
         else:
-            actual = self.verified.get((fid, year))
-            if new_sector:
-                if actual is None:
-                    raise ModelRefused("not verified")
-                share = Fraction(reference_data.new_sector_share(year))  # 2024: 1 (docs/domain.md); later: data
-                computed = floor(share * actual[0] * factor)
+            factor = Fraction(1)
+            for _k, f in a.get("factors") or ():
+                factor *= Fraction(f)
+            if step == "pre":
+                if (fid, year) in self.pre_allocated:
+                    raise ModelRefused("already pre-allocated")
+                base = self.verified.get((fid, year - 1))
+                plan = self._plan("power" if sector == "power" else "new_sectors", year) or {}
+                pre = plan.get("pre_allocation")
+                share = Fraction(pre["share"]) if pre else PRE_ALLOCATION_SHARE
+                by_emissions = (not pre or pre["basis"] == "verified") if sector == "power" else True
+                if sector == "power" and not pre:
+                    by_emissions = False
+                if new_sector and year <= COVERED_FROM[sector]:
+                    raise ModelRefused("no pre-allocation in a new sector's first year")
+                if by_emissions:
+                    if base is None:
+                        raise ModelRefused("no base year")
+                    computed = floor(share * base[0])
+                else:
+                    if base is None or base[1] is None:
+                        raise ModelRefused("no base-year output")
+                    computed = floor(share * base[1] * self._benchmark(unit_type, base[2], year))
+                if computed <= 0:
+                    raise ModelRefused("nothing to allocate")
+                events = [("AllowancesIssued", {"account_id": fid, "unit": "CEA", "vintage": year,
+                                                "quantity": computed, "basis": "pre-allocation"})]
             else:
-                if actual is None or actual[1] is None:
-                    raise ModelRefused("no verified output")
-                computed = floor(actual[1] * self._benchmark(unit_type, actual[2], year) * factor)
-            delta = computed - self.allocated[(fid, year)]
-            if delta == 0:
-                raise ModelRefused("allocation already right")
-            if delta > 0:
-                events = [
-                    (
-                        "AllowancesIssued",
-                        {
-                            "account_id": fid,
-                            "unit": "CEA",
-                            "vintage": year,
-                            "quantity": delta,
-                            "basis": "true-up",
-                        },
-                    )
-                ]
-            else:
-                take = min(self.held(fid, "CEA", year), -delta)
-                if take == 0:
-                    raise ModelRefused("nothing to claw back")
-                events = [
-                    (
-                        "AllowancesWithdrawn",
-                        {
-                            "account_id": fid,
-                            "unit": "CEA",
-                            "vintage": year,
-                            "quantity": take,
-                            "reason": "true-up clawback",
-                            "outstanding": (-delta - take) or None,
-                        },
-                    )
-                ]
+                actual = self.verified.get((fid, year))
+                if new_sector:
+                    if actual is None:
+                        raise ModelRefused("not verified")
+                    share = reference_data.new_sector_share(year)  # 2024: 1 (docs/domain.md); later: per facility
+                    if share is None:
+                        raise ModelRefused("a new sector is allocated per facility from 2025")
+                    computed = floor(Fraction(share) * actual[0] * factor)
+                else:
+                    if actual is None or actual[1] is None:
+                        raise ModelRefused("no verified output")
+                    computed = floor(actual[1] * self._benchmark(unit_type, actual[2], year) * factor)
+                events = []
+                delta = computed - self.allocated[(fid, year)]
+                if delta > 0:
+                    events = [("AllowancesIssued", {"account_id": fid, "unit": "CEA", "vintage": year,
+                                                    "quantity": delta, "basis": "true-up"})]
+                elif delta < 0:
+                    take = min(self.held(fid, "CEA", year), -delta)
+                    if take == 0:
+                        raise ModelRefused("nothing to claw back")
+                    events = [("AllowancesWithdrawn", {"account_id": fid, "unit": "CEA", "vintage": year,
+                                                       "quantity": take, "reason": "true-up clawback",
+                                                       "outstanding": (-delta - take) or None})]
+                plan = self._plan("power", year)
+                if not new_sector and plan is not None:
+                    gaps = [max(actual[0] - computed, 0)] if unit_type == "gas" else []
+                    moved = sum(d["quantity"] if t == "AllowancesIssued" else -d["quantity"] for t, d in events)
+                    events += self._settle(fid, year, self._exemption_targets(plan, gaps, actual[0], computed),
+                                           moved)
+                if not events:
+                    raise ModelRefused("allocation already right")
         issued = sum(d["quantity"] for t, d in events if t == "AllowancesIssued")
         owed = self.deductions.get(fid)
         if owed and issued and year > owed[1]:
             take = min(owed[0], issued)
-            events.append(
-                (
-                    "AllowancesWithdrawn",
-                    {
-                        "account_id": fid,
-                        "unit": "CEA",
-                        "vintage": year,
-                        "quantity": take,
-                        "reason": "penalty deduction",
-                        "outstanding": (owed[0] - take) or None,
-                    },
-                )
-            )
+            events.append(("AllowancesWithdrawn", {"account_id": fid, "unit": "CEA", "vintage": year,
+                                                   "quantity": take, "reason": "penalty deduction",
+                                                   "outstanding": (owed[0] - take) or None}))
         for _t, d in events:
             d["_year"] = year
         return events
+
+    def _rules_publish(self, a: dict[str, Any]) -> list:
+        for y in a["years"]:
+            p = self.period_of(y)
+            if p is not None and p["closed"]:
+                raise ModelRefused("the year is closed")
+        trial = {k: list(v) for k, v in self.plans.items()}
+        for part in ("power", "new_sectors"):
+            if a.get(part) is None:
+                continue
+            for y in a["years"]:
+                trial.setdefault((part, y), []).append({**a[part], "version": a["version"], "source": a["source"]})
+                merged = reference_data.plans.plan_for(part, y, trial) or {}
+                if part == "power":
+                    ok = all(k in merged for k in ("output_basis", "category_i_min_mw")) and set(
+                        merged.get("electricity_t_per_mwh", {})) >= {"I", "II", "III", "IV"} and set(
+                        merged.get("heat_t_per_gj", {})) >= {"coal", "gas"}
+                else:
+                    f = merged.get("formula")
+                    ok = f == "verified" or (f == "balance" and all(
+                        k in merged for k in ("slope", "bound_x", "cap", "balance_values")))
+                if not ok:
+                    raise ModelRefused("the plan would be incomplete")
+        return [("PlanPublished", {k: a[k] for k in ("version", "years", "source", "power", "new_sectors")
+                                   if a.get(k) is not None})]
 
     # ---- the model's own fold ------------------------------------------------------------
     def apply(self, etype: str, d: dict[str, Any]) -> None:
@@ -762,6 +990,15 @@ class Model:
             p["closed"] = True
             for fid in self.firms:
                 self.status_at_close[(fid, p["first"])] = self.status(fid, p)
+        elif etype == "PlanPublished":
+            for part in ("power", "new_sectors"):
+                if d.get(part) is not None:
+                    for y in d["years"]:
+                        self.plans.setdefault((part, y), []).append(
+                            {**d[part], "version": d["version"], "source": d["source"]})
+        elif etype == "AllowancesIssued" and d["basis"] in EXEMPTIONS:
+            self._move(d["account_id"], d["unit"], d["vintage"], d["quantity"])
+            self.exempted[(d["account_id"], d["_year"], d["basis"])] += d["quantity"]
         elif etype == "AllowancesIssued":
             self._move(d["account_id"], d["unit"], d["vintage"], d["quantity"])
             if d["basis"] in ("pre-allocation", "true-up") and d["account_id"] in self.firms:
@@ -787,6 +1024,14 @@ class Model:
             if unit == "CEA":
                 mq, mv = self.cea_months.get(day[:7], (0, Decimal(0)))
                 self.cea_months[day[:7]] = (mq + q, mv + price * q)
+        elif etype == "FacilityRegistered":
+            self.facilities[d["facility_id"]] = dict(d)
+        elif etype == "EmissionsVerified" and "facility_id" in d:
+            fid, year = d["firm_id"], d["year"]
+            self.facility_verified[(d["facility_id"], year)] = dict(d)
+            total = sum(self.facility_verified[(f, year)]["tonnes"] for f in self.firm_facilities(fid)
+                        if (f, year) in self.facility_verified)
+            self.verified[(fid, year)] = (total, None, None)
         elif etype == "EmissionsVerified":
             self.verified[(d["firm_id"], d["year"])] = (d["tonnes"], d["output"], d["output_unit"])
         elif etype == "AllowancesSurrendered":
@@ -798,7 +1043,12 @@ class Model:
             fid, year = d["account_id"], d["_year"]
             self._move(fid, d["unit"], d["vintage"], -d["quantity"])
             outstanding = d.get("outstanding") or 0
-            if d["reason"] == "true-up clawback":
+            if d["reason"] == "true-up clawback" and d.get("basis") in EXEMPTIONS:
+                self.exempted[(fid, year, d["basis"])] -= d["quantity"]
+                if outstanding:
+                    owed, after = self.deductions.get(fid, (0, year))
+                    self.deductions[fid] = (owed + outstanding, after)
+            elif d["reason"] == "true-up clawback":
                 self.allocated[(fid, year)] -= d["quantity"]
                 if outstanding:
                     owed, after = self.deductions.get(fid, (0, year))

@@ -45,6 +45,7 @@ from projections import compliance as compliance_rm
 FIRM_IDS = ("F1", "F2", "F3", "F4")
 TRADING_IDS = ("T1", "T2")
 GHOST_ACCOUNT = "X9"  # never opened
+FACILITY_IDS = ("U1", "U2", "U3")
 ACCOUNT_IDS = FIRM_IDS + TRADING_IDS + (GHOST_ACCOUNT,)
 FIRM_KINDS = (
     ("power", None),
@@ -66,6 +67,8 @@ ACTOR = "operator"  # the actor of an open (not `init`-ed) store
 
 METHODS = {
     "firm register": "register_firm",
+    "facility register": "register_facility",
+    "rules publish": "publish_plan",
     "account open": "open_account",
     "year open": "open_year",
     "year close": "close_year",
@@ -99,6 +102,9 @@ CORRUPTIONS: dict[str, tuple[Any, ...]] = {
     "fine_multiple": ("4", "10.01", "5.555"),
     "factors": ({"load": "2"}, {"wind": "1.00"}),
     "deadline": ("2024-13-01",),
+    "rated_mw": ("0", "-600", "big", "1.0000001"),
+    "load_factor": ("1.5", "-0.1", "50%", "0.12345"),
+    "heat_gj": (-3, "2.5"),
 }
 
 
@@ -117,6 +123,8 @@ def day_after(date: str, days: int) -> str:
 def call(reg: Registry, cmd: Cmd) -> Any:
     """Send one command through its public registry method."""
     args = {k: v for k, v in cmd.args.items() if v is not None}
+    if cmd.name == "rules publish":
+        return reg.publish_plan(**args, command_id=cmd.cid)
     return getattr(reg, METHODS[cmd.name])(**args, command_id=cmd.cid)
 
 
@@ -258,6 +266,46 @@ class LedgerMachine(RuleBasedStateMachine):
         fid = data.draw(st.sampled_from(FIRM_IDS + TRADING_IDS[:1]))
         sector, unit_type = data.draw(st.sampled_from(FIRM_KINDS + (("steel", "gas"),)))
         return self.register_cmd(fid, sector, unit_type)
+
+    def gen_facility(self, data: st.DataObject) -> Cmd:
+        fac = data.draw(st.sampled_from(FACILITY_IDS))
+        firm = self.pick(data, list(self.model.firms), FIRM_IDS)
+        kind = data.draw(st.sampled_from(("coal", "coal", "coal-unconventional", "gas", "steel", "clinker",
+                                          "aluminium")))
+        rated = data.draw(st.sampled_from(("600", "350", "400", None))) if kind in ("coal", "gas") else None
+        return Cmd("facility register", {"facility_id": fac, "firm": firm, "kind": kind, "rated_mw": rated},
+                   self.new_id())
+
+    PLANS = (
+        {"version": "bp-2025", "years": [2025], "source": "balance values, as a regulator would publish them",
+         "new_sectors": {"balance_values": {"steel": "1.5", "clinker": "0.85", "aluminium": "1.6"}}},
+        {"version": "p-2024-gap10", "years": [2024], "source": "a stricter gap cap",
+         "power": {"gap_cap_share": "0.10", "electricity_t_per_mwh": {"I": "0.7800"}}},
+        {"version": "p-2027", "years": [2027, 2028], "source": "a later plan", "power": {"draft": False}},
+        {"version": "empty", "years": [2024], "source": "nothing in it"},
+        {"version": "bad", "years": [2024], "source": "s", "power": {"electricity_t_per_mwh": {"V": "1"}}},
+    )
+
+    def gen_publish(self, data: st.DataObject) -> Cmd:
+        return Cmd("rules publish", dict(data.draw(st.sampled_from(self.PLANS))), self.new_id())
+
+    def gen_verify_facility(self, data: st.DataObject) -> Cmd:
+        m = self.model
+        if m.facilities and data.draw(st.integers(0, 9), label="known facility?") > 0:
+            fac = data.draw(st.sampled_from(sorted(m.facilities)))
+            fid = m.facilities[fac]["firm_id"]
+        else:
+            fac = data.draw(st.sampled_from(FACILITY_IDS))
+            fid = self.pick(data, list(m.firms), FIRM_IDS)
+        year = self.pick(data, self.open_years(), YEARS)
+        args: dict[str, Any] = {"firm_id": fid, "year": year, "facility": fac,
+                                "tonnes": data.draw(st.integers(0, 300_000))}
+        for k, s_ in (("generated_mwh", st.integers(0, 400_000)), ("supplied_mwh", st.integers(0, 400_000)),
+                      ("heat_gj", st.integers(0, 900_000)), ("load_factor", st.sampled_from(("0.5", "0.70", "1"))),
+                      ("intensity", st.sampled_from(("1.53", "0.85")))):
+            if data.draw(st.booleans(), label=k):
+                args[k] = data.draw(s_)
+        return Cmd("emissions verify", args, self.new_id())
 
     def gen_open_account(self, data: st.DataObject) -> Cmd:
         aid = data.draw(st.sampled_from(TRADING_IDS + FIRM_IDS[:1]))
@@ -481,6 +529,9 @@ class LedgerMachine(RuleBasedStateMachine):
         "gen_surrender",
         "gen_surrender",
         "gen_allocate",
+        "gen_facility",
+        "gen_verify_facility",
+        "gen_publish",
     )
 
     def any_command(self, data: st.DataObject) -> Cmd:
@@ -571,6 +622,18 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def verify_emissions(self, data: st.DataObject) -> None:
         self.run(self.gen_verify(data))
+
+    @rule(data=st.data())
+    def register_facility(self, data: st.DataObject) -> None:
+        self.run(self.gen_facility(data))
+
+    @rule(data=st.data())
+    def verify_facility(self, data: st.DataObject) -> None:
+        self.run(self.gen_verify_facility(data))
+
+    @rule(data=st.data())
+    def publish_plan(self, data: st.DataObject) -> None:
+        self.run(self.gen_publish(data))
 
     @rule(data=st.data())
     def surrender(self, data: st.DataObject) -> None:
