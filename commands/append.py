@@ -45,8 +45,9 @@ def _report(out: Any, as_json: bool) -> None:
     if out.replayed:
         click.echo(f"already recorded: command {r['command_id']} at position {r['position']}; nothing appended")
         return
-    extra = "".join(f" {k}={r[k]}" for k in ("trade_id", "transfer_id", "expires_at", "reversed_position", "issued", "swept", "penalties",
-                                             "fines") if r.get(k) is not None)
+    extra = "".join(f" {k}={r[k]}" for k in ("trade_id", "transfer_id", "expires_at", "reversed_position", "issued",
+                                             "swept", "penalties", "fines", "correct_by", "deductions", "deducted",
+                                             "cut", "withdrawn", "late") if r.get(k) is not None)
     span = str(r["position"]) if r["first_position"] == r["position"] else f"{r['first_position']}-{r['position']}"
     click.echo(f"recorded {', '.join(r['events'])} at position {span}{extra}")
 
@@ -228,11 +229,56 @@ def year_open(c: Ctx, year: str, deadline: str | None, command_id: str | None, a
 @year.command("close")
 @click.argument("year")
 @click.option("--fine-multiple", help="Multiple of the shortfall's market value (5 to 10; default 5).")
+@click.option("--correct-by", help="Time limit to correct, YYYY-MM-DD: late surrenders until then (default: 30 days).")
 @command_id_option
 @pass_ctx
-def year_close(c: Ctx, year: str, fine_multiple: str | None, command_id: str | None, as_json: bool) -> None:
-    """Close a compliance period: fix statuses, assess penalties and deductions."""
-    _append(c, "year close", {"year": year.split("-")[0], "fine_multiple": fine_multiple}, command_id, as_json)
+def year_close(c: Ctx, year: str, fine_multiple: str | None, correct_by: str | None, command_id: str | None,
+               as_json: bool) -> None:
+    """Close a compliance period: fix statuses, fine each short firm and order it to correct by a time limit."""
+    _append(c, "year close", {"year": year.split("-")[0], "fine_multiple": fine_multiple, "correct_by": correct_by},
+            command_id, as_json)
+
+
+@year.command("enforce")
+@click.argument("year")
+@command_id_option
+@pass_ctx
+def year_enforce(c: Ctx, year: str, command_id: str | None, as_json: bool) -> None:
+    """After the time limit to correct: deduct each still-short firm's shortfall from its next allocation."""
+    _append(c, "year enforce", {"year": year.split("-")[0]}, command_id, as_json)
+
+
+@click.group()
+def penalty() -> None:
+    """Penalties the regulator records (Interim Regulations art. 21 and 22)."""
+
+
+@penalty.command("record")
+@click.argument("firm_id")
+@click.option("--article", required=True, type=click.Choice(["21", "22"]),
+              help="21: reporting (50,000-500,000 yuan); 22: data fraud (5-10 x gains, or 500,000-2,000,000).")
+@click.option("--fine", required=True, help="Yuan.")
+@click.option("--year", help="The reporting year concerned.")
+@click.option("--illegal-gains", help="Article 22: the illegal gains (yuan); the fine is then 5-10 times them.")
+@click.option("--reason", help="What was found.")
+@command_id_option
+@pass_ctx
+def penalty_record(c: Ctx, firm_id: str, article: str, fine: str, year: str | None, illegal_gains: str | None,
+                   reason: str | None, command_id: str | None, as_json: bool) -> None:
+    """Record a fine under article 21 or 22 (a regulator)."""
+    _append(c, "penalty record", {"firm_id": firm_id, "article": article, "fine": fine, "year": year,
+                                  "illegal_gains": illegal_gains, "reason": reason}, command_id, as_json)
+
+
+@penalty.command("cut")
+@click.argument("firm_id")
+@click.option("--year", required=True, help="The allocation year to cut.")
+@click.option("--share", required=True, help="0.5 to 1.0 of that year's allocation.")
+@command_id_option
+@pass_ctx
+def penalty_cut(c: Ctx, firm_id: str, year: str, share: str, command_id: str | None, as_json: bool) -> None:
+    """Article 22, refusal to correct: cut a year's allocation by 50-100% (a regulator)."""
+    _append(c, "penalty cut", {"firm_id": firm_id, "year": year, "share": share}, command_id, as_json)
 
 
 def _unit_options(f):
@@ -468,5 +514,5 @@ def import_(c: Ctx, file: Any, on_refusal: str, batch_size: int, as_json: bool, 
     run_import(c, file, on_refusal, batch_size, as_json)
 
 
-COMMANDS = [init, actor, firm, facility, account, year, issue, allocate, transfer, trade, emissions, surrender, cancel,
-            reverse, import_]
+COMMANDS = [init, actor, firm, facility, account, year, penalty, issue, allocate, transfer, trade, emissions, surrender,
+            cancel, reverse, import_]

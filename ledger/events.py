@@ -195,7 +195,7 @@ class AllowancesWithdrawn(EventData):
     unit: Unit
     vintage: int
     quantity: Tonnes
-    reason: Literal["true-up clawback", "penalty deduction", "correction"]
+    reason: Literal["true-up clawback", "penalty deduction", "correction", "allocation cut"]
     year: int | None = None
     firm_id: Id | None = None
     outstanding: int | None = None
@@ -209,13 +209,61 @@ class AllowancesWithdrawn(EventData):
 
 
 class ComplianceYearClosed(EventData):
-    """The period is closed: statuses are fixed, no more surrenders for it."""
+    """The period is closed: statuses are fixed. A firm short at close may still surrender for it (late, status
+    marked `*`) until `correct_by`, the time limit it was ordered to correct by (IR art. 24)."""
 
     year: int
+    correct_by: str | None = None
+
+
+class DeductionOrdered(EventData):
+    """After the time limit to correct (`year enforce`): a firm still short has the shortfall deducted from its
+    next allocation (IR art. 24)."""
+
+    firm_id: Id
+    year: int
+    shortfall: Tonnes
+    deduction: Tonnes
+    correct_by: str
+    article: str = "IR art. 24"
+
+
+class ComplianceYearEnforced(EventData):
+    """The time limit to correct has passed and the deductions are ordered: no more surrenders for the period."""
+
+    year: int
+    correct_by: str
+
+
+class PenaltyRecorded(EventData):
+    """A penalty the regulator decided outside the surrender cycle: IR art. 21 (reporting, 50,000-500,000 yuan)
+    or art. 22 (data fraud: 5-10 x the illegal gains, or 500,000-2,000,000 yuan without gains)."""
+
+    firm_id: Id
+    article: Literal["21", "22"]
+    fine: Money
+    year: int | None = None
+    illegal_gains: Money | None = None
+    reason: str | None = None
+
+
+class AllocationCutOrdered(EventData):
+    """IR art. 22: a firm that refuses to correct falsified data has its allocation of `year` cut by `share`
+    (50-100%) of what was allocated for it; withdrawn from the firm's holding of that vintage (an AllowancesWithdrawn
+    with reason `allocation cut` follows), and what it does not hold (`outstanding`) from its later allocations."""
+
+    firm_id: Id
+    year: int
+    share: str
+    allocated: Tonnes
+    cut: Tonnes
+    outstanding: Annotated[int, Field(ge=0)] = 0
 
 
 class PenaltyAssessed(EventData):
-    """A shortfall at close: the fine (multiple x shortfall x the month-before-deadline price) and the deduction."""
+    """A shortfall at close: the fine (multiple x shortfall x the month-before-deadline price) and the order to
+    correct by `correct_by`. `deduction` is 0 (the deduction is a DeductionOrdered after the time limit); stores
+    recorded before the enforcement lifecycle carry the deduction here."""
 
     firm_id: Id
     year: int
@@ -228,6 +276,7 @@ class PenaltyAssessed(EventData):
     regime: str | None = None
     obligation: int | None = None
     surrendered: int | None = None
+    correct_by: str | None = None
 
     @field_validator("fine")
     @classmethod
@@ -359,6 +408,10 @@ CATALOGUE: dict[str, type[EventData]] = {
         TransferCancelled,
         EntryReversed,
         PlanPublished,
+        DeductionOrdered,
+        ComplianceYearEnforced,
+        PenaltyRecorded,
+        AllocationCutOrdered,
     )
 }
 

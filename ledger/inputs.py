@@ -7,6 +7,7 @@ arguments are what a command's signature covers and what its digest hashes.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -223,9 +224,78 @@ class YearOpen(CommandInput):
         return self
 
 
+def _money_text(value: Any, what: str = "amount") -> str:
+    """Yuan: a positive decimal string with at most 2 places, written with 2."""
+    text = value.strip() if isinstance(value, str) else value
+    if not isinstance(text, (str, int)) or isinstance(text, bool) or not re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,2})?",
+                                                                                      str(text)):
+        raise BadInput(f"{what} {value!r} must be a positive amount of yuan with at most 2 decimal places")
+    amount = units.Decimal(str(text))
+    if amount <= 0:
+        raise BadInput(f"{what} {value!r} must be positive")
+    return f"{amount:.2f}"
+
+
+def _cut_share(value: Any) -> str:
+    lo, hi = rules.ART22_CUT_SHARE_RANGE
+    try:
+        share = units.Decimal(str(value).strip())
+    except ArithmeticError:
+        raise BadInput(f"share {value!r} is not a number") from None
+    if not share.is_finite() or not lo <= share <= hi:
+        raise BadInput(f"share must be from {lo} to {hi} (50-100%), not {value}")
+    return format(share.quantize(units.Decimal("0.01")), "f")
+
+
+Article = _choice(("21", "22"), "article")
+Yuan = Annotated[str, _rule(_money_text)]
+CutShare = Annotated[str, _rule(_cut_share)]
+CorrectBy = Annotated[str, _rule(_iso_date, "--correct-by")]
+
+
 class YearClose(CommandInput):
     year: Year
     fine_multiple: FineMultiple | None = None
+    correct_by: CorrectBy | None = None
+
+
+class YearEnforce(CommandInput):
+    year: Year
+
+
+class PenaltyRecord(CommandInput):
+    """IR art. 21 (fine 50,000-500,000 yuan) or art. 22 (5-10 x the illegal gains, or 500,000-2,000,000)."""
+
+    firm_id: FirmId
+    article: Article
+    fine: Yuan
+    year: Year | None = None
+    illegal_gains: Yuan | None = None
+    reason: Reason | None = None
+
+    @model_validator(mode="after")
+    def _fine_within_the_article(self) -> PenaltyRecord:
+        fine = units.Decimal(self.fine)
+        if self.article == "21":
+            if self.illegal_gains is not None:
+                raise ValueError("--illegal-gains applies only to article 22")
+            lo, hi = rules.ART21_FINE_RANGE
+        elif self.illegal_gains is not None:
+            gains = units.Decimal(self.illegal_gains)
+            lo, hi = (m * gains for m in rules.ART22_GAINS_MULTIPLE_RANGE)
+        else:
+            lo, hi = rules.ART22_FINE_RANGE
+        if not lo <= fine <= hi:
+            raise ValueError(f"an article {self.article} fine must be from {lo:.2f} to {hi:.2f} yuan, not {fine}")
+        return self
+
+
+class PenaltyCut(CommandInput):
+    """IR art. 22: a firm refusing to correct falsified data has an allocation cut by 50-100%."""
+
+    firm_id: FirmId
+    year: Year
+    share: CutShare
 
 
 class Issue(CommandInput):
@@ -487,6 +557,9 @@ INPUTS: dict[str, type[CommandInput]] = {
     "account open": AccountOpen,
     "year open": YearOpen,
     "year close": YearClose,
+    "year enforce": YearEnforce,
+    "penalty record": PenaltyRecord,
+    "penalty cut": PenaltyCut,
     "issue": Issue,
     "allocate": Allocate,
     "rules publish": PlanPublish,
@@ -561,6 +634,8 @@ def _fast_path(model: type[CommandInput]) -> Any:
                 if name in raw:
                     r = raw[name]
                     t = type(r)
+                    if r is None and optional:
+                        continue  # pydantic takes None for `Rule | None` as it is: absent
                     if t is str or t is int:
                         key = (name, t, r)
                         value = memo.get(key, _UNSEEN)

@@ -21,13 +21,14 @@ from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
 Product = tuple[str, int]  # (unit, vintage): each vintage of a unit is its own exchange product
-SNAPSHOT_VERSION = 7  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+SNAPSHOT_VERSION = 8  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
 # 4: markets per product (unit, vintage), closes from listed trades only; the last trade date per unit
 # 5: account states (frozen, until, approvals) and pending transfers
 # 6: the reversible entries of open compliance years, and the position of each firm-year's verification
 # 7: facilities and their verified data, the exemptions issued, the plans published
 EXEMPTION_BASES, ALLOCATION_BASES = formulas.EXEMPTION_BASES, formulas.ALLOCATION_BASES
+# 8: a period's time limit to correct (correct_by) and whether it was enforced
 
 
 @dataclass
@@ -92,6 +93,13 @@ class Period:
     last: int
     deadline: str | None
     closed: bool = False
+    correct_by: str | None = None  # set at close: late surrenders until then (IR art. 24)
+    enforced: bool = False  # `year enforce` ran: deductions ordered, no more surrenders
+
+    @property
+    def final(self) -> bool:
+        """Closed for good: enforced, or closed without a time limit to correct (a store from before them)."""
+        return self.closed and (self.correct_by is None or self.enforced)
 
     @property
     def label(self) -> str:
@@ -334,7 +342,7 @@ class LedgerState:
         t, d = event["type"], event["data"]
         year = entry_year(t, d)
         label = self.year_period.get(year)
-        if label is not None and self.periods[label].closed:
+        if label is not None and self.periods[label].final:
             return
         if t == "EmissionsVerified":  # which verification it replaced: a reversal restores that one
             key = verification_key(d)
@@ -367,7 +375,8 @@ class LedgerState:
             "accounts": [[a.account_id, a.holder, a.kind, a.open, a.frozen, a.frozen_until, a.approvals]
                          for a in self.accounts.values()],
             "holdings": [[*k, v] for k, v in self.holdings.items()],
-            "periods": [[p.first, p.last, p.deadline, p.closed] for p in self.periods.values()],
+            "periods": [[p.first, p.last, p.deadline, p.closed, p.correct_by, p.enforced]
+                        for p in self.periods.values()],
             "verified": [[*k, *v] for k, v in self.verified.items()],
             "facilities": [[f.facility_id, f.firm_id, f.kind, f.rated_mw] for f in self.facilities.values()],
             "facility_verified": [[*k, v] for k, v in self.facility_verified.items()],
@@ -398,8 +407,8 @@ class LedgerState:
         st.firms = {f[0]: Firm(*f) for f in s["firms"]}
         st.accounts = {a[0]: Account(*a) for a in s["accounts"]}
         st.holdings = {(a, u, v): q for a, u, v, q in s["holdings"]}
-        for first, last, deadline, closed in s["periods"]:
-            p = Period(first, last, deadline, closed)
+        for first, last, deadline, closed, correct_by, enforced in s["periods"]:
+            p = Period(first, last, deadline, closed, correct_by, enforced)
             st.periods[p.label] = p
             for y in p.years():
                 st.year_period[y] = p.label
@@ -569,11 +578,40 @@ def _plan_published(st: LedgerState, d: dict[str, Any]) -> None:
 
 
 def _closed(st: LedgerState, d: dict[str, Any]) -> None:
-    period = st.periods[st.year_period[d["year"]]]
-    period.closed = True
+    p = st.periods[st.year_period[d["year"]]]
+    p.closed = True
+    p.correct_by = d.get("correct_by")
+    if p.final:
+        _no_longer_reversible(st, p)
+
+
+def _no_longer_reversible(st: LedgerState, period: Period) -> None:
     years = set(period.years())
     for pos in [p for p, (t, e, _) in st.entries.items() if entry_year(t, e) in years]:
         del st.entries[pos]  # enforced: no longer reversible
+
+
+def _deduction_ordered(st: LedgerState, d: dict[str, Any]) -> None:
+    p = st.periods[st.year_period[d["year"]]]
+    prev = st.deductions.get(d["firm_id"], (0, p.last))
+    st.deductions[d["firm_id"]] = (prev[0] + d["deduction"], max(prev[1], p.last))
+
+
+def _enforced(st: LedgerState, d: dict[str, Any]) -> None:
+    p = st.periods[st.year_period[d["year"]]]
+    p.enforced = True
+    _no_longer_reversible(st, p)
+
+
+def _no_state(st: LedgerState, d: dict[str, Any]) -> None:
+    """A record for the reader (a fine decided by the regulator): the write side keeps nothing of it."""
+
+
+def _cut_ordered(st: LedgerState, d: dict[str, Any]) -> None:
+    """What the firm did not hold of the cut is taken from its next allocations, from that year's own on."""
+    if d.get("outstanding"):
+        prev = st.deductions.get(d["firm_id"], (0, d["year"] - 1))
+        st.deductions[d["firm_id"]] = (prev[0] + d["outstanding"], prev[1])
 
 
 def _penalty(st: LedgerState, d: dict[str, Any]) -> None:
@@ -698,6 +736,10 @@ _APPLY = {
     "TransferCancelled": _pending_done,
     "EntryReversed": _reversed,
     "PlanPublished": _plan_published,
+    "DeductionOrdered": _deduction_ordered,
+    "ComplianceYearEnforced": _enforced,
+    "PenaltyRecorded": _no_state,
+    "AllocationCutOrdered": _cut_ordered,
 }
 
 

@@ -42,6 +42,15 @@ PENALTY_MULTIPLE_DEFAULT = D("5")
 PENALTY_MULTIPLE_RANGE = (D("5"), D("10"))
 PENALTY_FIXED_FINE_BEFORE = D("20000.00")  # before 2024: 20,000-30,000 yuan plus the deduction
 
+# Enforcement (IR art. 24): the firm is ordered to correct within a time limit the regulator sets; the texts
+# fix no length, so without --correct-by the limit is this many days after the day of closing.
+CORRECTION_DAYS_DEFAULT = 30
+# Other penalties the regulator records (IR art. 21, art. 22).
+ART21_FINE_RANGE = (D("50000.00"), D("500000.00"))  # failing to report, disclose or keep records
+ART22_FINE_RANGE = (D("500000.00"), D("2000000.00"))  # data fraud without illegal gains
+ART22_GAINS_MULTIPLE_RANGE = (D("5"), D("10"))  # data fraud: 5-10 x the illegal gains
+ART22_CUT_SHARE_RANGE = (D("0.50"), D("1.00"))  # refusal to correct: next allocation cut by 50-100%
+
 UNIT_TYPES = ("coal-above-300mw", "coal-300mw-or-less", "coal-unconventional", "gas")
 DEFAULT_UNIT_TYPE = {"power": "coal-above-300mw"}
 

@@ -60,7 +60,8 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # 4: the market's days are per product (unit and vintage), with the listed trades' open, high, low and close.
 # 5: the balances state keeps each account's state and approvals, and the pending transfers.
 # 6: the compliance model keeps facilities' verified emissions.
-READ_MODEL_FORMAT = 6
+# 7: compliance periods carry their time limit to correct and whether it was enforced.
+READ_MODEL_FORMAT = 7
 
 
 @dataclass(frozen=True)

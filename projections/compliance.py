@@ -1,5 +1,5 @@
 """Compliance per firm and period: verified emissions, surrendered CEA and CCER, obligation, shortfall, status,
-fine and deduction; and coverage per sector. Status codes (docs/domain.md): A surrendered at least the obligation,
+fine and deduction (ordered by `year enforce` after the time limit to correct); and coverage per sector. Status codes (docs/domain.md): A surrendered at least the obligation,
 B less, C no verified emissions, `-` no obligation; `*` marks a status that changed after the period closed."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Compliance:
         elif t == "ComplianceYearOpened":
             first, last = d["year"], d.get("last_year") or d["year"]
             label = period_label(first, last)
-            s["periods"][label] = [first, last, d.get("surrender_deadline"), False]
+            s["periods"][label] = [first, last, d.get("surrender_deadline"), False, None, False]
             for y in range(first, last + 1):
                 s["year_period"][y] = label
         elif t == "EmissionsVerified":
@@ -64,9 +64,16 @@ class Compliance:
             _reversal(s, d)
         elif t == "PenaltyAssessed":
             s["penalties"][(d["firm_id"], s["year_period"][d["year"]])] = [d["fine"], d["deduction"], d["shortfall"]]
+        elif t == "DeductionOrdered":
+            k = (d["firm_id"], s["year_period"][d["year"]])
+            pen = s["penalties"].setdefault(k, [None, 0, d["shortfall"]])
+            pen[1] += d["deduction"]
+        elif t == "ComplianceYearEnforced":
+            s["periods"][s["year_period"][d["year"]]][5] = True
         elif t == "ComplianceYearClosed":
             label = s["year_period"][d["year"]]
             s["periods"][label][3] = True
+            s["periods"][label][4] = d.get("correct_by")
             for fid in s["firms"]:
                 s["at_close"][(fid, label)] = _row(s, fid, label)["status"]
         return s
@@ -87,7 +94,7 @@ class Compliance:
         s = self.initial()
         s["firms"] = data["firms"]
         s["periods"] = data["periods"]
-        for label, (first, last, _d, _c) in data["periods"].items():
+        for label, (first, last, *_rest) in data["periods"].items():
             for y in range(first, last + 1):
                 s["year_period"][y] = label
         s["verified"] = {(f, y): v for f, y, v in data["verified"]}
@@ -129,7 +136,7 @@ def _reversal(s: dict[str, Any], d: dict[str, Any]) -> None:
 
 
 def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
-    first, last, deadline, closed = s["periods"][label]
+    first, last, deadline, closed, correct_by, enforced = s["periods"][label]
     sector = s["firms"][fid][0]
     years = range(first, last + 1)
     vs = [s["verified"][(fid, y)] for y in years if (fid, y) in s["verified"]]
@@ -146,7 +153,8 @@ def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
     return {"firm_id": fid, "year": first, "period": label, "sector": sector, "verified": verified,
             "free_allocation": free, "surrendered_cea": cea, "surrendered_ccer": ccer, "obligation": obligation,
             "shortfall": max(obligation - cea - ccer, 0) if obligation is not None else None, "status": status,
-            "fine": fine, "deduction": deduction, "closed": closed, "deadline": deadline}
+            "fine": fine, "deduction": deduction, "closed": closed, "deadline": deadline, "correct_by": correct_by,
+            "enforced": enforced}
 
 
 def rows(s: dict[str, Any], year: int | None = None, firm: str | None = None) -> list[dict[str, Any]]:

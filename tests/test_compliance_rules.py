@@ -13,13 +13,14 @@ obligation is all of the verified emissions. Fractions of a tonne are dropped (f
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import defaultdict
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 import pytest
-from ledgerkit import events, export_lines, invoke, invoke_json, refusal, run_main
+from ledgerkit import Clock, events, export_lines, invoke, invoke_json, refusal, run_main
 
 from ledger import rules
 from ledger.errors import BadInput, Refused
@@ -354,7 +355,7 @@ def test_penalty_is_five_times_the_shortfall_at_the_average_price_of_the_month_b
     out = registry.close_year(2024)
     assert [e["type"] for e in out.events] == ["PenaltyAssessed", "ComplianceYearClosed"]
     p = penalty_of(out)
-    assert (p["firm_id"], p["shortfall"], p["deduction"]) == ("S1", 10_000, 10_000)
+    assert (p["firm_id"], p["shortfall"], p["deduction"]) == ("S1", 10_000, 0)  # deducted only if not corrected
     assert (p["price"], p["price_month"], p["multiple"]) == ("71.50", "2025-11", "5")
     assert p["fine"] == "3575000.00"  # 5 x 10,000 t x 71.50
     assert (p["obligation"], p["surrendered"], p["regime"]) == (50_000, 40_000, "market-multiple")
@@ -389,7 +390,7 @@ def test_without_trades_in_the_month_before_the_deadline_the_latest_earlier_mont
 def test_before_the_interim_regulations_the_fine_is_fixed(registry: Registry) -> None:
     penalty_setup(registry, deadline="2024-04-30")
     p = penalty_of(registry.close_year(2024))
-    assert (p["fine"], p["regime"], p["multiple"], p["deduction"]) == ("20000.00", "fixed", None, 10_000)
+    assert (p["fine"], p["regime"], p["multiple"], p["deduction"]) == ("20000.00", "fixed", None, 0)
 
 
 def test_a_firm_that_met_its_obligation_or_owes_nothing_is_not_penalized(registry: Registry) -> None:
@@ -404,7 +405,7 @@ def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(
     registry: Registry, store_url: str
 ) -> None:
     penalty_setup(registry)
-    registry.close_year(2024)
+    close_and_enforce(registry)
     registry.open_year(2025, "2026-12-31")
     out = registry.allocate("S1", 2025, "pre")
     assert [e["type"] for e in out.events] == ["AllowancesIssued", "AllowancesWithdrawn"]
@@ -434,7 +435,7 @@ def test_the_penalty_is_deducted_from_next_years_allocation_as_its_own_event(
 def test_a_deduction_larger_than_the_next_allocation_is_carried_on(registry: Registry) -> None:
     penalty_setup(registry)
     registry.transfer("S1", "B1", "CEA", 2024, 4_500)  # S1 gives away what it had left
-    registry.close_year(2024)  # short 10,000
+    close_and_enforce(registry)  # short 10,000
     registry.open_year(2025, "2026-12-31")
     registry.verify_emissions("S1", 2024, 12_000)  # a late correction: pre-allocation 8,400
     out = registry.allocate("S1", 2025, "pre")
@@ -457,11 +458,21 @@ def test_closing_a_year_twice_is_refused(registry: Registry) -> None:
     assert registry.head() == before
 
 
-def test_a_surrender_after_close_is_refused(registry: Registry) -> None:
+def close_and_enforce(reg: Registry, correct_by: str = "2026-01-31") -> None:
+    """Close 2024 on 5 January 2026 with a time limit to correct, then enforce it the day after the limit."""
+    reg.clock = Clock("2026-01-05T09:00:00")
+    reg.close_year(2024, correct_by=correct_by)
+    reg.clock.set(f"{dt.date.fromisoformat(correct_by) + dt.timedelta(days=1)}T09:00:00")
+    reg.year_enforce(2024)
+
+
+def test_a_surrender_after_the_time_limit_to_correct_is_refused(registry: Registry) -> None:
     penalty_setup(registry)
-    registry.close_year(2024)
+    registry.clock = Clock("2026-01-05T09:00:00")
+    registry.close_year(2024, correct_by="2026-01-31")
+    registry.clock.set("2026-02-01T00:00:00")
     e = refusal(registry.surrender, "S1", 2024, "CEA", 2024, 100)
-    assert isinstance(e, Refused) and e.code == "year_closed"
+    assert isinstance(e, Refused) and e.code == "year_closed" and "ran until 2026-01-31" in e.message
 
 
 def test_closing_a_year_that_was_never_opened_is_refused(registry: Registry) -> None:
@@ -591,7 +602,7 @@ def _full_cycle(reg: Registry) -> None:
     reg.trade("S1", "P2", "CEA", 2024, 30_000, "72.00", "listed", "2025-11-20")
     for f, q in (("P1", 850_000), ("P2", 200_000), ("G1", 100_000), ("S1", 40_000)):
         reg.surrender(f, 2024, "CEA", 2024, min(q, reg.state.holding(f, "CEA", 2024)))
-    reg.close_year(2024)
+    close_and_enforce(reg)
     reg.open_year(2025, "2026-12-31")
     for f in ("P1", "P2", "G1", "S1"):
         reg.allocate(f, 2025, "pre")
@@ -628,7 +639,7 @@ def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alon
             assert d["quantity"] + (d.get("outstanding") or 0) == d["previously_allocated"] - d["computed"]
             checked["clawback"] += 1
         elif t == "PenaltyAssessed":
-            assert d["shortfall"] == d["obligation"] - d["surrendered"] == d["deduction"]
+            assert d["shortfall"] == d["obligation"] - d["surrendered"] and d["deduction"] == 0
             assert D(d["fine"]) == (D(d["multiple"]) * d["shortfall"] * D(d["price"])).quantize(D("0.01"))
             month = [
                 x["data"]
@@ -644,7 +655,7 @@ def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alon
             pen = [
                 x["data"]
                 for x in lines
-                if x["type"] == "PenaltyAssessed"
+                if x["type"] == "DeductionOrdered"
                 and x["data"]["firm_id"] == d["firm_id"]
                 and x["data"]["year"] == d["penalty_year"]
             ]
@@ -669,10 +680,11 @@ def test_every_allocation_and_penalty_is_recomputed_from_the_exported_event_alon
     # and the ledger's own numbers agree with the events: what compliance shows is in the export
     rows = {r["firm_id"]: r for r in invoke_json(store_url, "compliance", "--year", "2024")["rows"]}
     pens = {x["data"]["firm_id"]: x["data"] for x in lines if x["type"] == "PenaltyAssessed"}
+    deds = {x["data"]["firm_id"]: x["data"] for x in lines if x["type"] == "DeductionOrdered"}
     for f, p in pens.items():
         assert (rows[f]["fine"], rows[f]["deduction"], rows[f]["shortfall"]) == (
             p["fine"],
-            p["deduction"],
+            deds[f]["deduction"],
             p["shortfall"],
         )
 

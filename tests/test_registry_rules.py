@@ -335,9 +335,12 @@ def test_surrender_for_a_year_that_is_not_open_is_refused(reg: Registry) -> None
 def test_surrender_for_a_closed_year_is_refused(reg: Registry) -> None:
     reg.verify_emissions("F1", V, 500)
     reg.surrender("F1", V, "CEA", V, 100)
-    reg.close_year(V)
+    reg.clock = Clock("2026-01-05T09:00:00")
+    reg.close_year(V, correct_by="2026-01-20")
+    reg.surrender("F1", V, "CEA", V, 100)  # late, within the time limit to correct
+    reg.clock.set("2026-01-21T00:00:00")
     e = refused_whole(reg, reg.surrender, "F1", V, "CEA", V, 100, code="year_closed")
-    assert "closed" in str(e)
+    assert "closed (the time limit to correct ran until 2026-01-20)" in str(e)
 
 
 def test_surrender_of_a_vintage_later_than_the_year_is_refused(reg: Registry) -> None:
@@ -486,7 +489,10 @@ def _every_kind_of_event(reg: Registry) -> None:
     reg.publish_plan("bp-2025", [2025], "a test plan", new_sectors={"balance_values": {"steel": "1.5"}})
     reg.surrender("S1", 2024, "CCER", 2024, 100)
     reg.surrender("P1", 2024, "CEA", 2024, 100_000)
-    reg.close_year(2024)
+    reg.clock = Clock("2026-01-05T09:00:00")
+    reg.close_year(2024, correct_by="2026-01-31")
+    reg.clock.set("2026-02-01T09:00:00")
+    reg.year_enforce(2024)  # P1 did not correct: its shortfall is deducted
     reg.open_year(2025, "2026-12-31")
     reg.allocate("P1", 2025, "pre")  # with the penalty deduction
     reg.freeze_account("T1", "investigation")
@@ -494,6 +500,8 @@ def _every_kind_of_event(reg: Registry) -> None:
     reg.open_account("GOV-HUBEI", "Hubei", "government")
     reg.close_account("T1", sweep_to="GOV-HUBEI")
     reg.reverse(reg.issue("GOV-HUBEI", "CEA", 2025, 5, "auction").position, "issued by mistake")
+    reg.penalty_record("P1", "22", "600000", 2024, reason="falsified coal samples")
+    reg.penalty_cut("P1", 2025, "0.5")  # it refused to correct them
 
 
 def test_every_emitted_event_validates_against_the_catalogue(registry: Registry) -> None:

@@ -66,11 +66,14 @@ def test_reversing_an_issuance_a_surrender_and_a_verification(reg: Registry, aud
     assert ("F1", V) not in reg.state.verified
 
 
-def test_nothing_of_a_closed_compliance_year_is_reversed(reg: Registry) -> None:
+def test_nothing_of_a_closed_compliance_year_is_reversed(reg: Registry, clock) -> None:
     reg.verify_emissions("F1", V, 500, actor="MEE")
     s = reg.surrender("F1", V, *CEA, 50, actor="F1-desk").first_position
-    reg.close_year(V, actor="MEE")
-    assert code(reg.reverse, s, "too late", actor="MEE") == "not_reversible"
+    reg.close_year(V, correct_by="2025-03-10", actor="MEE")
+    assert code(reg.reverse, s, "closed", actor="MEE") == "year_closed"  # its statuses stand while firms correct
+    clock.set("2025-03-11T09:00:00")
+    reg.year_enforce(V, actor="MEE")
+    assert code(reg.reverse, s, "too late", actor="MEE") == "not_reversible"  # enforced: kept no longer
 
 
 def test_forced_compliance_through_the_provinces_account(reg: Registry) -> None:

@@ -168,7 +168,7 @@ def test_events_are_recorded_on_the_simulated_calendar(demo_run) -> None:
     registry, _, events = demo_run
     stamps = [e["recorded_at"] for e in events]
     assert stamps == sorted(stamps)
-    assert stamps[0].startswith("2020-12-30") and stamps[-1].startswith("2026-01-05")
+    assert stamps[0].startswith("2020-12-30") and stamps[-1].startswith("2026-02-06")  # 2024 enforced after its time limit
     assert all(
         e["recorded_at"][:10] == e["data"]["trade_date"] for e in events if e["type"] == "TradeExecuted"
     )

@@ -83,6 +83,7 @@ class ChinaScenario:
         at("2021-07-09", ADMIN_HOUR, lambda: self.allocate(self.first_cycle, (2019, 2020), "true-up"))
         at("2021-10-15", ADMIN_HOUR, self.issue_ccer)
         at("2022-01-04", CLOSE_HOUR, lambda: self.close(p1))
+        at("2022-02-07", CLOSE_HOUR, lambda: self.enforce_period(p1))  # after the 30-day time limit to correct
         at("2022-06-30", ADMIN_HOUR, lambda: self.verify(self.first_cycle, (2021,)))
         at(
             "2022-12-01",
@@ -101,6 +102,7 @@ class ChinaScenario:
         at("2023-05-31", ADMIN_HOUR, lambda: self.verify(self.power, (2022,)))
         at("2023-08-15", ADMIN_HOUR, lambda: self.allocate(self.power, (2021, 2022), "true-up"))
         at("2024-01-03", CLOSE_HOUR, lambda: self.close(p2))
+        at("2024-02-05", CLOSE_HOUR, lambda: self.enforce_period(p2))
         at("2024-05-31", ADMIN_HOUR, lambda: self.verify(self.power, (2023,)))
         at(
             "2024-10-15",
@@ -116,11 +118,13 @@ class ChinaScenario:
             ),
         )
         at("2025-01-03", CLOSE_HOUR, lambda: self.close(p3))
+        at("2025-02-05", CLOSE_HOUR, lambda: self.enforce_period(p3))
         at("2025-03-26", ADMIN_HOUR, lambda: self.register(self.new_sectors))
         at("2025-04-30", ADMIN_HOUR, lambda: self.verify(self.power, (2024,)))
         at("2025-06-30", ADMIN_HOUR, lambda: self.verify(self.new_sectors, (2024,)))
         at("2025-08-29", ADMIN_HOUR, lambda: self.allocate(self.power + self.new_sectors, (2024,), "true-up"))
         at("2026-01-05", CLOSE_HOUR, lambda: self.close(p4))
+        at("2026-02-06", CLOSE_HOUR, lambda: self.enforce_period(p4))
         for day in self.plan.days:
             at(day, TRADE_HOUR, lambda day=day: self.trade(day))
         for day, period, firms, final in self._surrender_dates():
@@ -291,6 +295,11 @@ class ChinaScenario:
             "fines_yuan": str(fines),
             "planned_short": sum(1 for f in self.firms if p.label in f.shortfall_permille),
         }
+        self.desk.dirty = True
+
+    def enforce_period(self, p: PeriodPlan) -> None:
+        """The short firms never correct: after the time limit their shortfalls are ordered deducted."""
+        self._run([_cmd("year enforce", REGULATOR, year=p.first)])
         self.desk.dirty = True
 
 

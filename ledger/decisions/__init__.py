@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from ledger.authority import authorize, check_signature
-from ledger.decisions import accounts, allocation, compliance, forced, operations, reversals, trading
+from ledger.decisions import (accounts, allocation, compliance, enforcement, forced, operations, reversals,
+                              trading)
 from ledger.decisions.base import Decided
 from ledger.errors import Refused
 from ledger.events import canonical_bytes
@@ -33,6 +34,9 @@ DECIDE: dict[str, Callable[[LedgerState, dict[str, Any], str, str], Decided]] = 
     "cancel": accounts.cancel,
     "year open": compliance.year_open,
     "year close": compliance.year_close,
+    "year enforce": enforcement.year_enforce,
+    "penalty record": enforcement.penalty_record,
+    "penalty cut": enforcement.penalty_cut,
     "emissions verify": compliance.verify,
     "surrender": compliance.surrender,
     "issue": allocation.issue,

@@ -9,7 +9,7 @@ from typing import Any
 from ledger import rules
 from ledger.decisions.base import Decided, floor_t
 from ledger.errors import Refused
-from ledger.model import LedgerState, default_deadline
+from ledger.model import LedgerState, Period, default_deadline
 from ledger.units import fmt_money, money, parse_period
 
 
@@ -51,7 +51,12 @@ def verify(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
 def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     fid, unit, vintage, q = a["firm_id"], a["unit"], a["vintage"], a["quantity"]
     st.check_firm(fid)
-    period = st.check_open_period(a["year"])
+    period = st.period_of(a["year"])
+    late = period is not None and period.closed
+    if late:
+        check_late_surrender(period, now)
+    else:
+        period = st.check_open_period(a["year"])
     if vintage > period.last:
         raise Refused(f"vintage {vintage} is later than compliance year {period.label}", code="vintage_too_late")
     src = a.get("from_account") or fid
@@ -85,7 +90,15 @@ def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
     data = {"firm_id": fid, "year": period.first, "unit": unit, "vintage": vintage, "quantity": q}
     if a.get("from_account") is not None:
         data["from_account"] = src
-    return [("AllowancesSurrendered", data)], {}
+    return [("AllowancesSurrendered", data)], ({"late": True} if late else {})
+
+
+def check_late_surrender(period: Period, now: str) -> None:
+    """A closed period takes surrenders (late, IR art. 24) until its time limit to correct, and not after
+    `year enforce`."""
+    if period.correct_by is None or period.enforced or now[:10] > period.correct_by:
+        until = f" (the time limit to correct ran until {period.correct_by})" if period.correct_by else ""
+        raise Refused(f"compliance year {period.label} is closed{until}", code="year_closed")
 
 
 def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
@@ -94,6 +107,10 @@ def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Deci
     regime = rules.penalty_regime(deadline)
     multiple = Decimal(a.get("fine_multiple") or rules.PENALTY_MULTIPLE_DEFAULT)
     price, month = penalty_price(st, deadline)
+    today = dt.date.fromisoformat(now[:10])
+    correct_by = a.get("correct_by") or (today + dt.timedelta(days=rules.CORRECTION_DAYS_DEFAULT)).isoformat()
+    if correct_by < today.isoformat():
+        raise Refused(f"--correct-by {correct_by} is before today ({today.isoformat()})", code="correct_by_past")
     events: list[tuple[str, dict[str, Any]]] = []
     fines = Decimal(0)
     for fid in sorted(st.firms):
@@ -113,11 +130,12 @@ def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Deci
         fines += fine
         events.append(("PenaltyAssessed", {
             "firm_id": fid, "year": period.first, "shortfall": shortfall, "fine": fmt_money(fine),
-            "deduction": shortfall, "price": fmt_money(price) if price is not None else None,
+            "deduction": 0, "price": fmt_money(price) if price is not None else None,
             "price_month": month, "multiple": str(multiple) if regime != "fixed" else None, "regime": regime,
-            "obligation": obligation, "surrendered": done}))
-    events.append(("ComplianceYearClosed", {"year": period.first}))
-    return events, {"year": period.label, "penalties": len(events) - 1, "fines": fmt_money(fines)}
+            "obligation": obligation, "surrendered": done, "correct_by": correct_by}))
+    events.append(("ComplianceYearClosed", {"year": period.first, "correct_by": correct_by}))
+    return events, {"year": period.label, "penalties": len(events) - 1, "fines": fmt_money(fines),
+                    "correct_by": correct_by}
 
 
 def penalty_price(st: LedgerState, deadline: dt.date | None) -> tuple[Decimal | None, str | None]:

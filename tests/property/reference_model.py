@@ -110,6 +110,14 @@ def floor(x: Fraction) -> int:
     return x.numerator // x.denominator
 
 
+TODAY = "2025-01-02"  # the machine's fixed clock (tests/property/test_ledger_machine.py fixed_clock)
+CORRECTION_DAYS = 30  # the time limit to correct when `year close` names none
+
+
+def day_after(date: str, days: int) -> str:
+    return (dt.date.fromisoformat(date) + dt.timedelta(days=days)).isoformat()
+
+
 def previous_month(date: str) -> str:
     first = dt.date.fromisoformat(date).replace(day=1)
     return (first - dt.timedelta(days=1)).strftime("%Y-%m")
@@ -284,7 +292,8 @@ FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
         "kind": (OPTIONAL, _choice(ACCOUNT_KINDS)),
     },
     "year open": {"year": (REQUIRED, _period), "deadline": (OPTIONAL, _date)},
-    "year close": {"year": (REQUIRED, _year), "fine_multiple": (OPTIONAL, _multiple)},
+    "year close": {"year": (REQUIRED, _year), "fine_multiple": (OPTIONAL, _multiple), "correct_by": (OPTIONAL, _date)},
+    "year enforce": {"year": (REQUIRED, _year)},
     "issue": {
         "account_id": (REQUIRED, _id),
         "unit": (REQUIRED, _choice(UNITS)),
@@ -577,6 +586,9 @@ class Model:
 
     def _year_close(self, a: dict[str, Any]) -> list:
         p = self._need_open_period(a["year"])
+        correct_by = a.get("correct_by") or day_after(TODAY, CORRECTION_DAYS)
+        if correct_by < TODAY:
+            raise ModelRefused("time limit to correct before today")
         deadline = p["deadline"]
         fixed = deadline < MARKET_MULTIPLE_FROM
         multiple = a.get("fine_multiple") or DEFAULT_FINE_MULTIPLE
@@ -603,11 +615,28 @@ class Model:
                         "year": p["first"],
                         "shortfall": shortfall,
                         "fine": str(fine),
-                        "deduction": shortfall,
+                        "deduction": 0,  # IR art. 24: deducted only if not corrected by the time limit
+                        "correct_by": correct_by,
                     },
                 )
             )
-        return events + [("ComplianceYearClosed", {"year": p["first"]})]
+        return events + [("ComplianceYearClosed", {"year": p["first"], "correct_by": correct_by})]
+
+    def _year_enforce(self, a: dict[str, Any]) -> list:
+        p = self.period_of(a["year"])
+        if p is None or not p["closed"] or p.get("enforced"):
+            raise ModelRefused("year not open, not closed, or enforced already")
+        if TODAY <= p["correct_by"]:
+            raise ModelRefused("the time limit to correct has not passed")
+        events = []
+        for fid in sorted(self.firms):
+            if (fid, p["first"]) not in self.penalties:
+                continue
+            short = self.obligation(fid, p) - self.surrendered_in(fid, p)
+            if short > 0:
+                events.append(("DeductionOrdered", {"firm_id": fid, "year": p["first"], "shortfall": short,
+                                                    "deduction": short, "correct_by": p["correct_by"]}))
+        return events + [("ComplianceYearEnforced", {"year": p["first"], "correct_by": p["correct_by"]})]
 
     def _issue(self, a: dict[str, Any]) -> list:
         self._need_account(a["account_id"])
@@ -703,7 +732,12 @@ class Model:
     def _surrender(self, a: dict[str, Any]) -> list:
         fid, unit, vintage, q = a["firm_id"], a["unit"], a["vintage"], a["quantity"]
         self._need_firm(fid)
-        p = self._need_open_period(a["year"])
+        p = self.period_of(a["year"])
+        if p is not None and p["closed"]:  # late: until the time limit to correct, not after enforcement
+            if p.get("enforced") or TODAY > p["correct_by"]:
+                raise ModelRefused("year closed and the time limit to correct passed")
+        else:
+            p = self._need_open_period(a["year"])
         if vintage > p["last"]:
             raise ModelRefused("vintage later than the compliance year")
         self._need_holding(fid, unit, vintage, q)
@@ -988,6 +1022,7 @@ class Model:
         elif etype == "ComplianceYearClosed":
             p = self.periods[d["year"]]
             p["closed"] = True
+            p["correct_by"] = d["correct_by"]
             for fid in self.firms:
                 self.status_at_close[(fid, p["first"])] = self.status(fid, p)
         elif etype == "PlanPublished":
@@ -1060,8 +1095,14 @@ class Model:
         elif etype == "PenaltyAssessed":
             p = self.periods[d["year"]]
             self.penalties[(d["firm_id"], p["first"])] = (d["fine"], d["deduction"])
-            owed, after = self.deductions.get(d["firm_id"], (0, p["last"]))
-            self.deductions[d["firm_id"]] = (owed + d["deduction"], max(after, p["last"]))
+        elif etype == "DeductionOrdered":
+            p = self.periods[d["year"]]
+            fid = d["firm_id"]
+            self.penalties[(fid, p["first"])] = (self.penalties[(fid, p["first"])][0], d["deduction"])
+            owed, after = self.deductions.get(fid, (0, p["last"]))
+            self.deductions[fid] = (owed + d["deduction"], max(after, p["last"]))
+        elif etype == "ComplianceYearEnforced":
+            self.periods[d["year"]]["enforced"] = True
         else:  # pragma: no cover
             raise AssertionError(etype)
 

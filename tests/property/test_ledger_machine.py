@@ -72,6 +72,7 @@ METHODS = {
     "account open": "open_account",
     "year open": "open_year",
     "year close": "close_year",
+    "year enforce": "year_enforce",
     "issue": "issue",
     "allocate": "allocate",
     "transfer": "transfer",
@@ -320,7 +321,12 @@ class LedgerMachine(RuleBasedStateMachine):
     def gen_close_year(self, data: st.DataObject) -> Cmd:
         year = self.pick(data, list(self.model.year_period), YEARS + (2021,))
         multiple = data.draw(st.sampled_from((None, None, "5", "10", "7.5")))
-        return Cmd("year close", {"year": year, "fine_multiple": multiple}, self.new_id())
+        correct_by = data.draw(st.sampled_from((None, None, "2025-01-02", "2025-03-31", "2024-12-31")))
+        return Cmd("year close", {"year": year, "fine_multiple": multiple, "correct_by": correct_by}, self.new_id())
+
+    def gen_enforce_year(self, data: st.DataObject) -> Cmd:
+        year = self.pick(data, list(self.model.year_period), YEARS + (2021,))
+        return Cmd("year enforce", {"year": year}, self.new_id())
 
     def gen_issue(self, data: st.DataObject) -> Cmd:
         account = self.pick(data, list(self.model.accounts), ACCOUNT_IDS)
@@ -519,6 +525,7 @@ class LedgerMachine(RuleBasedStateMachine):
         "gen_open_account",
         "gen_open_year",
         "gen_close_year",
+        "gen_enforce_year",
         "gen_issue",
         "gen_issue",
         "gen_transfer",
@@ -598,6 +605,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def close_year(self, data: st.DataObject) -> None:
         self.run(self.gen_close_year(data))
+
+    @rule(data=st.data())
+    def enforce_year(self, data: st.DataObject) -> None:
+        self.run(self.gen_enforce_year(data))
 
     @rule(data=st.data())
     def issue(self, data: st.DataObject) -> None:
