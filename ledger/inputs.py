@@ -298,12 +298,30 @@ class PenaltyCut(CommandInput):
     share: CutShare
 
 
+ProjectRegistered = Annotated[str, _rule(_iso_date, "--project-registered")]
+
+
 class Issue(CommandInput):
     account_id: AccountId
     unit: Unit
     vintage: Vintage
     quantity: Quantity
     basis: IssueBasis
+    project_registered: ProjectRegistered | None = None  # CCER: the project's registration date (CCER 2023)
+
+    @model_validator(mode="after")
+    def _registration_date_for_ccer(self) -> Issue:
+        if self.project_registered is not None and self.unit != "CCER":
+            raise ValueError("--project-registered applies only to CCER (the offset project's registration date)")
+        return self
+
+
+class CarryOverApply(CommandInput):
+    """P23 annex 5: convert CEA of a 2019-2024 vintage into 2025 allowances, within the firm's limit."""
+
+    firm_id: FirmId
+    vintage: Vintage
+    quantity: Quantity
 
 
 class Allocate(CommandInput):
@@ -575,6 +593,7 @@ INPUTS: dict[str, type[CommandInput]] = {
     "transfer approve": PendingTransfer,
     "transfer cancel": PendingTransfer,
     "reverse": Reverse,
+    "carry-over apply": CarryOverApply,
 }
 
 
