@@ -307,13 +307,9 @@ class Issue(CommandInput):
     vintage: Vintage
     quantity: Quantity
     basis: IssueBasis
-    project_registered: ProjectRegistered | None = None  # CCER: the project's registration date (CCER 2023)
-
-    @model_validator(mode="after")
-    def _registration_date_for_ccer(self) -> Issue:
-        if self.project_registered is not None and self.unit != "CCER":
-            raise ValueError("--project-registered applies only to CCER (the offset project's registration date)")
-        return self
+    # CCER: the project's registration date (CCER 2023); the decision refuses it for CEA (basis_unit), so that
+    # this model keeps the fast path of bulk imports (no model validator)
+    project_registered: ProjectRegistered | None = None
 
 
 class CarryOverApply(CommandInput):
