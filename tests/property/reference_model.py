@@ -740,7 +740,11 @@ class Model:
             p = self._need_open_period(a["year"])
         if vintage > p["last"]:
             raise ModelRefused("vintage later than the compliance year")
+        if unit == "CEA" and vintage <= 2024 and p["first"] >= 2025:
+            raise ModelRefused("a vintage up to 2024 not carried over into 2025")
         self._need_holding(fid, unit, vintage, q)
+        if unit == "CCER" and p["first"] >= 2024:  # the machine issues CCER without a registration date
+            raise ModelRefused("from 2024 only CCER of projects registered from 22 January 2024 count")
         verified = self.verified_in(fid, p)
         if verified is None:
             raise ModelRefused("not verified")
