@@ -765,7 +765,7 @@ class Model:
         return [("AllowancesCancelled", dict(a))]
 
     def _benchmark(self, unit_type: str | None, output_unit: str | None, year: int) -> Fraction:
-        table = reference_data.benchmarks_for(year)  # reference data (tCO2 per MWh / per GJ)
+        table = reference_data.benchmarks_for(year, self._plan)  # reference data, with the plans published
         if output_unit == "MWh":
             return Fraction(table.electricity[unit_type or DEFAULT_UNIT_TYPE])
         if output_unit == "GJ":
