@@ -51,6 +51,8 @@ ACCOUNT_KINDS = ("compliance", "trading", "government")
 BASES = ("pre-allocation", "true-up", "auction", "offset", "reserve")
 MODES = ("listed", "block", "auction")
 CANCEL_REASONS = ("voluntary", "correction", "expiry")
+FREEZE_REASONS = ("judicial", "investigation", "default")
+TODAY = "2025-01-02"  # the registry's date as the property test's fixed clock has it (`now`, never the wall clock)
 OUTPUT_UNITS = ("MWh", "GJ", "t")
 FACILITY_KINDS = {"coal": "power", "coal-unconventional": "power", "gas": "power", "steel": "steel",
                   "clinker": "cement", "aluminium": "aluminium"}  # kind -> the sector it belongs to
@@ -351,6 +353,13 @@ FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
         "quantity": (REQUIRED, _tonnes),
         "reason": (OPTIONAL, _choice(CANCEL_REASONS)),
     },
+    "account freeze": {
+        "account_id": (REQUIRED, _id),
+        "reason": (REQUIRED, _choice(FREEZE_REASONS)),
+        "until": (OPTIONAL, _date),
+    },
+    "account unfreeze": {"account_id": (REQUIRED, _id)},
+    "account close": {"account_id": (REQUIRED, _id), "sweep_to": (OPTIONAL, _id)},
 }
 DEFAULTS = {("account open", "kind"): "trading", ("cancel", "reason"): "voluntary"}
 
@@ -395,6 +404,9 @@ def normalize(name: str, raw: dict[str, Any]) -> dict[str, Any]:
 class Model:
     firms: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # id -> (sector, unit type)
     accounts: set[str] = field(default_factory=set)
+    kinds: dict[str, str] = field(default_factory=dict)  # account -> compliance, trading or government
+    frozen: dict[str, str | None] = field(default_factory=dict)  # account -> the day its freeze ends (None: never)
+    closed: set[str] = field(default_factory=set)
     holdings: Counter = field(default_factory=Counter)  # (account, unit, vintage) -> t
     periods: dict[int, dict[str, Any]] = field(default_factory=dict)  # first year -> period
     year_period: dict[int, int] = field(default_factory=dict)  # year -> first year of its period
@@ -521,6 +533,17 @@ class Model:
     def _need_account(self, account: str) -> None:
         if account not in self.accounts:
             raise ModelRefused(f"no account {account}")
+        if account in self.closed:
+            raise ModelRefused(f"account {account} closed")
+
+    def is_frozen(self, account: str) -> bool:
+        return account in self.frozen and (self.frozen[account] is None or TODAY <= self.frozen[account])
+
+    def _need_sender(self, account: str) -> None:
+        """Units may leave the account: it is open and not frozen."""
+        self._need_account(account)
+        if self.is_frozen(account):
+            raise ModelRefused(f"account {account} frozen")
 
     def _need_firm(self, fid: str) -> tuple[str, str | None]:
         if fid not in self.firms:
@@ -647,7 +670,7 @@ class Model:
     def _transfer(self, a: dict[str, Any]) -> list:
         if a["from_account"] == a["to_account"]:
             raise ModelRefused("same account")
-        self._need_account(a["from_account"])
+        self._need_sender(a["from_account"])
         self._need_account(a["to_account"])
         self._need_holding(a["from_account"], a["unit"], a["vintage"], a["quantity"])
         return [("AllowancesTransferred", dict(a))]
@@ -659,7 +682,7 @@ class Model:
         if buyer == seller:
             raise ModelRefused("self trade")
         self._need_account(buyer)
-        self._need_account(seller)
+        self._need_sender(seller)
         if mode == "listed" and q >= LISTED_BELOW_T:
             raise ModelRefused("listed lot too large")
         if mode == "block" and q < BLOCK_FROM_T:
@@ -740,6 +763,7 @@ class Model:
             p = self._need_open_period(a["year"])
         if vintage > p["last"]:
             raise ModelRefused("vintage later than the compliance year")
+        self._need_sender(fid)
         self._need_holding(fid, unit, vintage, q)
         verified = self.verified_in(fid, p)
         if verified is None:
@@ -756,9 +780,42 @@ class Model:
         ]
 
     def _cancel(self, a: dict[str, Any]) -> list:
-        self._need_account(a["account_id"])
+        self._need_sender(a["account_id"])
         self._need_holding(a["account_id"], a["unit"], a["vintage"], a["quantity"])
         return [("AllowancesCancelled", dict(a))]
+
+    def _account_freeze(self, a: dict[str, Any]) -> list:
+        self._need_account(a["account_id"])
+        if self.is_frozen(a["account_id"]):
+            raise ModelRefused("frozen already")
+        if a.get("until") is not None and a["until"] < TODAY:
+            raise ModelRefused("a freeze that ended before today")
+        return [("AccountFrozen", {"account_id": a["account_id"], "reason": a["reason"], "until": a.get("until")})]
+
+    def _account_unfreeze(self, a: dict[str, Any]) -> list:
+        self._need_account(a["account_id"])
+        if not self.is_frozen(a["account_id"]):
+            raise ModelRefused("not frozen")
+        return [("AccountUnfrozen", dict(a))]
+
+    def _account_close(self, a: dict[str, Any]) -> list:
+        aid, sweep = a["account_id"], a.get("sweep_to")
+        self._need_account(aid)
+        if self.is_frozen(aid):
+            raise ModelRefused("closing a frozen account")
+        mine = sorted((k, q) for k, q in self.holdings.items() if k[0] == aid and q)
+        events: list[tuple[str, dict[str, Any]]] = []
+        if sweep is not None:
+            if sweep == aid:
+                raise ModelRefused("a sweep into itself")
+            self._need_account(sweep)
+            if self.kinds[sweep] != "government":
+                raise ModelRefused("a sweep to an account that is not a government account")
+            events = [("AllowancesTransferred", {"from_account": aid, "to_account": sweep, "unit": u, "vintage": v,
+                                                 "quantity": q}) for (_, u, v), q in mine]
+        elif mine:
+            raise ModelRefused("closing an account that holds units")
+        return [*events, ("AccountClosed", {"account_id": aid, "swept_to": sweep})]
 
     def _benchmark(self, unit_type: str | None, output_unit: str | None, year: int) -> Fraction:
         table = reference_data.benchmarks_for(year)  # reference data (tCO2 per MWh / per GJ)
@@ -783,6 +840,8 @@ class Model:
                                                     "quantity": delta, "basis": basis}))
                 held += delta
             elif delta < 0:
+                if self.is_frozen(fid):
+                    raise ModelRefused("a clawback from a frozen account")
                 take = min(held, -delta)
                 if take == 0:
                     raise ModelRefused("nothing to claw back")
@@ -898,6 +957,7 @@ class Model:
         self._need_open_period(year)
         if sector not in COVERED_FROM or year < COVERED_FROM[sector]:
             raise ModelRefused("sector not covered")
+        self._need_account(fid)  # its compliance account, unless closed
         new_sector = sector in NEW_SECTORS
         events: list[tuple[str, dict[str, Any]]]
         if self.firm_facilities(fid):
@@ -951,6 +1011,8 @@ class Model:
                     events = [("AllowancesIssued", {"account_id": fid, "unit": "CEA", "vintage": year,
                                                     "quantity": delta, "basis": "true-up"})]
                 elif delta < 0:
+                    if self.is_frozen(fid):
+                        raise ModelRefused("a clawback from a frozen account")
                     take = min(self.held(fid, "CEA", year), -delta)
                     if take == 0:
                         raise ModelRefused("nothing to claw back")
@@ -1009,6 +1071,13 @@ class Model:
             self.registered_after[d["firm_id"]] = {first for first, p in self.periods.items() if p["closed"]}
         elif etype == "AccountOpened":
             self.accounts.add(d["account_id"])
+            self.kinds[d["account_id"]] = d["kind"]
+        elif etype == "AccountFrozen":
+            self.frozen[d["account_id"]] = d["until"]
+        elif etype == "AccountUnfrozen":
+            del self.frozen[d["account_id"]]
+        elif etype == "AccountClosed":
+            self.closed.add(d["account_id"])
         elif etype == "ComplianceYearOpened":
             first, last = d["year"], d.get("last_year") or d["year"]
             self.periods[first] = {
