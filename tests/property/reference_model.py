@@ -360,7 +360,9 @@ FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
     },
     "account unfreeze": {"account_id": (REQUIRED, _id)},
     "account close": {"account_id": (REQUIRED, _id), "sweep_to": (OPTIONAL, _id)},
+    "reverse": {"position": (REQUIRED, _tonnes), "reason": (REQUIRED, _text)},
 }
+REVERSIBLE = ("AllowancesIssued", "AllowancesTransferred", "AllowancesSurrendered", "EmissionsVerified")
 DEFAULTS = {("account open", "kind"): "trading", ("cancel", "reason"): "voluntary"}
 
 
@@ -433,6 +435,8 @@ class Model:
     penalties: dict[tuple[str, int], tuple[str, int]] = field(
         default_factory=dict
     )  # (firm, period) -> fine, t
+    entries: dict[int, list] = field(default_factory=dict)  # position -> [type, data, reversed at] (open years)
+    verified_at: dict[tuple[str, int], int] = field(default_factory=dict)  # verification key -> its position
     position: int = 0
     volume: Counter = field(default_factory=Counter)  # unit -> t traded
     value: dict[str, Decimal] = field(default_factory=dict)  # unit -> yuan traded
@@ -817,6 +821,122 @@ class Model:
             raise ModelRefused("closing an account that holds units")
         return [*events, ("AccountClosed", {"account_id": aid, "swept_to": sweep})]
 
+    # ---- reversals (docs/events.md EntryReversed; README "Operating a registry") ------------------------
+    @staticmethod
+    def entry_year(etype: str, d: dict[str, Any]) -> int:
+        if etype in ("AllowancesSurrendered", "EmissionsVerified"):
+            return d["year"]
+        return d.get("year") or d.get("_year") or d["vintage"]
+
+    @staticmethod
+    def verification_key(d: dict[str, Any]) -> tuple[str, int]:
+        fac = d.get("facility_id")
+        return (d["firm_id"] if fac is None else f"{d['firm_id']}/{fac}", d["year"])
+
+    def is_final(self, year: int) -> bool:
+        """A compliance year enforced (or closed without a time limit to correct): nothing of it is reversed."""
+        p = self.period_of(year)
+        return p is not None and p["closed"] and (p.get("correct_by") is None or bool(p.get("enforced")))
+
+    def _take_back(self, account: str, e: dict[str, Any]) -> None:
+        self._need_sender(account)  # open and not frozen
+        if self.held(account, e["unit"], e["vintage"]) < e["quantity"]:
+            raise ModelRefused("the units are no longer there")
+
+    def _reverse(self, a: dict[str, Any]) -> list:
+        pos = a["position"]
+        if pos not in self.entries:
+            raise ModelRefused("not reversible")
+        t, e, by = self.entries[pos]
+        if by is not None:
+            raise ModelRefused("reversed already")
+        data: dict[str, Any] = {"reversed_position": pos, "reversed_type": t, "reason": a["reason"]}
+        if t == "AllowancesIssued":
+            self._take_back(e["account_id"], e)
+            data.update(account_id=e["account_id"], unit=e["unit"], vintage=e["vintage"], quantity=e["quantity"],
+                        basis=e["basis"])
+        elif t == "AllowancesTransferred":
+            self._need_account(e["from_account"])
+            self._take_back(e["to_account"], e)
+            data.update(from_account=e["to_account"], to_account=e["from_account"], unit=e["unit"],
+                        vintage=e["vintage"], quantity=e["quantity"])
+        elif t == "AllowancesSurrendered":
+            self._need_account(e["firm_id"])
+            self._need_open_period(e["year"])
+            data.update(firm_id=e["firm_id"], account_id=e["firm_id"], year=e["year"], unit=e["unit"],
+                        vintage=e["vintage"], quantity=e["quantity"])
+        else:
+            if self.verified_at.get(self.verification_key(e)) != pos:
+                raise ModelRefused("a later verification replaced it")
+            data.update(firm_id=e["firm_id"], year=e["year"])
+            if e.get("facility_id") is not None:
+                data["facility_id"] = e["facility_id"]
+            prev = e["_previous"]
+            if prev is not None and prev in self.entries:
+                p = self.entries[prev][1]
+                data.update(tonnes=p["tonnes"], restores_position=prev)
+                if p.get("output") is not None:
+                    data.update(output=p["output"], output_unit=p["output_unit"])
+        return [("EntryReversed", data)]
+
+    def _undo(self, d: dict[str, Any]) -> None:
+        t, e, _ = entry = self.entries[d["reversed_position"]]
+        entry[2] = self.position
+        if t == "AllowancesIssued":
+            self._move(e["account_id"], e["unit"], e["vintage"], -e["quantity"])
+            year = self.entry_year(t, e)
+            if e["basis"] in EXEMPTIONS:
+                self.exempted[(e["account_id"], year, e["basis"])] -= e["quantity"]
+            elif e["basis"] in ("pre-allocation", "true-up") and e["account_id"] in self.firms:
+                self.allocated[(e["account_id"], year)] -= e["quantity"]
+                if e["basis"] == "pre-allocation":
+                    self.pre_allocated.discard((e["account_id"], year))
+        elif t == "AllowancesTransferred":
+            self._move(e["to_account"], e["unit"], e["vintage"], -e["quantity"])
+            self._move(e["from_account"], e["unit"], e["vintage"], e["quantity"])
+        elif t == "AllowancesSurrendered":
+            self._move(e["firm_id"], e["unit"], e["vintage"], e["quantity"])
+            self.surrendered[(e["firm_id"], self.year_period[e["year"]], e["unit"])] -= e["quantity"]
+        else:
+            key, prev = self.verification_key(e), d.get("restores_position")
+            fid, year = e["firm_id"], e["year"]
+            if prev is None:
+                self.verified_at.pop(key, None)
+            else:
+                self.verified_at[key] = prev
+            if e.get("facility_id") is not None:
+                if prev is None:
+                    self.facility_verified.pop((e["facility_id"], year), None)
+                else:
+                    self.facility_verified[(e["facility_id"], year)] = dict(self.entries[prev][1])
+                held = [self.facility_verified[(f, year)]["tonnes"] for f in self.firm_facilities(fid)
+                        if (f, year) in self.facility_verified]
+                if held:
+                    self.verified[(fid, year)] = (sum(held), None, None)
+                else:
+                    self.verified.pop((fid, year), None)
+            elif prev is None:
+                self.verified.pop((fid, year), None)
+            else:
+                p = self.entries[prev][1]
+                self.verified[(fid, year)] = (p["tonnes"], p.get("output"), p.get("output_unit"))
+
+    def _keep_entry(self, etype: str, d: dict[str, Any]) -> None:
+        """A reversible event is kept while its compliance year is not final (`self.position` is its own)."""
+        if etype not in REVERSIBLE or self.is_final(self.entry_year(etype, d)):
+            return
+        d = dict(d)
+        if etype == "EmissionsVerified":
+            key = self.verification_key(d)
+            d["_previous"] = self.verified_at.get(key)
+            self.verified_at[key] = self.position
+        self.entries[self.position] = [etype, d, None]
+
+    def _drop_entries(self, p: dict[str, Any]) -> None:
+        years = set(range(p["first"], p["last"] + 1))
+        for pos in [q for q, (t, e, _) in self.entries.items() if self.entry_year(t, e) in years]:
+            del self.entries[pos]
+
     def _benchmark(self, unit_type: str | None, output_unit: str | None, year: int) -> Fraction:
         table = reference_data.benchmarks_for(year)  # reference data (tCO2 per MWh / per GJ)
         if output_unit == "MWh":
@@ -1066,7 +1186,13 @@ class Model:
     # ---- the model's own fold ------------------------------------------------------------
     def apply(self, etype: str, d: dict[str, Any]) -> None:
         self.position += 1
-        if etype == "FirmRegistered":
+        self._apply(etype, d)
+        self._keep_entry(etype, d)
+
+    def _apply(self, etype: str, d: dict[str, Any]) -> None:
+        if etype == "EntryReversed":
+            self._undo(d)
+        elif etype == "FirmRegistered":
             self.firms[d["firm_id"]] = (d["sector"], d["unit_type"])
             self.registered_after[d["firm_id"]] = {first for first, p in self.periods.items() if p["closed"]}
         elif etype == "AccountOpened":
@@ -1092,6 +1218,8 @@ class Model:
             p = self.periods[d["year"]]
             p["closed"] = True
             p["correct_by"] = d["correct_by"]
+            if self.is_final(p["first"]):
+                self._drop_entries(p)
             for fid in self.firms:
                 self.status_at_close[(fid, p["first"])] = self.status(fid, p)
         elif etype == "PlanPublished":
@@ -1172,6 +1300,7 @@ class Model:
             self.deductions[fid] = (owed + d["deduction"], max(after, p["last"]))
         elif etype == "ComplianceYearEnforced":
             self.periods[d["year"]]["enforced"] = True
+            self._drop_entries(self.periods[d["year"]])
         else:  # pragma: no cover
             raise AssertionError(etype)
 
