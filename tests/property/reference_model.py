@@ -113,7 +113,7 @@ def floor(x: Fraction) -> int:
 
 
 TODAY = "2025-01-02"  # the machine's fixed clock (tests/property/test_ledger_machine.py fixed_clock)
-CORRECTION_DAYS = 30  # the time limit to correct when `year close` names none
+CORRECTION_DAYS = 30  # the time limit to correct when `year close` names none: days after the deadline
 
 
 def day_after(date: str, days: int) -> str:
@@ -613,8 +613,10 @@ class Model:
 
     def _year_close(self, a: dict[str, Any]) -> list:
         p = self._need_open_period(a["year"])
-        correct_by = a.get("correct_by") or day_after(TODAY, CORRECTION_DAYS)
-        if correct_by < TODAY:
+        correct_by = a.get("correct_by")
+        if correct_by is None:
+            correct_by = day_after(p["deadline"], CORRECTION_DAYS)
+        elif correct_by < TODAY:
             raise ModelRefused("time limit to correct before today")
         deadline = p["deadline"]
         fixed = deadline < MARKET_MULTIPLE_FROM
