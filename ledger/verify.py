@@ -41,6 +41,7 @@ def verify_log(recorder: Any, checkpoint: dict[str, Any] | None = None,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Verify the whole stored log by re-execution; {"ok": True, ...} or {"ok": False, "position", "reason"}."""
     st = LedgerState()
+    st.event_source = lambda p: _event_at(recorder, p)  # a reversal decided again reads what it undoes
     audit = _Audit(recorder, st, checkpoint)
     try:
         try:
@@ -258,6 +259,11 @@ class _Audit:
                 raise Bad(st.position, f"the checkpoint is not signed by the key that regulator {cp.get('actor')}"
                            f" had registered at position {st.position}")
         self.checkpoint_seen = {k: cp.get(k) for k in ("position", "hash", "time", "actor")}
+
+
+def _event_at(recorder: Any, position: int) -> dict[str, Any] | None:
+    blob = recorder.events_at([position]).get(position)
+    return None if blob is None else orjson.loads(blob)
 
 
 def checkpoint_payload(cp: dict[str, Any]) -> bytes:
