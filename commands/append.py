@@ -237,7 +237,7 @@ def year_open(c: Ctx, year: str, deadline: str | None, command_id: str | None, a
 @year.command("close")
 @click.argument("year")
 @click.option("--fine-multiple", help="Multiple of the shortfall's market value (5 to 10; default 5).")
-@click.option("--correct-by", help="Time limit to correct, YYYY-MM-DD: late surrenders until then (default: 30 days).")
+@click.option("--correct-by", help="Time limit to correct, YYYY-MM-DD: late surrenders until then (default: 30 days after the surrender deadline).")
 @command_id_option
 @pass_ctx
 def year_close(c: Ctx, year: str, fine_multiple: str | None, correct_by: str | None, command_id: str | None,
