@@ -212,7 +212,15 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         return {"position": pos, "hash": h, "store_id": store_id or ""}
 
     lock = threading.Lock()  # the reader's registry and read models, one request at a time
-    nonces: dict[str, float] = {}
+    from ledger.authority import MemoryNonces
+
+    # One record of nonces for every process on the store (its ledger_nonces table); in memory where the
+    # server may not write the store (--read-only).
+    def claim_nonce(nonce: str, until: float, now: float) -> bool:
+        return state["reader"].recorder.claim_nonce(nonce, until, now)
+
+    if read_only:
+        claim_nonce = MemoryNonces().claim  # noqa: F811 - the store may be on read-only media
 
     def reading(fn: Any, *a: Any) -> Any:
         def locked() -> Any:
@@ -258,7 +266,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             reg = state["reader"]
             payload = signing.request_payload(reg.state.store_id, actor, request.method, request.url.path,
                                               request.url.query, body, ts, nonce)
-            return check_request(reg.state, actor, ts, nonce, sig, payload, time.time(), nonces)
+            return check_request(reg.state, actor, ts, nonce, sig, payload, time.time(), claim_nonce)
 
         return actor, await reading(check)
 
