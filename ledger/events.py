@@ -384,6 +384,7 @@ class EntryReversed(EventData):
     output_unit: str | None = None
     restores_position: int | None = None
     facility_id: Id | None = None  # a facility's verification: the one it replaced is restored, or none
+    eligible: Annotated[int, Field(ge=0)] | None = None  # a CCER surrender's eligible units, given back as such
 
 
 class PlanPublished(EventData):
