@@ -144,12 +144,11 @@ def test_a_few_firms_fall_short_and_are_penalised_with_a_deduction(demo_run) -> 
 def test_new_sectors_are_allocated_their_verified_2024_emissions(demo_run) -> None:
     _, _, events = demo_run
     sectors = {e["data"]["firm_id"]: e["data"]["sector"] for e in events if e["type"] == "FirmRegistered"}
-    verified = {
-        (d["firm_id"], d["year"]): d["tonnes"]
-        for e in events
-        if e["type"] == "EmissionsVerified"
-        for d in (e["data"],)
-    }
+    verified: dict[tuple[str, int], int] = defaultdict(int)  # a firm's verified emissions: its facilities' sum
+    for e in events:
+        if e["type"] == "EmissionsVerified":
+            assert e["data"].get("facility_id"), e["data"]  # every firm verifies facility by facility
+            verified[(e["data"]["firm_id"], e["data"]["year"])] += e["data"]["tonnes"]
     new = [f for f, s in sectors.items() if s in rules.NEW_SECTORS]
     assert {sectors[f] for f in new} == set(rules.NEW_SECTORS)
     for f in new:
@@ -243,3 +242,50 @@ def test_unknown_scenario_or_scale_out_of_range_is_bad_input(tmp_path, kwargs) -
     with pytest.raises(BadInput):
         simulate(registry, **kwargs)
     assert registry.head()[0] == 0
+
+
+def test_firms_own_facilities_and_are_allocated_per_facility_by_the_registry(demo_run) -> None:
+    """Power firms run coal units of every category and size, some with heat, and gas units; the new sectors a
+    steel, clinker or aluminium facility each; allocation and exemptions are the registry's, unit by unit."""
+    registry, _, events = demo_run
+    sectors = {e["data"]["firm_id"]: e["data"]["sector"] for e in events if e["type"] == "FirmRegistered"}
+    facilities = {e["data"]["facility_id"]: e["data"] for e in events if e["type"] == "FacilityRegistered"}
+    assert {f["firm_id"] for f in facilities.values()} == set(sectors)  # every firm owns facilities
+    kinds = {f["kind"] for f in facilities.values()}
+    assert kinds == set(rules.FACILITY_KINDS)
+    assert any(len([f for f in facilities.values() if f["firm_id"] == firm]) > 1 for firm in sectors)
+    issued = [e["data"] for e in events if e["type"] == "AllowancesIssued" and e["data"].get("facilities")]
+    units = [u for d in issued if d["basis"] == "true-up" for u in d["facilities"] if "category" in u]
+    assert {u["category"] for u in units} == {"I", "II", "III", "IV"}
+    assert any(u["heat_gj"] > 0 for u in units)  # CHP units
+    assert any("peak_load" in u.get("factors", {}) and u["factors"]["peak_load"] != "1" for u in units)
+    assert {u["formula"].split(":")[0] for u in units} >= {"power-2019-2020", "power-2023-p23", "power-2024-p23"}
+    bases = {e["data"]["basis"] for e in events if e["type"] == "AllowancesIssued"}
+    assert {"gas-unit exemption", "gap-cap exemption", "pre-allocation", "true-up"} <= bases
+    coal = [Decimal(f["rated_mw"]) for f in facilities.values() if f["kind"] == "coal"]
+    assert min(coal) < 400 <= max(coal)  # both sides of category I's threshold
+    st = registry.state
+    for (firm, year), total in st.verified.items():  # a firm's verified emissions are its facilities' sum
+        assert total[0] == sum(v["tonnes"] for (fac, y), v in st.facility_verified.items()
+                               if y == year and facilities[fac]["firm_id"] == firm)
+
+
+def test_the_desks_expectation_is_what_the_registry_allocated(tmp_path) -> None:
+    """firms.py works out each firm's allocation with ledger.formulas to plan its trades; the registry's own
+    allocation, from its state, must agree for every firm and year (else desks buy or sell the wrong amounts)."""
+    from commands.simulate.china import ChinaScenario
+
+    registry = Registry(str(tmp_path / "expect.db"))
+    import random
+
+    sim = ChinaScenario(registry, random.Random(5), SMALL, False, None)
+    registry.clock = sim.runner.clock
+    sim.run()
+    st = registry.state
+    checked = 0
+    for f in sim.firms:
+        for y in range(f.first_year, 2025):
+            if f.has_data(y):
+                assert st.allocated_in(f.fid, y) == f.allocation(y), (f.fid, y)
+                checked += 1
+    assert checked > 50

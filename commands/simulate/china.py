@@ -176,6 +176,11 @@ class ChinaScenario:
             )
             if self.enforce:
                 cmds.append(_cmd("actor add", REGULATOR, actor_id=_desk(f.fid), role="firm", firm=f.fid))
+            cmds += [
+                _cmd("facility register", REGULATOR, facility_id=fac.facility_id, firm=f.fid, kind=fac.kind,
+                     rated_mw=None if fac.rated_mw is None else str(fac.rated_mw))
+                for fac in f.facilities
+            ]
         self._run(cmds)
         self.desk.activate(firms)
 
@@ -184,38 +189,25 @@ class ChinaScenario:
         self.desk.dirty = True
 
     def verify(self, firms: list[Firm], years: Sequence[int]) -> None:
+        """Each facility's verified emissions and activity data (the firm's are their sum)."""
         self._run(
             [
-                _cmd(
-                    "emissions verify",
-                    VERIFIER,
-                    firm_id=f.fid,
-                    year=y,
-                    tonnes=f.emissions[y],
-                    output=f.output[y],
-                    output_unit=f.output_unit,
-                )
+                _cmd("emissions verify", VERIFIER, firm_id=f.fid, year=y, facility=fac.facility_id, **fac.data[y])
                 for y in years
                 for f in firms
+                for fac in f.facilities
+                if y in fac.data
             ]
         )
 
     def allocate(self, firms: list[Firm], years: Sequence[int], step: str) -> None:
+        """Pre-allocation or true-up by the registry's rules (the plan of the year, per facility)."""
         cmds = []
         for y in years:
             for f in firms:
-                if step == "pre" and (y - 1 not in f.output or y < f.first_year):
+                if step == "pre" and (not f.has_data(y - 1) or y < f.first_year):
                     continue  # no base year: an entrant's first year is allocated at true-up only
-                cmds.append(
-                    _cmd(
-                        "allocate",
-                        REGULATOR,
-                        firm_id=f.fid,
-                        year=y,
-                        step=step,
-                        factors=f.factors.get(y) if step == "true-up" else None,
-                    )
-                )
+                cmds.append(_cmd("allocate", REGULATOR, firm_id=f.fid, year=y, step=step))
         self._run(cmds)
         self.desk.dirty = True
 

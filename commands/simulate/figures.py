@@ -149,20 +149,31 @@ POWER_EMISSIONS_T = {
     2022: 5.05e9,
     2023: 5.15e9,
     2024: 5.1e9,
+    2025: 5.15e9,
 }
 NEW_SECTOR_EMISSIONS_T = {"steel": 1.75e9, "cement": 1.15e9, "aluminium": 0.10e9}  # 2024, about 3 Gt
 NEW_SECTOR_INTENSITY = {"steel": 1.9, "cement": 0.86, "aluminium": 2.3}  # t CO2 per t of product
-# unit type: (share of firms, median output MWh, lognormal sigma)
+NEW_SECTOR_KIND = {"steel": "steel", "cement": "clinker", "aluminium": "aluminium"}  # the facility each firm owns
+# A power firm's fleet, by its main unit type (its `unit_type` in the register): (share of firms, facility kind,
+# rated MW to draw from, units per firm to draw from). Category I is conventional coal of 400 MW or more (P23
+# annex 1), so "coal-above-300mw" fleets are 600-1000 MW units and "coal-300mw-or-less" ones 135-350 MW.
 UNIT_MIX = {
-    "coal-above-300mw": (0.62, 3.2e6, 0.6),
-    "coal-300mw-or-less": (0.25, 1.0e6, 0.6),
-    "coal-unconventional": (0.05, 1.2e6, 0.5),
-    "gas": (0.08, 0.9e6, 0.7),
+    "coal-above-300mw": (0.62, "coal", (600, 630, 660, 1000), (1, 1, 2, 2, 3)),
+    "coal-300mw-or-less": (0.25, "coal", (135, 150, 200, 300, 330, 350), (1, 1, 2, 2, 3)),
+    "coal-unconventional": (0.05, "coal-unconventional", (135, 150, 300, 350), (1, 2)),
+    "gas": (0.08, "gas", (180, 390, 460), (1, 2, 3)),
 }
-OUTPUT_GROWTH = {2019: 0.02, 2020: 0.02, 2021: 0.08, 2022: 0.01, 2023: 0.06, 2024: 0.015}
-OUTPUT_DROP_CHANCE = 0.004  # a firm-year whose output collapses (true-up claws back)
-INTENSITY_SPREAD = 0.05  # sd of a firm's emissions intensity around its allocation benchmark
-AIR_COOLED_SHARE, LOW_LOAD_SHARE = 0.2, 0.15
+GAS_PEAKER_SHARE = 0.08  # coal fleets that also run a gas unit
+CHP_SHARE = {"coal": 0.35, "coal-unconventional": 0.5, "gas": 0.3}  # units that also supply heat
+HEAT_GJ_PER_MWH = (0.8, 3.0)  # a CHP unit's heat supplied per MWh generated (uniform)
+OWN_USE = {"coal": (0.045, 0.07), "coal-unconventional": (0.07, 0.095), "gas": (0.02, 0.03)}  # generated - supplied
+LOAD_FACTOR = (0.66, 0.09, 0.40, 0.92)  # coal units' load (output) factor: mean, sd, clipped to [lo, hi]
+HOURS = (6000, 7800)  # operating hours a year (uniform): generated = rated MW x hours x load factor
+OUTPUT_GROWTH = {2019: 0.02, 2020: 0.02, 2021: 0.08, 2022: 0.01, 2023: 0.06, 2024: 0.015, 2025: 0.01}
+OUTPUT_DROP_CHANCE = 0.004  # a unit-year whose output collapses (true-up claws back)
+INTENSITY_SPREAD = 0.05  # sd of a firm's emissions around its allocation at the benchmarks
+HIGH_INTENSITY_SHARE, HIGH_INTENSITY_EXTRA = 0.01, 0.22  # firms far above the benchmarks (the gap cap's)
+UNIT_SPREAD = 0.01  # sd of a unit's emissions around its firm's
 CCER_USER_SHARE = 0.10  # firms surrendering CCER (up to 5%) in the first cycle
 DEFAULTER_SHARE = {"power": 0.025, "new": 0.01}  # firms surrendering less than they owe, per period
 # fmt: off

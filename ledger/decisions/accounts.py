@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger import rules
+from ledger import rules, units
 from ledger.authority import OPEN_STORE_ACTOR
 from ledger.decisions.base import Decided
 from ledger.errors import Refused
@@ -58,7 +58,8 @@ def facility_register(st: LedgerState, a: dict[str, Any], actor: str, now: str) 
     if firm.sector != sector:
         raise Refused(f"a {kind} facility belongs to the {sector} sector; firm {fid} is in {firm.sector}",
                       code="kind_sector")
-    if any(f == fid for f, _y in st.verified) and fid not in st.firm_facilities:
+    if fid not in st.firm_facilities and any((fid, y) in st.verified  # every verified year is a valid year
+                                             for y in range(units.MIN_VINTAGE, units.MAX_VINTAGE + 1)):
         raise Refused(f"firm {fid} has firm-level verified emissions; its facilities cannot be added after them",
                       code="firm_level_verified")
     data: dict[str, Any] = {"facility_id": fac, "firm_id": fid, "kind": kind}
