@@ -8,6 +8,7 @@ plain data, and returns whole tonnes with the inputs that produced them, as reco
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -61,8 +62,10 @@ def category(plan: dict[str, Any], kind: str, rated_mw: str | None) -> str:
     return {"coal-unconventional": "III", "gas": "IV"}[kind]
 
 
+@functools.lru_cache(maxsize=65536)
 def peak_load_factor(formula: str, load_factor: Decimal) -> Decimal:
-    """The plan's load (output) factor correction for a conventional coal unit at load factor F (a fraction)."""
+    """The plan's load (output) factor correction for a conventional coal unit at load factor F (a fraction).
+    Pure, so cached: a replay or a simulation asks for the same few thousand factors again and again."""
     f = load_factor
     if formula == "p23":
         return _round6(D("1.015") ** (16 - 20 * f)) if f < D("0.65") else D(1)

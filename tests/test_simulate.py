@@ -55,6 +55,8 @@ def test_yearly_volume_and_value_match_the_domain_figures_within_one_percent(dem
     assert sorted(volume) == [2021, 2022, 2023, 2024]
     scale = Decimal(str(DEMO_SCALE))
     for year, fig in YEARS.items():
+        if year > 2024:
+            continue  # china-2021-2025's (tests/test_simulate_2025.py)
         assert abs(volume[year] - fig.volume_t * scale) <= fig.volume_t * scale / 100, year
         assert abs(value[year] - fig.value_yuan * scale) <= fig.value_yuan * scale / 100, year
         assert summary["years"][str(year)]["volume_t"] == volume[year]
@@ -77,7 +79,8 @@ def test_price_path_passes_through_the_anchors_within_the_bands(demo_run) -> Non
         day_value[t["trade_date"]] += price * q
     closes = {d: money(day_value[d] / day_qty[d]) for d in day_qty}
     for day, anchor in ANCHOR_CLOSES.items():
-        assert closes[day.isoformat()] == anchor
+        if day.year <= 2024:
+            assert closes[day.isoformat()] == anchor
     assert max(closes, key=lambda d: closes[d]) == PEAK_DATE.isoformat()
     assert min(closes) == "2021-07-16" and max(closes) == "2024-12-31"
 

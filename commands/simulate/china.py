@@ -17,8 +17,10 @@ from commands.simulate.figures import (
     MIN_SCALE,
     NEW_SECTOR_FIRMS,
     PERIODS,
+    SCENARIO_END,
+    SCENARIO_PERIODS,
+    SCENARIO_YEARS,
     SCENARIOS,
-    TRADING_END,
     TRADING_START,
     YEARS,
     D,
@@ -30,6 +32,7 @@ from commands.simulate.figures import (
 from commands.simulate.firms import EXCHANGE, REGULATOR, VERIFIER, Firm, Runner, _cmd, _desk, make_firms
 from commands.simulate.market import MarketPlan
 from ledger import rules
+from ledger.decisions import carryover
 from ledger.decisions.base import floor_t
 from ledger.errors import BadInput, Refused
 from ledger.registry import Command, Outcome, Registry
@@ -37,21 +40,31 @@ from ledger.units import money
 
 ADMIN_HOUR, TRADE_HOUR, SURRENDER_HOUR, CLOSE_HOUR = 2, 7, 8, 1  # UTC: 10:00, 15:00, 16:00, 09:00 Beijing
 EARLY_SURRENDER_DAYS = 40  # firms that need nothing surrender within the last 40 trading days
-LAST_SURRENDER_WINDOW = (dt.date(2025, 10, 8), dt.date(2025, 12, 31))  # the 2024 period: no trading in 2025
+LAST_SURRENDER_WINDOW = (dt.date(2025, 10, 8), dt.date(2025, 12, 31))  # china-2021-2024's 2024 period: no trading
 
 
 class ChinaScenario:
     """The timeline: registration, periods, MRV, allocation, trading, surrender, close."""
 
     def __init__(
-        self, registry: Registry, rnd: random.Random, scale: float, enforce: bool, progress: Progress | None
+        self,
+        registry: Registry,
+        rnd: random.Random,
+        scale: float,
+        enforce: bool,
+        progress: Progress | None,
+        scenario: str = "china-2021-2024",
     ) -> None:
         self.registry = registry
         self.rnd = rnd
         self.enforce = enforce
-        self.plan = MarketPlan(rnd, scale)
-        volumes = {y: round(f.volume_t * scale) for y, f in YEARS.items()}
-        self.firms = make_firms(rnd, scale, volumes)
+        self.scenario = scenario
+        self.periods = SCENARIO_PERIODS[scenario]
+        years = SCENARIO_YEARS[scenario]
+        self.trading_end = SCENARIO_END[scenario]
+        self.plan = MarketPlan(rnd, scale, years, self.trading_end)
+        volumes = {y: round(YEARS[y].volume_t * scale) for y in years}
+        self.firms = make_firms(rnd, scale, volumes, self.periods)
         self.power = [f for f in self.firms if f.sector == "power"]
         self.first_cycle = [f for f in self.power if f.first_year == 2019]
         self.entrants = [f for f in self.power if f.first_year == 2021]
@@ -64,6 +77,7 @@ class ChinaScenario:
         self.runner = Runner(registry, progress, estimate)
         self.penalties: dict[str, dict[str, Any]] = {}
         self.unplanned_short: dict[str, list[str]] = {}
+        self.carried: dict[str, int] = {}  # firm -> t carried over into 2025
         self.now = self.runner.now
 
     # the agenda ------------------------------------------------------------------------------------
@@ -74,7 +88,7 @@ class ChinaScenario:
             d = dt.date.fromisoformat(day) if isinstance(day, str) else day
             agenda.append((_at(d, hour), len(agenda), step))
 
-        p1, p2, p3, p4 = PERIODS
+        p1, p2, p3, p4 = self.periods[:4]
         at("2020-12-30", ADMIN_HOUR, lambda: self.register(self.first_cycle, first=True))
         at("2021-01-05", ADMIN_HOUR, lambda: self.open_period(p1))
         at("2021-03-31", ADMIN_HOUR, lambda: self.verify(self.first_cycle, (2018, 2019)))
@@ -125,6 +139,14 @@ class ChinaScenario:
         at("2025-08-29", ADMIN_HOUR, lambda: self.allocate(self.power + self.new_sectors, (2024,), "true-up"))
         at("2026-01-05", CLOSE_HOUR, lambda: self.close(p4))
         at("2026-02-06", CLOSE_HOUR, lambda: self.enforce_period(p4))
+        if len(self.periods) > 4:  # china-2021-2025: the 2025 compliance year and the carry-over
+            p5 = self.periods[4]
+            at("2025-11-14", ADMIN_HOUR, lambda: (self.open_period(p5), self.allocate(self.power, (2025,), "pre")))
+            at("2026-03-16", ADMIN_HOUR, lambda: self.carry_over(first_batch=True))  # processed by 27 Mar
+            at("2026-04-30", ADMIN_HOUR, lambda: self.verify(self.power, (2025,)))
+            at("2026-06-05", ADMIN_HOUR, lambda: self.carry_over(first_batch=False))  # by 10 Jun
+            at("2026-06-30", ADMIN_HOUR, lambda: self.verify(self.new_sectors, (2025,)))
+            at("2026-08-31", ADMIN_HOUR, lambda: self.allocate(self.power, (2025,), "true-up"))
         for day in self.plan.days:
             at(day, TRADE_HOUR, lambda day=day: self.trade(day))
         for day, period, firms, final in self._surrender_dates():
@@ -134,12 +156,18 @@ class ChinaScenario:
             step()
 
     def _surrender_dates(self) -> list[tuple[dt.date, PeriodPlan, list[Firm], bool]]:
-        """(day, period, firms, final): each firm's day to surrender; on the final day everyone left does."""
+        """(day, period, firms, final): each firm's day to surrender; on the final day everyone left does.
+
+        A period whose deadline is after the last trading day is surrendered on business days before it (the
+        2024 period of china-2021-2024); one whose deadline is after the scenario's end is not surrendered."""
         out = []
-        for p in PERIODS:
+        for p in self.periods:
+            if p.deadline > LAST_SURRENDER_WINDOW[1]:
+                continue  # china-2021-2025's 2025 year: surrendered by 31 Dec 2026, after the scenario
             members = self.power if p.first > 2020 else self.first_cycle
-            if p.label == "2024":
+            if p.first >= 2024:
                 members = members + self.new_sectors
+            if p.deadline > self.plan.days[-1]:
                 days = trading_days(*LAST_SURRENDER_WINDOW)  # business days (no trading then)
             else:
                 days = [d for d in self.plan.days if d <= p.deadline][-EARLY_SURRENDER_DAYS:]
@@ -230,10 +258,10 @@ class ChinaScenario:
         self.desk.dirty = True
 
     def trade(self, day: dt.date) -> None:
-        periods = tuple(p for p in PERIODS if p.buy_from <= day <= p.deadline)
+        periods = tuple(p for p in self.periods if p.buy_from <= day <= p.deadline)
         if self.desk.dirty or periods != self.desk.periods:
             self.desk.refresh(self.registry, periods)
-        window = (min(p.buy_from for p in periods), min(min(p.deadline for p in periods), TRADING_END))
+        window = (min(p.buy_from for p in periods), min(min(p.deadline for p in periods), self.trading_end))
         cmds = self.desk.trade(day, window)
         if cmds:
             self._run(cmds)
@@ -279,6 +307,29 @@ class ChinaScenario:
                 # surrender takes the newest vintages, which may not be the ones the desk held back
                 self.desk.refresh(self.registry, self.desk.periods, firms)
 
+    def carry_over(self, first_batch: bool) -> None:
+        """Net sellers of 2024-2025 convert their 2019-2024 CEA into 2025 allowances, as much as their limit
+        allows (T = B + NS x R, at most what they hold: the registry's `carry-over show`), oldest vintages first;
+        half of them apply in the first batch, the rest in the second. Ineligible firms do not apply."""
+        st = self.registry.state
+        now = self.now.isoformat()
+        cmds = []
+        for f in self.firms:
+            if (f.index % 2 == 0) != first_batch:
+                continue
+            s = carryover.standing(st, f.fid, now)
+            if not s["eligible"] or s["net_sales"] <= 0:
+                continue
+            left = s["remaining"]
+            for v in rules.CARRY_OVER_VINTAGES:
+                q = min(left, st.available(f.fid, "CEA", v, now))
+                if q > 0:
+                    cmds.append(_cmd("carry-over apply", _desk(f.fid), firm_id=f.fid, vintage=v, quantity=q))
+                    self.carried[f.fid] = self.carried.get(f.fid, 0) + q
+                    left -= q
+        if cmds:
+            self._run(cmds)
+
     def close(self, p: PeriodPlan) -> None:
         (outcome,) = self._run([_cmd("year close", REGULATOR, year=p.first)])
         fines = D(outcome.result.get("fines", "0"))
@@ -322,7 +373,7 @@ def simulate(
         )
     started = time.perf_counter()
     saved_clock = registry.clock
-    sim = ChinaScenario(registry, random.Random(seed), scale, enforce, progress)
+    sim = ChinaScenario(registry, random.Random(seed), scale, enforce, progress, scenario)
     registry.clock = sim.runner.clock
     try:
         sim.run()
@@ -373,16 +424,17 @@ def _summary(sim: ChinaScenario, scenario: str, scale: float, seed: int, seconds
         "years": years,
         "prices": {
             "open": str(sim.plan.orders[TRADING_START][0].price),
-            "closes": {d.isoformat(): str(closes.get(d)) for d in ANCHOR_CLOSES},
+            "closes": {d.isoformat(): str(closes.get(d)) for d in ANCHOR_CLOSES if d <= sim.trading_end},
             "peak": {"date": peak_day.isoformat(), "close": str(closes[peak_day])} if peak_day else None,
         },
         "emissions_t": {
             "power": {
                 str(y): sum(f.emissions.get(y, 0) for f in sim.power if y >= f.first_year)
-                for y in range(2019, 2025)
+                for y in range(2019, sim.periods[-1].last + 1)
             },
             "new_sectors_2024": sum(f.emissions[2024] for f in sim.new_sectors),
         },
+        "carried_over": {"firms": len(sim.carried), "tonnes": sum(sim.carried.values())},
         "compliance": sim.penalties,
         "unplanned_short": {k: len(v) for k, v in sim.unplanned_short.items()},
         "carried_t": desk.carried_t,

@@ -176,9 +176,7 @@ class Desk:
                     self.carried_t += left
                     break
                 free = self.free[s]
-                vintage = next(
-                    (v for v in sorted(free) if free[v] >= left), max(free, key=lambda v: (free[v], -v))
-                )
+                vintage = self._vintage(free, left, order.price)
                 q = min(left, free[vintage])
                 if self.need[b] > 0:
                     q = min(
@@ -273,6 +271,19 @@ class Desk:
         self.needy_w = {i: float(self.need[i]) for i in needy}
         self.needy = (needy, list(itertools.accumulate(self.needy_w[i] for i in needy)))
         self.bankers = (list(self.active), list(itertools.accumulate(self.size[i] for i in self.active)))
+
+    def _vintage(self, free: dict[int, int], left: int, price: Decimal) -> int:
+        """The vintage a seller sells: the oldest that fills the order, among those whose price band (around
+        the product's own last close) admits the planned price; a vintage not traded for months may be far
+        from the market, and a trade in it would be pushed to its band."""
+        pool = sorted(free)
+        fits = []
+        for v in pool:
+            mode = "block" if min(left, free[v]) >= rules.BLOCK_MIN_QUANTITY_T else "listed"
+            if self._in_band(price, mode, v) == price:
+                fits.append(v)
+        pool = fits or pool
+        return next((v for v in pool if free[v] >= left), max(pool, key=lambda v: (free[v], -v)))
 
     def _in_band(self, price: Decimal, mode: str, vintage: int) -> Decimal:
         """The planned price, kept inside the rule's band around the product's previous close (each vintage is

@@ -10,7 +10,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 Progress = Callable[[int, int], None]
 
-SCENARIOS = ("china-2021-2024",)
+SCENARIOS = ("china-2021-2024", "china-2021-2025")
 DEMO_SCALE = 0.01
 MIN_SCALE, MAX_SCALE = 0.0001, 10.0
 BATCH_SIZE = 2000  # commands per registry transaction
@@ -101,13 +101,39 @@ YEARS: dict[int, YearFigures] = {
             ("2024-12-31", (97.49, 0)),
         ),
     ),
+    # 2025: 235 Mt, 14.630 bn yuan (average 62.36 as published; 62.26 from these totals), closed the year at
+    # 74.63, 243 trading days. The path: down from 97.49 through the spring (67.51 on 3 June), lower still in
+    # the autumn (57.97 on 30 September, unconfirmed: a knot, not an anchor), back up in December.
+    2025: YearFigures(
+        235_000_000,
+        D("14630000000"),
+        0.80,
+        (0.03, 0.02, 0.03, 0.03, 0.03, 0.04, 0.05, 0.07, 0.10, 0.16, 0.20, 0.24),
+        (
+            ("2025-01-02", (95.0, 0)),
+            ("2025-02-14", (84.0, 0)),
+            ("2025-04-15", (76.0, 0)),
+            ("2025-06-03", (67.51, 0)),
+            ("2025-07-15", (72.0, 0)),
+            ("2025-08-29", (64.0, 0)),
+            ("2025-09-30", (57.97, 0)),
+            ("2025-10-31", X),
+            ("2025-11-28", (2.0, 1)),
+            ("2025-12-19", (66.0, 0)),
+            ("2025-12-31", (74.63, 0)),
+        ),
+    ),
 }
+# The calendar years each scenario trades, and its last trading day.
+SCENARIO_YEARS = {"china-2021-2024": (2021, 2022, 2023, 2024), "china-2021-2025": (2021, 2022, 2023, 2024, 2025)}
+SCENARIO_END = {"china-2021-2024": dt.date(2024, 12, 31), "china-2021-2025": dt.date(2025, 12, 31)}
 OPEN_PRICE = D("48.00")  # first trade on 16 July 2021
 ANCHOR_CLOSES = {  # every trade of these days is at the anchor, so the day's VWAP close is exact
     dt.date(2021, 12, 31): D("54.22"),
     dt.date(2023, 12, 29): D("79.42"),
     dt.date(2024, 11, 13): D("105.66"),
     dt.date(2024, 12, 31): D("97.49"),
+    dt.date(2025, 12, 31): D("74.63"),
 }
 PEAK_DATE = dt.date(2024, 11, 13)
 PEAK_PRICE = ANCHOR_CLOSES[PEAK_DATE]
@@ -121,6 +147,7 @@ HOLIDAYS = frozenset(
     2022: 01-03 01-31 02-01 02-02 02-03 02-04 04-04 04-05 05-02 05-03 05-04 06-03 09-12 10-03 10-04 10-05 10-06 10-07
     2023: 01-02 01-23 01-24 01-25 01-26 01-27 04-05 05-01 05-02 05-03 06-22 06-23 09-29 10-02 10-03 10-04 10-05 10-06
     2024: 01-01 02-09 02-12 02-13 02-14 02-15 02-16 04-04 04-05 05-01 05-02 05-03 06-10 09-16 09-17 10-01 10-02 10-03 10-04 10-07
+    2025: 01-01 01-28 01-29 01-30 01-31 02-03 02-04 04-04 05-01 05-02 05-05 06-02 10-01 10-02 10-03 10-06 10-07 10-08
 """.strip().splitlines()
     for year, days in [line.strip().split(": ")]
     for md in days.split()
@@ -195,6 +222,7 @@ class PeriodPlan:
     deadline: dt.date
     buy_from: dt.date  # short firms buy from this day to the deadline (or the last trading day)
     gap_share: float  # short firms' total gap, as a share of the volume traded in that stretch
+    mean_deviation: float | None = None  # instead: the firms' mean emissions over their allocation (no trading)
 
     @property
     def years(self) -> range:
@@ -207,6 +235,11 @@ PERIODS = (
     PeriodPlan("2023", 2023, 2023, dt.date(2024, 12, 31), dt.date(2024, 1, 1), 0.2),
     PeriodPlan("2024", 2024, 2024, dt.date(2025, 12, 31), dt.date(2024, 1, 1), 0.2),  # bought in 2024 too
 )
+# china-2021-2025 adds the 2025 compliance year (the 2025-2026 draft plan): pre-allocated in 2025, verified and
+# trued up in 2026, after the carry-over window; its surrender (by 31 Dec 2026) is after the scenario's end, so
+# nobody trades for it and its emissions are set a little above the allocation ("slightly short overall").
+PERIOD_2025 = PeriodPlan("2025", 2025, 2025, dt.date(2026, 12, 31), dt.date(2026, 1, 1), 0.0, 0.015)
+SCENARIO_PERIODS = {"china-2021-2024": PERIODS, "china-2021-2025": (*PERIODS, PERIOD_2025)}
 
 
 # ---- calendar -------------------------------------------------------------------------------------

@@ -289,9 +289,11 @@ def _power_emissions(rnd: random.Random, firms: list[Firm], scale: float, volume
         volume = sum(v for y, v in volumes.items() if period.buy_from.year <= y <= period.deadline.year)
         target_gap = period.gap_share * volume
         lo, hi = -0.2, 0.2
-        for _ in range(50):
+        for _ in range(50 if period.mean_deviation is None else 0):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if _gap(mid, base, z) < target_gap else (lo, mid)
+        if period.mean_deviation is not None:
+            hi = period.mean_deviation
         years = range(2018 if period.first == 2019 else period.first, period.last + 1)
         for f, zf in zip(members, z, strict=True):
             for y in years:
