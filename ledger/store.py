@@ -61,7 +61,8 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # 5: the balances state keeps each account's state and approvals, and the pending transfers.
 # 6: the compliance model keeps facilities' verified emissions.
 # 7: compliance periods carry their time limit to correct and whether it was enforced.
-READ_MODEL_FORMAT = 7
+# 8: the compliance model keeps the exemptions issued per firm and year (published apart from the allocation).
+READ_MODEL_FORMAT = 8
 
 
 @dataclass(frozen=True)
