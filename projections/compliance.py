@@ -197,6 +197,8 @@ def coverage(s: dict[str, Any], year: int, national_total: int | None = None) ->
     for e in sectors.values():  # each sector's share of the verified emissions of the year, percent, 2 places
         e["share"] = fmt_money(Decimal(e["verified"]) * 100 / Decimal(total)) if total else None
     out: dict[str, Any] = {"year": year, "sectors": sorted(sectors.values(), key=lambda e: e["sector"]),
+                           "total_firms": sum(e["firms"] for e in sectors.values()),
+                           "total_verified_firms": sum(e["verified_firms"] for e in sectors.values()),
                            "total_verified": total}
     if national_total:
         out["national_total"] = national_total

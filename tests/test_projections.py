@@ -447,7 +447,7 @@ def test_coverage_per_sector_and_covered_share() -> None:
         {"sector": "power", "firms": 2, "verified_firms": 2, "verified": 1400, "share": "73.68"},
         {"sector": "steel", "firms": 1, "verified_firms": 1, "verified": 500, "share": "26.32"},
     ]  # share: of the year's verified emissions, percent
-    assert cov["total_verified"] == 1900
+    assert (cov["total_firms"], cov["total_verified_firms"], cov["total_verified"]) == (4, 3, 1900)
     assert cov["covered_share"] == "19.00"  # percent
     assert "covered_share" not in coverage(st, 2024)
     assert coverage(st, 2023)["total_verified"] == 0
