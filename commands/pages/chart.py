@@ -61,8 +61,8 @@ def svg(days: list[dict[str, Any]], t: Any, unit: str) -> str:
     for i, (vintage, pts) in enumerate(sorted(by_vintage.items())):
         colour = COLOURS[i % len(COLOURS)]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{" ".join(pts)}"/>'
-                     f'<text x="{W - RIGHT - 4}" y="{TOP[0] + 14 + 14 * i}" text-anchor="end" fill="{colour}">'
-                     f'{escape(unit)} {vintage}</text>')
+                     f'<rect x="{LEFT + 90 * i}" y="{TOP[1] + 12}" width="12" height="4" fill="{colour}"/>'
+                     f'<text x="{LEFT + 16 + 90 * i}" y="{TOP[1] + 18}" fill="{colour}">{escape(unit)} {vintage}</text>')
     # the cumulative volume, all products, by trade date
     per_day: dict[str, int] = {}
     for d in days:
