@@ -81,20 +81,28 @@ class Source:
         from ledger import signing
         from ledger.verify import checkpoint_payload
 
+        fields = ("position", "hash", "time", "actor", "public_key", "signature")
         try:
             with open(self.checkpoint_file, "rb") as f:
                 cp = orjson.loads(f.read())
+        except FileNotFoundError:
+            return None  # none published yet
+        except (OSError, orjson.JSONDecodeError) as e:
+            cp = {"problem": f"not a checkpoint file: {type(e).__name__}"}
+        try:
             payload = checkpoint_payload(cp)
             position = int(cp["position"])
             signed = signing.verify(cp["public_key"], cp["signature"], payload)
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            return {"valid": False, "problem": f"not a checkpoint file: {type(e).__name__}"}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            return {**dict.fromkeys(fields), "valid": False, "signature_valid": False, "matches_log": False,
+                    "signed_by_regulator": False,
+                    "problem": cp.get("problem") if isinstance(cp, dict) and "problem" in cp
+                    else f"not a checkpoint file: {type(e).__name__}"}
         reg = self.registry()
         actor = reg.state.actors.get(cp.get("actor") or "")
         regulator = not reg.state.enforced or (actor is not None and actor.role == "regulator")
         matches = reg.recorder.hash_at(position) == cp["hash"]
-        return {**{k: cp.get(k) for k in ("position", "hash", "time", "actor", "public_key", "signature")},
-                "valid": bool(signed and matches and regulator), "signature_valid": bool(signed),
+        return {**{k: cp.get(k) for k in fields}, "problem": None, "valid": bool(signed and matches and regulator), "signature_valid": bool(signed),
                 "matches_log": bool(matches), "signed_by_regulator": bool(regulator)}
 
 
