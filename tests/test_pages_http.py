@@ -129,3 +129,13 @@ def test_odd_query_strings_never_answer_500(server: Server) -> None:
             r = get(server, path + q)
             assert r.status_code in (200, 400, 404), (path, q, r.status_code)
             assert "<script>" not in r.text
+
+
+def test_docs_open_data_describes_every_file_and_column() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "open-data.md").read_text(encoding="utf-8")
+    assert opendata.markdown_columns() in doc  # regenerate the table from commands/pages/opendata.py COLUMNS
+    for url, cols, _what in opendata.FILES:
+        assert f"`{url}`" in doc and all(f"`{c}`" in doc for c in cols)
+    assert f'"schema_version": {opendata.SCHEMA_VERSION}' in doc
+    every = {c for _u, cols, _w in opendata.FILES for c in cols}
+    assert every <= set(opendata.COLUMNS) and set(LABELS) >= {f"col_{c}" for c in opendata.COLUMNS}
