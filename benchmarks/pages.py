@@ -65,7 +65,7 @@ def main() -> None:
         year = max(r["year"] for r in httpx.get(url + "/v1/compliance").json()["rows"])
         firm = httpx.get(url + f"/v1/compliance?year={year}").json()["rows"][0]["firm_id"]
         paths = ["/", "/market", f"/compliance/{year}", f"/compliance/{year}?sort=verified&order=desc&per_page=500",
-                 f"/compliance/{year}?sector=power&page=2", f"/firms/{firm}", f"/coverage/{year}", "/audit",
+                 f"/compliance/{year}?sector=power&per_page=10&page=2", f"/firms/{firm}", f"/coverage/{year}", "/audit",
                  f"/data/v1/compliance/{year}.csv", f"/data/v1/compliance/{year}.json", "/data/v1/market/daily.json",
                  "/data/v1/market/yearly.csv", f"/data/v1/coverage/{year}.json", f"/data/v1/firms/{firm}.csv",
                  f"/market?as_of={head // 2}", f"/?as_of={head // 2}", f"/v1/compliance?year={year}"]
