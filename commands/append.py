@@ -30,9 +30,16 @@ def _command(c: Ctx, name: str, args: dict[str, Any], command_id: str | None) ->
     return Command(name, {k: v for k, v in args.items() if v is not None}, command_id, c.actor, sign_with=key)
 
 
+def _execute(c: Ctx, name: str, args: dict[str, Any], command_id: str | None) -> Any:
+    """Run one command on the store: locally, or on the registry server (commands/remote.py), signed there
+    as the registry would sign it here."""
+    if c.remote is not None:
+        return c.remote.execute(name, {k: v for k, v in args.items() if v is not None}, command_id)
+    return c.registry.execute(_command(c, name, args, command_id))
+
+
 def _append(c: Ctx, name: str, args: dict[str, Any], command_id: str | None, as_json: bool) -> None:
-    out = c.registry.execute(_command(c, name, args, command_id))
-    _report(out, as_json)
+    _report(_execute(c, name, args, command_id), as_json)
 
 
 def _report(out: Any, as_json: bool) -> None:
@@ -66,6 +73,7 @@ def command_id_option(f):
 def init(c: Ctx, regulator: str, require_signatures: bool, public_key: str | None, command_id: str | None,
          as_json: bool) -> None:
     """Create a store that enforces roles (for ever), with its first regulator."""
+    c.need_local()
     if c.key and not public_key:
         from ledger import signing
 
@@ -229,7 +237,7 @@ def year_open(c: Ctx, year: str, deadline: str | None, command_id: str | None, a
 @year.command("close")
 @click.argument("year")
 @click.option("--fine-multiple", help="Multiple of the shortfall's market value (5 to 10; default 5).")
-@click.option("--correct-by", help="Time limit to correct, YYYY-MM-DD: late surrenders until then (default: 30 days).")
+@click.option("--correct-by", help="Time limit to correct, YYYY-MM-DD: late surrenders until then (default: 30 days after the surrender deadline).")
 @command_id_option
 @pass_ctx
 def year_close(c: Ctx, year: str, fine_multiple: str | None, correct_by: str | None, command_id: str | None,
@@ -331,16 +339,18 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
     from ledger.units import parse_year
 
     y = parse_year(year)
-    reg = c.registry
+    if c.remote is not None:
+        sectors = {f["firm_id"]: f["sector"] for f in c.remote.firms()}
+    else:
+        sectors = {fid: f.sector for fid, f in c.registry.state.firms.items()}
     done, skipped = [], []
-    for fid, f in sorted(reg.state.firms.items()):
-        if not rules.is_covered(f.sector, y):
+    for fid, sector in sorted(sectors.items()):
+        if not rules.is_covered(sector, y):
             continue
         cid = f"{command_id}:{fid}" if command_id else None
         try:
-            out = reg.execute(_command(c, "allocate", {"firm_id": fid, "year": year, "step": step,
-                                                       "factors": fs or None, "to_authority": to_authority or None},
-                                       cid))
+            out = _execute(c, "allocate", {"firm_id": fid, "year": year, "step": step, "factors": fs or None,
+                                           "to_authority": to_authority or None}, cid)
             done.append({"firm_id": fid, "issued": out.result.get("issued", 0), "position": out.position})
         except Refused as e:
             skipped.append({"firm_id": fid, "reason": e.message})

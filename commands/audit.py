@@ -16,17 +16,24 @@ from ledger.errors import BadInput, IntegrityFailure, Refused
 
 
 def run_checkpoint(c: Any) -> None:
-    from commands.output import emit_json
     from ledger import signing
-    from ledger.verify import checkpoint_payload
 
     if not c.key:
         raise BadInput("audit checkpoint needs the regulator's private key: --key FILE")
-    reg = c.registry
     key = signing.load_private(c.key)
     pub = signing.public_hex(key)
-    st = reg.state
     actor = c.actor
+    if c.remote is not None:  # the server checks the key (a signed request) and names the actor's role
+        if not actor:
+            raise BadInput("audit checkpoint on a server needs the regulator actor: --as ACTOR")
+        if c.remote.whoami()["role"] != "regulator":
+            raise Refused(f"actor {actor} (not a regulator) lacks the right to sign a checkpoint",
+                          code="not_permitted")
+        pos, h = c.remote.head()
+        _emit_checkpoint(key, pub, pos, h, actor)
+        return
+    reg = c.registry
+    st = reg.state
     if st.enforced:
         a = st.actors.get(actor or "")
         if a is None or a.role != "regulator":
@@ -35,6 +42,14 @@ def run_checkpoint(c: Any) -> None:
         if a.public_key and a.public_key != pub:
             raise Refused(f"the key given is not the registered key of {actor}", code="bad_signature")
     pos, h = reg.head()
+    _emit_checkpoint(key, pub, pos, h, actor)
+
+
+def _emit_checkpoint(key: Any, pub: str, pos: int, h: str, actor: str | None) -> None:
+    from commands.output import emit_json
+    from ledger import signing
+    from ledger.verify import checkpoint_payload
+
     cp = {"position": pos, "hash": h, "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
           "actor": actor or "operator"}
     cp["public_key"] = pub
@@ -47,6 +62,7 @@ def run_verify(c: Any, checkpoint: str | None, as_json: bool) -> None:
     from commands.output import emit_json, progress_bar
     from ledger.verify import checkpoint_payload, verify_log
 
+    c.need_local()  # re-execution reads the whole store: verify an export or a copy locally
     cp = None
     if checkpoint:
         try:
@@ -113,6 +129,7 @@ def run_replay(c: Any, as_json: bool) -> None:
     from ledger.verify import SnapshotFold
     from projections.audit import replay_compare
 
+    c.need_local()
     rec = c.existing_recorder()
     with _writable_copy_if_read_only(c) as copy, progress_bar("replaying") as progress:
         target = copy.existing_recorder() if copy is not None else rec
@@ -146,7 +163,7 @@ def audit_head(c: Ctx, as_json: bool) -> None:
     """The last position and its hash (publish it; pin it)."""
     from commands.output import emit_json
 
-    pos, h = c.existing_recorder().head()
+    pos, h = c.remote.head() if c.remote is not None else c.existing_recorder().head()
     if as_json:
         emit_json({"position": pos, "hash": h})
     else:
@@ -176,13 +193,18 @@ def audit_replay(c: Ctx, as_json: bool) -> None:
 @click.option("--as-of", "as_of", type=click.IntRange(0))
 @pass_ctx
 def audit_export(c: Ctx, as_of: int | None) -> None:
-    """Write the event catalogue as JSON lines to stdout."""
-    from projections.audit import export
-
+    """Write the event catalogue as JSON lines to stdout (from a server: whole lines to a regulator's signed
+    request, positions, types, times and hashes to anyone else)."""
     import sys
 
     out = sys.stdout.buffer
-    for line in export(c.existing_recorder(), as_of):
+    if c.remote is not None:
+        lines = c.remote.export(as_of)
+    else:
+        from projections.audit import export
+
+        lines = export(c.existing_recorder(), as_of)
+    for line in lines:
         out.write(line + b"\n")
 
 

@@ -19,14 +19,17 @@ from ledger.errors import LedgerError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--store", envvar="CARBON_LEDGER_STORE", help="SQLite file (default ./carbon-ledger.db) or postgresql://USER@HOST:PORT/DB[?schema=NAME].")
+@click.option("--store", envvar="CARBON_LEDGER_STORE", help="SQLite file (default ./carbon-ledger.db), postgresql://USER@HOST:PORT/DB[?schema=NAME],"
+              " or a registry server https://HOST:PORT (http:// to a loopback address).")
 @click.option("--as", "actor", envvar="CARBON_LEDGER_ACTOR", help="The actor the command runs as.")
 @click.option("--key", envvar="CARBON_LEDGER_KEY", type=click.Path(dir_okay=False), help="Private key file to sign commands with.")
+@click.option("--cacert", envvar="CARBON_LEDGER_CACERT", type=click.Path(dir_okay=False),
+              help="CA certificate (PEM) to verify an https:// server with (default: the system's).")
 @click.version_option(package_name="carbon-ledger", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, store: str | None, actor: str | None, key: str | None) -> None:
+def cli(ctx: click.Context, store: str | None, actor: str | None, key: str | None, cacert: str | None) -> None:
     """carbon-ledger: an event-sourced, hash-chained registry and trading ledger for carbon markets."""
-    ctx.obj = Ctx(store, actor, key)
+    ctx.obj = Ctx(store, actor, key, cacert)
     ctx.call_on_close(ctx.obj.close)  # in-process callers (tests, embedding code) must not leak connections
 
 
@@ -67,6 +70,8 @@ def main() -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except LedgerError as e:
+        for line in getattr(e, "lines", None) or ():  # a server's batch: its bad lines, as a local import prints them
+            click.echo(line, err=True)
         _fail(e.code, one_line(e.message), e.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -8,14 +8,36 @@ from ledger.errors import StoreError
 
 
 class Ctx:
-    def __init__(self, store: str | None, actor: str | None, key: str | None):
+    def __init__(self, store: str | None, actor: str | None, key: str | None, cacert: str | None = None):
         self.store = store
         self.actor = actor
         self.key = key
+        self.cacert = cacert
         self._registry = None
+        self._remote = None
+
+    @property
+    def remote(self):
+        """The client of a registry server (`--store https://HOST:PORT`), or None for a local store."""
+        from commands.remote import Client, is_remote
+
+        if not is_remote(self.store):
+            return None
+        if self._remote is None:
+            self._remote = Client(self.store, self.actor, self.key, self.cacert)
+        return self._remote
+
+    def need_local(self) -> None:
+        """Refuse (exit 2) a command that has no server counterpart when the store is a server."""
+        from commands.remote import is_remote, needs_local
+
+        if is_remote(self.store):
+            ctx = click.get_current_context(silent=True)
+            raise needs_local(ctx.command_path if ctx is not None else "this command", self.store)
 
     @property
     def registry(self):
+        self.need_local()
         if self._registry is None:
             from ledger.registry import Registry
             from ledger.store import check_store_path, parse_store
@@ -29,6 +51,7 @@ class Ctx:
         """The recorder of a store that must exist already (reads never create a store)."""
         from ledger.store import check_store_path, parse_store, store_exists
 
+        self.need_local()
         cfg = parse_store(self.store)
         check_store_path(cfg, must_exist=True)
         if not store_exists(cfg):
@@ -51,6 +74,9 @@ class Ctx:
         if self._registry is not None:
             self._registry.close()
             self._registry = None
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
 
 
 pass_ctx = click.make_pass_decorator(Ctx)

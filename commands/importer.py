@@ -153,6 +153,9 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
     if c.actor:
         for _n, cmd in cmds:
             cmd.actor = cmd.actor or c.actor
+    if getattr(c, "remote", None) is not None:
+        _import_remote(c.remote, cmds, on_refusal, batch_size, as_json)
+        return
     if getattr(c, "key", None):  # the registry signs every unsigned line as the --as actor, as the CLI does
         from ledger import signing
 
@@ -182,7 +185,62 @@ def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json:
                 stopped = True
                 break
     pos, h = reg.head()
-    summary = {"lines": len(cmds), "applied": applied, "already_applied": replayed, "refused": refusals,
+    _finish(len(cmds), applied, replayed, refusals, stopped, pos, h, as_json)
+
+
+def _import_remote(client: Any, cmds: list[tuple[int, Any]], on_refusal: str, batch_size: int,
+                   as_json: bool) -> None:
+    """The same import against a registry server: every line is checked here first (as locally), signed for
+    the server's store with --key when it is not signed already, then sent in batches (each one transaction,
+    POST /v1/commands/batch). A refusal stops the rest with --on-refusal stop, as locally."""
+    from commands.output import progress_bar
+    from commands.remote import error_for_code
+    from commands.server import MAX_BATCH_BYTES, MAX_BATCH_LINES
+
+    lines = []
+    for n, cmd in cmds:
+        if cmd.signature is None and not client.key_path:
+            raise Refused(f"line {n} ({cmd.command_id}): every command sent to a server is signed: pass --key"
+                          " (or sign the line)", code="unsigned")
+        line = client.signed_line(cmd.name, cmd.args, cmd.command_id, cmd.actor, cmd.signature, cmd.expires)
+        lines.append((n, cmd, line, len(orjson.dumps(line)) + 1))
+    size = min(batch_size, MAX_BATCH_LINES)
+    applied = replayed = 0
+    refusals: list[dict[str, Any]] = []
+    stopped = False
+    pos, h = None, None
+    with progress_bar("importing") as progress:
+        i = 0
+        while i < len(lines):
+            chunk, nbytes = [], 0
+            while i < len(lines) and len(chunk) < size and (not chunk or nbytes + lines[i][3] <= MAX_BATCH_BYTES):
+                chunk.append(lines[i])
+                nbytes += lines[i][3]
+                i += 1
+            answer = client.execute_batch([line for _n, _c, line, _b in chunk], on_refusal)
+            applied += answer["applied"]
+            replayed += answer["already_applied"]
+            pos, h = answer["position"], answer["hash"]
+            for r in answer["refused"]:
+                n, cmd = chunk[r["line"] - 1][:2]
+                e = error_for_code(r["error"]["code"], r["error"]["message"])
+                refusals.append({"line": n, "command_id": cmd.command_id, "error": e.message, "code": e.code,
+                                 "exit_code": e.exit_code})
+            if progress is not None:
+                progress(i, len(lines))
+            if answer["stopped"]:
+                stopped = True
+                break
+    if pos is None:
+        pos, h = client.head()
+    _finish(len(cmds), applied, replayed, refusals, stopped, pos, h, as_json)
+
+
+def _finish(lines: int, applied: int, replayed: int, refusals: list[dict[str, Any]], stopped: bool, pos: int,
+            h: str, as_json: bool) -> None:
+    from commands.output import emit_json
+
+    summary = {"lines": lines, "applied": applied, "already_applied": replayed, "refused": refusals,
                "stopped": stopped, "position": pos, "hash": h}
     if as_json:
         emit_json(summary)

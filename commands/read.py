@@ -52,6 +52,17 @@ def _states(c: Ctx, names: list[str], as_of: int | None, as_of_date: str | None)
     return {n: states[n] for n in names}, pos
 
 
+def _remote(c: Ctx, path: str, as_of: int | None, as_of_date: str | None, **params: Any) -> dict[str, Any] | None:
+    """The server's answer to a read (commands/remote.py), or None for a local store."""
+    if c.remote is None:
+        return None
+    if as_of_date is not None:
+        from ledger.units import parse_date
+
+        as_of_date = parse_date(as_of_date, "--as-of-date").isoformat()
+    return c.remote.get(path, {**params, "as_of": as_of, "as_of_date": as_of_date})
+
+
 def _check_account(balances_state: dict[str, Any], account_id: str, pos: int) -> None:
     if account_id not in balances_state["accounts"]:
         raise BadInput(f"account {account_id} does not exist (at position {pos})")
@@ -81,15 +92,20 @@ def balances(c: Ctx, **kw: Any) -> None:
 
 def show_balances(c: Ctx, account_id: str | None = None, totals: bool = False, *, as_json: bool = False,
                   as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
-    from projections.balances import account_rows, balance_rows, pending_rows, total_rows
+    remote = _remote(c, "/v1/balances", as_of, as_of_date, account=account_id)
+    if remote is not None:  # a firm's actor sees its own accounts only
+        pos, rows, tot = remote["position"], remote["balances"], remote["totals"]
+        accounts, pending = remote["accounts"], remote["pending"]
+    else:
+        from projections.balances import account_rows, balance_rows, pending_rows, total_rows
 
-    states, pos = _states(c, ["balances"], as_of, as_of_date)
-    st = states["balances"]
-    if account_id is not None:
-        _check_account(st, account_id, pos)
-    rows = balance_rows(st, account_id)
-    tot = total_rows(st)
-    accounts, pending = account_rows(st, account_id), pending_rows(st, account_id)
+        states, pos = _states(c, ["balances"], as_of, as_of_date)
+        st = states["balances"]
+        if account_id is not None:
+            _check_account(st, account_id, pos)
+        rows = balance_rows(st, account_id)
+        tot = total_rows(st)
+        accounts, pending = account_rows(st, account_id), pending_rows(st, account_id)
     _print({"position": pos, "balances": rows, "totals": tot, "accounts": accounts, "pending": pending},
            tot if totals else rows, f"Totals at position {pos}" if totals else f"Balances at position {pos}",
            as_json, as_csv)
@@ -114,7 +130,25 @@ def history(c: Ctx, **kw: Any) -> None:
 
 def show_history(c: Ctx, account_id: str, *, as_json: bool = False,
                  as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
+    from commands.remote import quoted
+
+    remote = _remote(c, f"/v1/history/{quoted(account_id)}", as_of, as_of_date)
+    if remote is not None:
+        pos, account, rows = remote["position"], remote["account"], remote["rows"]
+    else:
+        pos, account, rows = _local_history(c, account_id, as_of, as_of_date)
+    state = account["state"] + (f" ({account['reason']}{', until ' + account['until'] if account['until'] else ''})"
+                                if account["reason"] else "")
+    title = f"History of {account_id} at position {pos}" + ("" if state == "open" else f": {state}")
+    _print({"position": pos, "account_id": account_id, "state": account["state"], "account": account, "rows": rows},
+           rows, title, as_json, as_csv,
+           ["position", "recorded_at", "type", "unit", "vintage", "quantity", "balance", "counterparty"])
+
+
+def _local_history(c: Ctx, account_id: str, as_of: int | None,
+                   as_of_date: str | None) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
     from projections import runner
+    from projections.balances import account_rows
 
     rec = c.existing_recorder()
     unsaved: list = []
@@ -122,16 +156,8 @@ def show_history(c: Ctx, account_id: str, *, as_json: bool = False,
     if as_of is not None or as_of_date is not None:
         states, pos = _states(c, ["balances"], as_of, as_of_date)
     _check_account(states["balances"], account_id, pos)
-    from projections.balances import account_rows
-
     (account,) = account_rows(states["balances"], account_id)
-    state = account["state"] + (f" ({account['reason']}{', until ' + account['until'] if account['until'] else ''})"
-                                if account["reason"] else "")
-    rows = [{"account_id": account_id, **r} for r in runner.history(rec, account_id, pos, unsaved)]
-    title = f"History of {account_id} at position {pos}" + ("" if state == "open" else f": {state}")
-    _print({"position": pos, "account_id": account_id, "state": account["state"], "account": account, "rows": rows},
-           rows, title, as_json, as_csv,
-           ["position", "recorded_at", "type", "unit", "vintage", "quantity", "balance", "counterparty"])
+    return pos, account, [{"account_id": account_id, **r} for r in runner.history(rec, account_id, pos, unsaved)]
 
 
 @click.command()
@@ -162,8 +188,13 @@ def show_market(c: Ctx, by: str = "year", unit: str = "CEA", plot: str | None = 
         from commands.plots import check_target
 
         check_target(plot)
-    states, pos = _states(c, ["market"], as_of, as_of_date)
-    rep = report(states["market"], unit, vintage)
+    remote = _remote(c, "/v1/market", as_of, as_of_date, unit=unit, vintage=vintage)
+    if remote is not None:
+        pos = remote.pop("position")
+        rep = remote
+    else:
+        states, pos = _states(c, ["market"], as_of, as_of_date)
+        rep = report(states["market"], unit, vintage)
     if plot:
         from commands.plots import plot_market
 
@@ -200,17 +231,23 @@ def show_compliance(c: Ctx, year: int | None = None, firm: str | None = None, pl
         from commands.plots import check_target
 
         check_target(plot)
-    states, pos = _states(c, ["compliance"], as_of, as_of_date)
-    st = states["compliance"]
-    if firm is not None and firm not in st["firms"]:
-        raise BadInput(f"firm {firm} does not exist (at position {pos})")
-    if year is not None and year not in st["year_period"]:
-        raise BadInput(f"no compliance year {year} has been opened (at position {pos})")
-    rows = compliance_rows(st, year, firm)
+    remote = _remote(c, "/v1/compliance", as_of, as_of_date, year=year, firm=firm)
+    if remote is not None:
+        pos, rows = remote["position"], remote["rows"]
+        every = (lambda: c.remote.get("/v1/compliance", {"as_of": pos})["rows"])
+    else:
+        states, pos = _states(c, ["compliance"], as_of, as_of_date)
+        st = states["compliance"]
+        if firm is not None and firm not in st["firms"]:
+            raise BadInput(f"firm {firm} does not exist (at position {pos})")
+        if year is not None and year not in st["year_period"]:
+            raise BadInput(f"no compliance year {year} has been opened (at position {pos})")
+        rows = compliance_rows(st, year, firm)
+        every = (lambda: compliance_rows(st))
     if plot:
         from commands.plots import plot_compliance
 
-        plot_compliance(compliance_rows(states["compliance"]), plot)
+        plot_compliance(every(), plot)
     _print({"position": pos, "rows": rows}, rows, f"Compliance at position {pos}", as_json, as_csv,
            ["firm_id", "period", "sector", "verified", "obligation", "surrendered_cea", "surrendered_ccer",
             "shortfall", "status", "fine", "deduction"])
@@ -230,8 +267,13 @@ def show_coverage(c: Ctx, year: int, national_total: int | None = None, *, as_js
                   as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
     from projections.compliance import coverage as cov
 
-    states, pos = _states(c, ["compliance"], as_of, as_of_date)
-    out = cov(states["compliance"], year, national_total)
+    remote = _remote(c, "/v1/coverage", as_of, as_of_date, year=year, national_total=national_total)
+    if remote is not None:
+        pos = remote.pop("position")
+        out = remote
+    else:
+        states, pos = _states(c, ["compliance"], as_of, as_of_date)
+        out = cov(states["compliance"], year, national_total)
     if not as_json and not as_csv and "covered_share" in out:
         click.echo(f"covered share of {national_total:,} t: {out['covered_share']}%")
     _print({"position": pos, **out}, out["sectors"], f"Coverage {year} at position {pos}", as_json, as_csv)
@@ -253,6 +295,7 @@ def rules_show(c: Ctx, year: int, as_json: bool) -> None:
     from ledger import rules as r
     from ledger.store import parse_store, store_exists
 
+    c.need_local()  # the plans published in a server's store are not served (yet)
     lookup = None
     if store_exists(parse_store(c.store)):
         lookup = c.registry.state.plan
@@ -297,6 +340,7 @@ def project(c: Ctx, follow: bool, interval: float, as_json: bool) -> None:
     """Bring every read model up to the head; with --follow, keep them current."""
     from commands.follow import run_follow
 
+    c.need_local()
     run_follow(c, follow, interval, as_json)
 
 

@@ -13,6 +13,7 @@ from commands.output import progress_bar
 
 
 def run_simulate(c: Any, scenario: str, scale: float, seed: int, enforce: bool) -> None:
+    c.need_local()
     from commands.simulate import simulate
 
     with progress_bar("simulating") as progress:
@@ -79,6 +80,7 @@ def _mark_demo_store(cfg: Any) -> None:
 def run_demo(c: Any, enforce: bool) -> None:
     from ledger.store import parse_store
 
+    c.need_local()
     cfg = parse_store(c.store or DEMO_STORE)
     _clear_demo_store(cfg)
     c.store = cfg.url

@@ -214,7 +214,15 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         return {"position": pos, "hash": h, "store_id": store_id or ""}
 
     lock = threading.Lock()  # the reader's registry and read models, one request at a time
-    nonces: dict[str, float] = {}
+    from ledger.authority import MemoryNonces
+
+    # One record of nonces for every process on the store (its ledger_nonces table); in memory where the
+    # server may not write the store (--read-only).
+    def claim_nonce(nonce: str, until: float, now: float) -> bool:
+        return state["reader"].recorder.claim_nonce(nonce, until, now)
+
+    if read_only:
+        claim_nonce = MemoryNonces().claim  # noqa: F811 - the store may be on read-only media
 
     def reading(fn: Any, *a: Any) -> Any:
         def locked() -> Any:
@@ -223,10 +231,16 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
 
         return asyncio.to_thread(locked)
 
-    def states(names: list[str], as_of: int | None) -> tuple[dict[str, Any], int]:
+    def states(names: list[str], as_of: int | None, as_of_date: str | None = None) -> tuple[dict[str, Any], int]:
         from projections import runner
 
         rec = state["reader"].recorder
+        if as_of is not None and as_of_date is not None:
+            raise BadInput("as_of and as_of_date conflict: choose one")
+        if as_of_date is not None:
+            from ledger.units import parse_date
+
+            as_of = runner.position_at_date(rec, parse_date(as_of_date, "as_of_date").isoformat())
         if as_of is not None:
             head_pos = rec.head()[0]
             if as_of < 0 or as_of > head_pos:
@@ -254,9 +268,33 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             reg = state["reader"]
             payload = signing.request_payload(reg.state.store_id, actor, request.method, request.url.path,
                                               request.url.query, body, ts, nonce)
-            return check_request(reg.state, actor, ts, nonce, sig, payload, time.time(), nonces)
+            return check_request(reg.state, actor, ts, nonce, sig, payload, time.time(), claim_nonce)
 
         return actor, await reading(check)
+
+    @app.get("/v1/whoami")
+    async def whoami(request: Request) -> Any:
+        """The actor of a signed request and its role (a client checks its key and its rights with it)."""
+        try:
+            actor, role = await caller(request, required=True)
+        except LedgerError as e:
+            return fail(e)
+        return {"actor": actor, "role": role}
+
+    @app.get("/v1/firms")
+    async def firms() -> Any:
+        """The registered firms (public, as the registry publishes its covered firms): id, name, sector, region."""
+        def read() -> dict[str, Any]:
+            reg = state["reader"]
+            st = reg.state
+            return {"position": st.position,
+                    "firms": [{"firm_id": fid, "name": f.name, "sector": f.sector, "region": f.region}
+                              for fid, f in sorted(st.firms.items())]}
+
+        try:
+            return await reading(read)
+        except LedgerError as e:
+            return fail(e)
 
     def own_accounts(actor: str) -> set[str]:
         st = state["reader"].state
@@ -268,7 +306,8 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
     app.include_router(pages.router(pages.Source(lambda: state["reader"], read_only, checkpoint), reading))
 
     @app.get("/v1/balances")
-    async def balances(request: Request, account: str | None = None, as_of: int | None = None) -> Any:
+    async def balances(request: Request, account: str | None = None, as_of: int | None = None,
+                       as_of_date: str | None = None) -> Any:
         """Holdings per account, unit and vintage. Signed: a firm sees its own accounts, the regulator all."""
         from projections.balances import account_rows, balance_rows, pending_rows, total_rows
 
@@ -276,7 +315,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             actor, role = await caller(request, required=True)
 
             def read() -> dict[str, Any]:
-                sts, pos = states(["balances"], as_of)
+                sts, pos = states(["balances"], as_of, as_of_date)
                 st = sts["balances"]
                 mine = None if role in SEES_EVERY_ACCOUNT else own_accounts(actor)
                 if account is not None:
@@ -296,9 +335,11 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             return fail(e)
 
     @app.get("/v1/history/{account}")
-    async def history(request: Request, account: str, as_of: int | None = None) -> Any:
-        """Every movement of one account with its running balance. Signed: a firm reads its own accounts only."""
+    async def history(request: Request, account: str, as_of: int | None = None, as_of_date: str | None = None) -> Any:
+        """Every movement of one account with its running balance, and the account's state. Signed: a firm reads
+        its own accounts only. Answers as `history --json`."""
         from projections import runner
+        from projections.balances import account_rows
 
         try:
             actor, role = await caller(request, required=True)
@@ -306,27 +347,30 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             def read() -> dict[str, Any]:
                 if role not in SEES_EVERY_ACCOUNT and account not in own_accounts(actor):
                     raise Refused(f"actor {actor} ({role}) may not read account {account}", code="not_own_account")
-                sts, pos = states(["balances"], as_of)
+                unsaved: list = []
+                if read_only:  # the history rows not stored yet (a read-only store stores nothing)
+                    runner.catch_up(state["reader"].recorder, unsaved=unsaved)
+                sts, pos = states(["balances"], as_of, as_of_date)
                 if account not in sts["balances"]["accounts"]:
                     raise BadInput(f"account {account} does not exist (at position {pos})")
-                unsaved: list = []
-                if read_only:
-                    runner.catch_up(state["reader"].recorder, unsaved=unsaved)
+                (acc,) = account_rows(sts["balances"], account)
                 rows = runner.history(state["reader"].recorder, account, pos, unsaved)
-                return {"position": pos, "account_id": account, "rows": [{"account_id": account, **r} for r in rows]}
+                return {"position": pos, "account_id": account, "state": acc["state"], "account": acc,
+                        "rows": [{"account_id": account, **r} for r in rows]}
 
             return await reading(read)
         except LedgerError as e:
             return fail(e)
 
     @app.get("/v1/market")
-    async def market(unit: str = "CEA", as_of: int | None = None) -> Any:
-        """Market statistics (public): cumulative, by day, by year, by mode."""
+    async def market(unit: str = "CEA", vintage: int | None = None, as_of: int | None = None,
+                     as_of_date: str | None = None) -> Any:
+        """Market statistics (public): cumulative, by day (of one vintage with `vintage`), by year, by mode."""
         from projections.market import report
 
         def read() -> dict[str, Any]:
-            sts, pos = states(["market"], as_of)
-            return {"position": pos, **report(sts["market"], unit)}
+            sts, pos = states(["market"], as_of, as_of_date)
+            return {"position": pos, **report(sts["market"], unit, vintage)}
 
         try:
             return await reading(read)
@@ -334,13 +378,19 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             return fail(e)
 
     @app.get("/v1/compliance")
-    async def compliance(year: int | None = None, firm: str | None = None, as_of: int | None = None) -> Any:
+    async def compliance(year: int | None = None, firm: str | None = None, as_of: int | None = None,
+                         as_of_date: str | None = None) -> Any:
         """Compliance per firm and period (public: what a regulator publishes)."""
         from projections.compliance import rows
 
         def read() -> dict[str, Any]:
-            sts, pos = states(["compliance"], as_of)
-            return {"position": pos, "rows": rows(sts["compliance"], year, firm)}
+            sts, pos = states(["compliance"], as_of, as_of_date)
+            st = sts["compliance"]
+            if firm is not None and firm not in st["firms"]:
+                raise BadInput(f"firm {firm} does not exist (at position {pos})")
+            if year is not None and year not in st["year_period"]:
+                raise BadInput(f"no compliance year {year} has been opened (at position {pos})")
+            return {"position": pos, "rows": rows(st, year, firm)}
 
         try:
             return await reading(read)
@@ -348,12 +398,15 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             return fail(e)
 
     @app.get("/v1/coverage")
-    async def coverage(year: int, national_total: int | None = None, as_of: int | None = None) -> Any:
+    async def coverage(year: int, national_total: int | None = None, as_of: int | None = None,
+                       as_of_date: str | None = None) -> Any:
         """Firms and verified emissions per sector for a year (public)."""
         from projections.compliance import coverage as cov
 
         def read() -> dict[str, Any]:
-            sts, pos = states(["compliance"], as_of)
+            if national_total is not None and national_total < 1:
+                raise BadInput("national_total is at least 1")
+            sts, pos = states(["compliance"], as_of, as_of_date)
             return {"position": pos, **cov(sts["compliance"], year, national_total)}
 
         try:
@@ -512,6 +565,7 @@ def _click_command() -> Any:
 
         from ledger.store import parse_store
 
+        c.need_local()
         serve(parse_store(c.store).url, host, port, workers, read_only, not no_group_commit, certfile, keyfile,
               os.path.abspath(checkpoint) if checkpoint else None)
 

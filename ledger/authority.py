@@ -8,6 +8,7 @@ refuses it (so a signed command that was refused cannot be replayed later by who
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ledger.errors import Refused
@@ -114,10 +115,27 @@ REQUEST_WINDOW_S = 300  # a signed read request is valid this long either side o
 MAX_NONCE_CHARS = 64
 
 
+class MemoryNonces:
+    """The nonces seen within their window, in this process only (a server on a store it cannot write)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+
+    def claim(self, nonce: str, until: float, now: float) -> bool:
+        for old in [n for n, t in self.seen.items() if t < now]:
+            del self.seen[old]
+        if nonce in self.seen:
+            return False
+        self.seen[nonce] = until
+        return True
+
+
 def check_request(st: LedgerState, actor_id: str, timestamp: str, nonce: str, signature: str, payload: bytes,
-                  now: float, seen_nonces: dict[str, float]) -> str:
-    """The role of the actor whose signed read request this is, or Refused (unauthenticated). `seen_nonces`
-    maps each nonce used within the window to its expiry (this call adds the nonce when it passes)."""
+                  now: float, claim_nonce: Callable[[str, float, float], bool]) -> str:
+    """The role of the actor whose signed read request this is, or Refused (unauthenticated).
+    `claim_nonce(nonce, until, now)` records a nonce once the signature verifies, atomically, and says False
+    when it was seen before within its window (a replay): every server process on a store shares one record
+    of them (the store's `ledger_nonces`), so a request replayed to another worker is refused too."""
     import datetime as dt
 
     actor = st.actors.get(actor_id)
@@ -131,14 +149,11 @@ def check_request(st: LedgerState, actor_id: str, timestamp: str, nonce: str, si
                       code="signature_expired")
     if not nonce or len(nonce) > MAX_NONCE_CHARS:
         raise Refused(f"the request needs a nonce of 1 to {MAX_NONCE_CHARS} characters", code="bad_signature")
-    for old in [n for n, until in seen_nonces.items() if until < now]:
-        del seen_nonces[old]
-    if nonce in seen_nonces:
-        raise Refused("the request's nonce was used before (replayed?)", code="replayed")
     from ledger import signing
 
     if not signing.verify(actor.public_key, signature, payload):
         raise Refused(f"the request's signature does not verify for actor {actor_id} in this store",
                       code="bad_signature")
-    seen_nonces[nonce] = now + 2 * REQUEST_WINDOW_S
+    if not claim_nonce(nonce, now + 2 * REQUEST_WINDOW_S, now):
+        raise Refused("the request's nonce was used before (replayed?)", code="replayed")
     return actor.role

@@ -21,7 +21,7 @@ from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
 Product = tuple[str, int]  # (unit, vintage): each vintage of a unit is its own exchange product
-SNAPSHOT_VERSION = 8  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+SNAPSHOT_VERSION = 9  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
 # 4: markets per product (unit, vintage), closes from listed trades only; the last trade date per unit
 # 5: account states (frozen, until, approvals) and pending transfers
@@ -29,6 +29,7 @@ SNAPSHOT_VERSION = 8  # bump when the snapshot's shape changes: an older snapsho
 # 7: facilities and their verified data, the exemptions issued, the plans published
 EXEMPTION_BASES, ALLOCATION_BASES = formulas.EXEMPTION_BASES, formulas.ALLOCATION_BASES
 # 8: a period's time limit to correct (correct_by) and whether it was enforced
+# 9: reversals and the verifications of open years instead of every reversible entry (memory flat in the log)
 
 
 @dataclass
@@ -181,9 +182,14 @@ class LedgerState:
     bought: dict[tuple[str, str], tuple[str, dict[int, int]]] = field(default_factory=dict)
     penalized: set[tuple[str, str]] = field(default_factory=set)
     pending: dict[str, Pending] = field(default_factory=dict)  # four-eyes transfers awaiting approval, by id
-    # Reversible entries (issuance, transfer, surrender, verification) by position, while the compliance year
-    # they concern is open: [type, data, position of the reversal or None]. Dropped when that year closes.
-    entries: dict[int, list[Any]] = field(default_factory=dict)
+    # Reversals: the position reversed -> the position of its reversal. The reversible events themselves stay in
+    # the log (a reversal decision reads the one it undoes through `event_source`), so that memory does not grow
+    # with the log; only verifications are kept (few: firms x years), with the one each replaced, while their
+    # compliance year is not final.
+    reversed: dict[int, int] = field(default_factory=dict)
+    verifications: dict[int, tuple[dict[str, Any], int | None]] = field(default_factory=dict)
+    # Reads one recorded event (its envelope) by position: set by whoever holds the log (the registry, the audit).
+    event_source: Any = field(default=None, repr=False, compare=False)
     verified_at: dict[tuple[str, int], int] = field(default_factory=dict)  # the position of the verification in force
 
     # --- queries --------------------------------------------------------------
@@ -322,7 +328,7 @@ class LedgerState:
         except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
             raise IntegrityFailure(f"integrity failure at position {event.get('position')}: the event does not"
                                    f" fit the ledger ({type(e).__name__}: {e})", position=event.get("position")) from None
-        if event["type"] in REVERSIBLE:
+        if event["type"] == "EmissionsVerified":
             self._entry(event)
         command_id = event.get("command_id")
         if command_id != self.last_command_id:
@@ -338,17 +344,25 @@ class LedgerState:
             self.store_id = self.hash
 
     def _entry(self, event: dict[str, Any]) -> None:
-        """Keep a reversible event while its compliance year is open (the year closed already: not at all)."""
+        """A verification is kept, with the one it replaced, while its compliance year is not final (a reversal
+        restores that one); the other reversible events are read from the log when one is reversed."""
         t, d = event["type"], event["data"]
-        year = entry_year(t, d)
-        label = self.year_period.get(year)
-        if label is not None and self.periods[label].final:
+        if t != "EmissionsVerified" or self.is_final(d["year"]):
             return
-        if t == "EmissionsVerified":  # which verification it replaced: a reversal restores that one
-            key = verification_key(d)
-            d = {**d, "previous_position": self.verified_at.get(key)}
-            self.verified_at[key] = event["position"]
-        self.entries[event["position"]] = [t, d, None]
+        key = verification_key(d)
+        self.verifications[event["position"]] = (d, self.verified_at.get(key))
+        self.verified_at[key] = event["position"]
+
+    def is_final(self, year: int) -> bool:
+        """Whether the compliance year is closed for good (enforced): nothing of it can be reversed."""
+        label = self.year_period.get(year)
+        return label is not None and self.periods[label].final
+
+    def recorded_event(self, position: int) -> dict[str, Any] | None:
+        """The event recorded at `position` (1 to the head), from the log."""
+        if not 1 <= position <= self.position or self.event_source is None:
+            return None
+        return self.event_source(position)
 
     def _add(self, key: HoldingKey, delta: int) -> None:
         new = self.holdings.get(key, 0) + delta
@@ -394,7 +408,8 @@ class LedgerState:
             "penalized": [list(k) for k in self.penalized],
             "pending": [[p.transfer_id, p.from_account, p.to_account, p.unit, p.vintage, p.quantity, p.initiator,
                          p.expires_at] for p in self.pending.values()],
-            "entries": [[k, *v] for k, v in self.entries.items()],
+            "reversed": [[k, v] for k, v in self.reversed.items()],
+            "verifications": [[k, d, prev] for k, (d, prev) in self.verifications.items()],
             "verified_at": [[*k, v] for k, v in self.verified_at.items()],
         }
 
@@ -431,7 +446,8 @@ class LedgerState:
         st.bought = {(a, u): (d, {v: q for v, q in b}) for a, u, d, b in s["bought"]}
         st.penalized = {tuple(k) for k in s["penalized"]}  # type: ignore[misc]
         st.pending = {p[0]: Pending(*p) for p in s["pending"]}
-        st.entries = {e[0]: e[1:] for e in s["entries"]}
+        st.reversed = {k: v for k, v in s["reversed"]}
+        st.verifications = {k: (d, prev) for k, d, prev in s["verifications"]}
         st.verified_at = {(f, y): p for f, y, p in s["verified_at"]}
         return st
 
@@ -587,8 +603,8 @@ def _closed(st: LedgerState, d: dict[str, Any]) -> None:
 
 def _no_longer_reversible(st: LedgerState, period: Period) -> None:
     years = set(period.years())
-    for pos in [p for p, (t, e, _) in st.entries.items() if entry_year(t, e) in years]:
-        del st.entries[pos]  # enforced: no longer reversible
+    for pos in [p for p, (d, _prev) in st.verifications.items() if d["year"] in years]:
+        del st.verifications[pos]  # enforced: no longer reversible
 
 
 def _deduction_ordered(st: LedgerState, d: dict[str, Any]) -> None:
@@ -670,38 +686,40 @@ def verification_key(d: dict[str, Any]) -> tuple[str, int]:
 
 
 def _reversed(st: LedgerState, d: dict[str, Any]) -> None:
-    """Undo the entry at `reversed_position`, as the EntryReversed event states it."""
-    entry = st.entries[d["reversed_position"]]
-    if entry[2] is not None or entry[0] != d["reversed_type"]:
-        raise ValueError(f"position {d['reversed_position']} is reversed already or is not a {d['reversed_type']}")
-    t, e = entry[0], entry[1]
-    entry[2] = st.position + 1
+    """Undo the entry at `reversed_position`, as the EntryReversed event states it (it names everything it
+    undoes: the units and accounts, or the verification it restores)."""
+    pos, t = d["reversed_position"], d["reversed_type"]
+    if pos in st.reversed:
+        raise ValueError(f"position {pos} is reversed already, at position {st.reversed[pos]}")
+    st.reversed[pos] = st.position + 1
     if t == "AllowancesIssued":
-        _issued(st, {**e, "quantity": -e["quantity"]})
-        key = (e.get("firm_id") or e["account_id"], e.get("year") or e["vintage"])
+        _issued(st, {**d, "quantity": -d["quantity"]})
+        key = (d.get("firm_id") or d["account_id"], d.get("year") or d["vintage"])
         for kept in (st.allocated, st.pre_allocated):
             if kept.get(key) == 0:
                 del kept[key]  # a reversed pre-allocation may be made again
     elif t == "AllowancesTransferred":
-        _transferred(st, {**e, "from_account": e["to_account"], "to_account": e["from_account"]})
+        _transferred(st, d)  # from the original's receiver back to its sender
     elif t == "AllowancesSurrendered":
-        _surrendered(st, {**e, "quantity": -e["quantity"]})
-    elif e.get("facility_id") is not None:
-        fac, year, prev = e["facility_id"], e["year"], d.get("restores_position")
+        _surrendered(st, {"firm_id": d["firm_id"], "from_account": d["account_id"], "year": d["year"],
+                          "unit": d["unit"], "vintage": d["vintage"], "quantity": -d["quantity"]})
+    elif d.get("facility_id") is not None:
+        fac, year, prev = d["facility_id"], d["year"], d.get("restores_position")
+        key = verification_key(d)
         if prev is None:
             st.facility_verified.pop((fac, year), None)
-            st.verified_at.pop(verification_key(e), None)
+            st.verified_at.pop(key, None)
         else:
-            _verified(st, {k: v for k, v in st.entries[prev][1].items() if k != "previous_position"})
-            st.verified_at[verification_key(e)] = prev
-        held = [st.facility_verified[(f, year)]["tonnes"] for f in st.firm_facilities[e["firm_id"]]
+            _verified(st, st.verifications[prev][0])
+            st.verified_at[key] = prev
+        held = [st.facility_verified[(f, year)]["tonnes"] for f in st.firm_facilities[d["firm_id"]]
                 if (f, year) in st.facility_verified]
         if held:
-            st.verified[(e["firm_id"], year)] = (sum(held), None, None)
+            st.verified[(d["firm_id"], year)] = (sum(held), None, None)
         else:
-            st.verified.pop((e["firm_id"], year), None)
+            st.verified.pop((d["firm_id"], year), None)
     else:
-        key = (e["firm_id"], e["year"])
+        key = (d["firm_id"], d["year"])
         if d.get("tonnes") is None:
             st.verified.pop(key, None)
             st.verified_at.pop(key, None)

@@ -152,6 +152,12 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
             yield c
 
     @contextmanager
+    def _nonce_write(self) -> Iterator[Any]:
+        """A transaction without the write lock: ON CONFLICT makes a nonce's claim atomic by itself."""
+        with self._connection() as conn, conn.transaction(), conn.cursor(row_factory=tuple_row) as c:
+            yield c
+
+    @contextmanager
     def writer_lock(self) -> Iterator[None]:
         """A session advisory lock held across a command's read-decide-append.
 

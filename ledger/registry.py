@@ -88,6 +88,7 @@ class Registry(Application):
         self.clock = clock or _utc_now
         self._state: LedgerState | None = None
         self._snapshot_position = 0
+        self._inflight: dict[int, dict[str, Any]] = {}  # this batch's events, not yet committed, by position
 
     # ---- state ----------------------------------------------------------------------
     @property
@@ -95,6 +96,7 @@ class Registry(Application):
         """The fold of the whole log, tied to the chain (IntegrityFailure where it cannot be)."""
         if self._state is None:
             st = self._load_state()
+            st.event_source = self._event_at
             self._catch_up(st)
             self._check_command_ids(st)
             self._state = st
@@ -126,6 +128,14 @@ class Registry(Application):
                 return LedgerState.from_snapshot(data)
         # No snapshot, or one of an older shape: fold the log from the start (`state` then writes one).
         return LedgerState()
+
+    def _event_at(self, position: int) -> dict[str, Any] | None:
+        """One recorded event by position (a reversal reads the event it undoes): this batch's, or the store's."""
+        env = self._inflight.get(position)
+        if env is None:
+            blob = self.recorder.events_at([position]).get(position)
+            env = None if blob is None else orjson.loads(blob)
+        return env
 
     def _catch_up(self, st: LedgerState) -> None:
         """Fold the events after st.position, each checked against the chain and decided again from its command
@@ -184,6 +194,7 @@ class Registry(Application):
         last_error: Exception | None = None
         for _attempt in range(MAX_ATTEMPTS):
             st = self.state
+            self._inflight = {}
             seen = self.recorder.lookup_commands([c.command_id for c in cmds if c.command_id])
             blobs: list[tuple[str, bytes]] = []
             rows: list[tuple] = []
@@ -198,6 +209,7 @@ class Registry(Application):
                             break
                 if blobs:
                     self._commit(st, blobs, rows)
+                self._inflight = {}
                 return results
             except IntegrityError as e:  # another writer took the next position: retry on the new state
                 last_error = e
@@ -251,6 +263,8 @@ class Registry(Application):
         signature = None if sig is None else {"sig": sig, "expires": expires}
         envs, new_blobs, result = record(st, cmd.name, args, command_id, cmd.actor, signature, self._recorded_at())
         blobs.extend((TOPIC_PREFIX + e["type"], b) for e, b in zip(envs, new_blobs, strict=True))
+        for e in envs:
+            self._inflight[e["position"]] = e
         row = (command_id, digest, result["first_position"], st.position, orjson.dumps(result))
         rows.append(row)
         seen[command_id] = row[1:]

@@ -43,7 +43,8 @@ PENALTY_MULTIPLE_RANGE = (D("5"), D("10"))
 PENALTY_FIXED_FINE_BEFORE = D("20000.00")  # before 2024: 20,000-30,000 yuan plus the deduction
 
 # Enforcement (IR art. 24): the firm is ordered to correct within a time limit the regulator sets; the texts
-# fix no length, so without --correct-by the limit is this many days after the day of closing.
+# fix no length, so without --correct-by the limit is this many days after the surrender deadline (a year closed
+# later than that has no time left to correct: `year enforce` may follow at once).
 CORRECTION_DAYS_DEFAULT = 30
 # Other penalties the regulator records (IR art. 21, art. 22).
 ART21_FINE_RANGE = (D("50000.00"), D("500000.00"))  # failing to report, disclose or keep records

@@ -388,6 +388,19 @@ class LedgerRecorderMixin:
         for rows in self.history_pages():
             yield from rows
 
+    def claim_nonce(self, nonce: str, until: float, now: float) -> bool:
+        """Record a signed request's nonce for every server process on this store; False when it is there
+        already (a replay within its window). Expired nonces are dropped as new ones come."""
+        with self._nonce_write() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS ledger_nonces (nonce TEXT PRIMARY KEY, expires BIGINT NOT NULL)")
+            c.execute(self._q("DELETE FROM ledger_nonces WHERE expires < ?"), (int(now),))
+            c.execute(self._q("INSERT INTO ledger_nonces (nonce, expires) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING"),
+                      (nonce, int(until) + 1))
+            return c.rowcount == 1
+
+    def _nonce_write(self) -> Any:
+        return self._write()
+
     def events_at(self, positions: Sequence[int]) -> dict[int, bytes]:
         """The stored bytes of the events at these positions (those that exist)."""
         out: dict[int, bytes] = {}

@@ -87,3 +87,27 @@ def test_the_check_notices_a_name_the_code_does_not_have(tmp_path: Path) -> None
                         "`power-1999-approx`: ledger/rules.py and ledger/plans.py have no such rule version",
                         "`tests/test_docs.py::test_gone`: tests/test_docs.py defines no test_gone",
                         "`_gone_helper`: nothing defines _gone_helper"]
+
+
+def test_no_file_holds_an_unresolved_merge_conflict() -> None:
+    """A conflict left in a page reads as documentation (one was, in docs/events.md): no tracked text file has
+    the markers git writes."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    marker = re.compile(r"^(<{7} |>{7} |={7}$)", re.MULTILINE)
+    found = []
+    for name in files:
+        path = root / name
+        if path.suffix in (".png", ".db") or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        if marker.search(text):
+            found.append(name)
+    assert files and not found, f"merge conflict markers in {found}"

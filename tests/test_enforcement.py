@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from ledgerkit import Clock, export_lines, invoke_json, run_main
+from ledgerkit import Clock, export_lines, invoke_json, refusal, run_main
 
 from ledger.registry import Registry
 
@@ -126,3 +126,31 @@ def test_the_regulator_records_article_21_and_22_penalties_and_an_allocation_cut
     held = {(b["unit"], b["vintage"]): b["quantity"] for b in invoke_json(store_url, "balances", "P1")["balances"]}
     assert held.get(("CEA", 2025), 0) == before[("CEA", 2025)] - min(cut, before[("CEA", 2025)])
     assert run_main(store_url, "audit", "verify").code == 0
+
+
+def test_the_default_time_limit_runs_from_the_surrender_deadline(store_url: str) -> None:
+    """Without --correct-by the limit is 30 days after the deadline (2025-12-31: 2026-01-30): closed on time, late
+    surrenders are taken until then; closed long after it (a replay of history), `year enforce` may follow at once."""
+    setup(store_url)
+    reg = Registry(store_url, clock=Clock("2026-01-05T09:00:00"))
+    try:
+        out = reg.close_year(2024)
+        assert out.result["correct_by"] == "2026-01-30"
+        reg.surrender("P1", 2024, "CEA", 2024, 400)  # late, within the limit
+        assert getattr(refusal(reg.year_enforce, 2024), "code", None) == "correction_pending"
+        reg.clock = Clock("2026-01-31T09:00:00")
+        assert getattr(refusal(reg.surrender, "P2", 2024, "CEA", 2024, 1), "code", None) == "year_closed"
+        assert [e["type"] for e in reg.year_enforce(2024).events] == ["DeductionOrdered", "ComplianceYearEnforced"]
+    finally:
+        reg.close()
+    assert run_main(store_url, "audit", "verify").code == 0
+
+
+def test_a_year_closed_long_after_its_deadline_is_enforced_at_once(store_url: str) -> None:
+    setup(store_url)
+    out = invoke_json(store_url, "year", "close", "2024")  # today is long after 2026-01-30
+    assert out["correct_by"] == "2026-01-30"
+    assert run_main(store_url, "surrender", "P2", "--year", "2024", "--unit", "CEA", "--vintage", "2024",
+                    "--quantity", "1").code == 1
+    enforced = invoke_json(store_url, "year", "enforce", "2024")
+    assert enforced["deductions"] == 2 and enforced["deducted"] == 1000

@@ -191,3 +191,23 @@ def test_reversing_a_facilitys_verification_restores_the_one_it_replaced(reg: Re
     assert ("F3-U1", V) not in reg.state.facility_verified
     assert verified_read() == 50
     assert code(reg.reverse, out.position, "a reversal", actor="MEE") == "not_reversible"
+
+
+def test_a_reversal_in_the_same_batch_as_the_event_it_undoes(reg: Registry, audited: str) -> None:
+    """The state keeps no copy of reversible events: a reversal reads the one it undoes from the log, or from the
+    batch being decided when it is not committed yet (an import file that transfers and reverses at once)."""
+    from ledger.registry import Command
+
+    pos = reg.head()[0] + 1
+    out = reg.execute_batch([Command("transfer", {"from_account": "F1", "to_account": "F2", "unit": "CEA",
+                                                  "vintage": V, "quantity": 100}, "t-1", "F1-desk"),
+                             Command("reverse", {"position": pos, "reason": "sent by mistake"}, "r-1", "MEE")])
+    assert [o.result["events"] for o in out] == [["AllowancesTransferred"], ["EntryReversed"]]
+    assert (held(reg, "F1"), held(reg, "F2")) == (1000, 0)
+    assert reg.state.reversed == {pos: pos + 1}
+    reopened = Registry(audited)
+    try:
+        assert reopened.state.reversed == {pos: pos + 1}
+        assert code(reopened.reverse, pos, "again", actor="MEE") == "already_reversed"
+    finally:
+        reopened.close()

@@ -210,6 +210,34 @@ def signed_get(server: Server, key: str, actor: str, path: str, query: str = "",
                               "X-Carbon-Signature": sig})
 
 
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_a_nonce_is_refused_by_every_worker_once_one_has_seen_it(registry_store: str, keys: dict[str, str]) -> None:
+    """With several server processes on one store a replayed request goes to any of them: the nonces are kept in
+    the store (ledger_nonces), not in one process's memory. Two applications on the store stand for two workers."""
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from commands.server import create_app
+
+    with TestClient(create_app(registry_store)) as one, TestClient(create_app(registry_store)) as two:
+        sid = one.get("/v1/head").json()["store_id"]
+        ts = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def headers(nonce: str) -> dict[str, str]:
+            sig = signing.sign(signing.load_private(keys["MEE"]),
+                               signing.request_payload(sid, "MEE", "GET", "/v1/balances", "", b"", ts, nonce))
+            return {"X-Carbon-Actor": "MEE", "X-Carbon-Timestamp": ts, "X-Carbon-Nonce": nonce,
+                    "X-Carbon-Signature": sig}
+
+        nonce = uuid.uuid4().hex
+        assert one.get("/v1/balances", headers=headers(nonce)).status_code == 200
+        again = two.get("/v1/balances", headers=headers(nonce))  # the same request, to the other worker
+        assert (again.status_code, again.json()["error"]["code"]) == (401, "replayed")
+        assert one.get("/v1/balances", headers=headers(nonce)).status_code == 401
+        assert two.get("/v1/balances", headers=headers(uuid.uuid4().hex)).status_code == 200
+
+
 def test_public_reads_answer_what_the_cli_answers(server: Server, registry_store: str) -> None:
     for path, args in (("/v1/market", ("market",)), ("/v1/compliance", ("compliance",)),
                        ("/v1/coverage?year=2024", ("coverage", "--year", "2024"))):

@@ -108,8 +108,11 @@ def year_close(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Deci
     multiple = Decimal(a.get("fine_multiple") or rules.PENALTY_MULTIPLE_DEFAULT)
     price, month = penalty_price(st, deadline)
     today = dt.date.fromisoformat(now[:10])
-    correct_by = a.get("correct_by") or (today + dt.timedelta(days=rules.CORRECTION_DAYS_DEFAULT)).isoformat()
-    if correct_by < today.isoformat():
+    correct_by = a.get("correct_by")
+    if correct_by is None:  # counted from the surrender deadline: a year closed long after it corrects no more
+        start = deadline or today
+        correct_by = (start + dt.timedelta(days=rules.CORRECTION_DAYS_DEFAULT)).isoformat()
+    elif correct_by < today.isoformat():
         raise Refused(f"--correct-by {correct_by} is before today ({today.isoformat()})", code="correct_by_past")
     events: list[tuple[str, dict[str, Any]]] = []
     fines = Decimal(0)

@@ -9,19 +9,20 @@ from typing import Any
 
 from ledger.decisions.base import Decided
 from ledger.errors import Refused
-from ledger.model import LedgerState, verification_key
+from ledger.model import REVERSIBLE, LedgerState, entry_year, verification_key
 
 
 def reverse(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     pos = a["position"]
-    entry = st.entries.get(pos)
-    if entry is None:
+    env = st.recorded_event(pos)  # from the log: the state keeps no copy of every reversible event
+    t, e = (env["type"], env["data"]) if env is not None else (None, {})
+    if env is None or t not in REVERSIBLE or st.is_final(entry_year(t, e)):
         why = "beyond the head" if pos > st.position else (
             "not an issuance, transfer, surrender or verification, or its compliance year is closed (enforced)")
         raise Refused(f"position {pos} cannot be reversed: {why}", code="not_reversible")
-    t, e, by = entry
-    if by is not None:
-        raise Refused(f"position {pos} ({t}) was reversed already, at position {by}", code="already_reversed")
+    if pos in st.reversed:
+        raise Refused(f"position {pos} ({t}) was reversed already, at position {st.reversed[pos]}",
+                      code="already_reversed")
     data: dict[str, Any] = {"reversed_position": pos, "reversed_type": t, "reason": a["reason"]}
     if t == "AllowancesIssued":
         _take_back(st, e["account_id"], e, now)
@@ -47,9 +48,9 @@ def reverse(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided
             raise Refused(f"the verification at position {pos} was replaced by the one at position"
                           f" {st.verified_at.get(key)}: reverse that one first", code="superseded")
         data.update(firm_id=e["firm_id"], year=e["year"], facility_id=e.get("facility_id"))
-        prev = e.get("previous_position")
-        if prev is not None and prev in st.entries:
-            p = st.entries[prev][1]
+        prev = st.verifications[pos][1]
+        if prev is not None and prev in st.verifications:
+            p = st.verifications[prev][0]
             data.update(tonnes=p["tonnes"], output=p.get("output"), output_unit=p.get("output_unit"),
                         restores_position=prev)
     return [("EntryReversed", {k: v for k, v in data.items() if v is not None})], {"reversed_position": pos}

@@ -241,14 +241,14 @@ def test_allocation_carries_its_inputs_the_fine_uses_the_month_before_the_deadli
            "--output-unit", "MWh")
     cli.ok("allocate", "P1", "--year", "2024", "--step", "true-up")
     cli.ok("surrender", "P1", "--year", "2024", *CEA24, "--quantity", "700000")
-    cli.ok("year", "close", "2024")
+    cli.ok("year", "close", "2024", "--correct-by", "2099-12-31")
     (penalty,) = [e["data"] for e in cli.export() if e["type"] == "PenaltyAssessed" and e["data"]["firm_id"] == "P1"]
     shortfall = int(penalty["shortfall"])
     assert shortfall > 0
     assert Decimal(penalty["fine"]) == (5 * shortfall * Decimal("71.50")).quantize(Decimal("0.01"))
     rows = {r["firm_id"]: r for r in cli.js("compliance", "--year", "2024")["rows"]}
     assert rows["P1"]["status"].rstrip("*") == "B"
-    # IR art. 24: closing orders correction by a time limit (30 days by default); until then a late surrender
+    # IR art. 24: closing orders correction by a time limit (here a far one); until then a late surrender
     # is taken, and the deduction waits for `year enforce`, which is refused while the limit runs
     cli.ok("surrender", "P1", "--year", "2024", *CEA24, "--quantity", "1")
     rows = {r["firm_id"]: r for r in cli.js("compliance", "--year", "2024")["rows"]}

@@ -51,6 +51,8 @@ ACCOUNT_KINDS = ("compliance", "trading", "government")
 BASES = ("pre-allocation", "true-up", "auction", "offset", "reserve")
 MODES = ("listed", "block", "auction")
 CANCEL_REASONS = ("voluntary", "correction", "expiry")
+FREEZE_REASONS = ("judicial", "investigation", "default")
+TODAY = "2025-01-02"  # the registry's date as the property test's fixed clock has it (`now`, never the wall clock)
 OUTPUT_UNITS = ("MWh", "GJ", "t")
 FACILITY_KINDS = {"coal": "power", "coal-unconventional": "power", "gas": "power", "steel": "steel",
                   "clinker": "cement", "aluminium": "aluminium"}  # kind -> the sector it belongs to
@@ -111,7 +113,7 @@ def floor(x: Fraction) -> int:
 
 
 TODAY = "2025-01-02"  # the machine's fixed clock (tests/property/test_ledger_machine.py fixed_clock)
-CORRECTION_DAYS = 30  # the time limit to correct when `year close` names none
+CORRECTION_DAYS = 30  # the time limit to correct when `year close` names none: days after the deadline
 
 
 def day_after(date: str, days: int) -> str:
@@ -351,7 +353,16 @@ FIELDS: dict[str, dict[str, tuple[bool, Any]]] = {
         "quantity": (REQUIRED, _tonnes),
         "reason": (OPTIONAL, _choice(CANCEL_REASONS)),
     },
+    "account freeze": {
+        "account_id": (REQUIRED, _id),
+        "reason": (REQUIRED, _choice(FREEZE_REASONS)),
+        "until": (OPTIONAL, _date),
+    },
+    "account unfreeze": {"account_id": (REQUIRED, _id)},
+    "account close": {"account_id": (REQUIRED, _id), "sweep_to": (OPTIONAL, _id)},
+    "reverse": {"position": (REQUIRED, _tonnes), "reason": (REQUIRED, _text)},
 }
+REVERSIBLE = ("AllowancesIssued", "AllowancesTransferred", "AllowancesSurrendered", "EmissionsVerified")
 DEFAULTS = {("account open", "kind"): "trading", ("cancel", "reason"): "voluntary"}
 
 
@@ -395,6 +406,9 @@ def normalize(name: str, raw: dict[str, Any]) -> dict[str, Any]:
 class Model:
     firms: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # id -> (sector, unit type)
     accounts: set[str] = field(default_factory=set)
+    kinds: dict[str, str] = field(default_factory=dict)  # account -> compliance, trading or government
+    frozen: dict[str, str | None] = field(default_factory=dict)  # account -> the day its freeze ends (None: never)
+    closed: set[str] = field(default_factory=set)
     holdings: Counter = field(default_factory=Counter)  # (account, unit, vintage) -> t
     periods: dict[int, dict[str, Any]] = field(default_factory=dict)  # first year -> period
     year_period: dict[int, int] = field(default_factory=dict)  # year -> first year of its period
@@ -421,6 +435,8 @@ class Model:
     penalties: dict[tuple[str, int], tuple[str, int]] = field(
         default_factory=dict
     )  # (firm, period) -> fine, t
+    entries: dict[int, list] = field(default_factory=dict)  # position -> [type, data, reversed at] (open years)
+    verified_at: dict[tuple[str, int], int] = field(default_factory=dict)  # verification key -> its position
     position: int = 0
     volume: Counter = field(default_factory=Counter)  # unit -> t traded
     value: dict[str, Decimal] = field(default_factory=dict)  # unit -> yuan traded
@@ -521,6 +537,17 @@ class Model:
     def _need_account(self, account: str) -> None:
         if account not in self.accounts:
             raise ModelRefused(f"no account {account}")
+        if account in self.closed:
+            raise ModelRefused(f"account {account} closed")
+
+    def is_frozen(self, account: str) -> bool:
+        return account in self.frozen and (self.frozen[account] is None or TODAY <= self.frozen[account])
+
+    def _need_sender(self, account: str) -> None:
+        """Units may leave the account: it is open and not frozen."""
+        self._need_account(account)
+        if self.is_frozen(account):
+            raise ModelRefused(f"account {account} frozen")
 
     def _need_firm(self, fid: str) -> tuple[str, str | None]:
         if fid not in self.firms:
@@ -586,8 +613,10 @@ class Model:
 
     def _year_close(self, a: dict[str, Any]) -> list:
         p = self._need_open_period(a["year"])
-        correct_by = a.get("correct_by") or day_after(TODAY, CORRECTION_DAYS)
-        if correct_by < TODAY:
+        correct_by = a.get("correct_by")
+        if correct_by is None:
+            correct_by = day_after(p["deadline"], CORRECTION_DAYS)
+        elif correct_by < TODAY:
             raise ModelRefused("time limit to correct before today")
         deadline = p["deadline"]
         fixed = deadline < MARKET_MULTIPLE_FROM
@@ -647,7 +676,7 @@ class Model:
     def _transfer(self, a: dict[str, Any]) -> list:
         if a["from_account"] == a["to_account"]:
             raise ModelRefused("same account")
-        self._need_account(a["from_account"])
+        self._need_sender(a["from_account"])
         self._need_account(a["to_account"])
         self._need_holding(a["from_account"], a["unit"], a["vintage"], a["quantity"])
         return [("AllowancesTransferred", dict(a))]
@@ -659,7 +688,7 @@ class Model:
         if buyer == seller:
             raise ModelRefused("self trade")
         self._need_account(buyer)
-        self._need_account(seller)
+        self._need_sender(seller)
         if mode == "listed" and q >= LISTED_BELOW_T:
             raise ModelRefused("listed lot too large")
         if mode == "block" and q < BLOCK_FROM_T:
@@ -740,6 +769,7 @@ class Model:
             p = self._need_open_period(a["year"])
         if vintage > p["last"]:
             raise ModelRefused("vintage later than the compliance year")
+        self._need_sender(fid)
         self._need_holding(fid, unit, vintage, q)
         verified = self.verified_in(fid, p)
         if verified is None:
@@ -756,9 +786,158 @@ class Model:
         ]
 
     def _cancel(self, a: dict[str, Any]) -> list:
-        self._need_account(a["account_id"])
+        self._need_sender(a["account_id"])
         self._need_holding(a["account_id"], a["unit"], a["vintage"], a["quantity"])
         return [("AllowancesCancelled", dict(a))]
+
+    def _account_freeze(self, a: dict[str, Any]) -> list:
+        self._need_account(a["account_id"])
+        if self.is_frozen(a["account_id"]):
+            raise ModelRefused("frozen already")
+        if a.get("until") is not None and a["until"] < TODAY:
+            raise ModelRefused("a freeze that ended before today")
+        return [("AccountFrozen", {"account_id": a["account_id"], "reason": a["reason"], "until": a.get("until")})]
+
+    def _account_unfreeze(self, a: dict[str, Any]) -> list:
+        self._need_account(a["account_id"])
+        if not self.is_frozen(a["account_id"]):
+            raise ModelRefused("not frozen")
+        return [("AccountUnfrozen", dict(a))]
+
+    def _account_close(self, a: dict[str, Any]) -> list:
+        aid, sweep = a["account_id"], a.get("sweep_to")
+        self._need_account(aid)
+        if self.is_frozen(aid):
+            raise ModelRefused("closing a frozen account")
+        mine = sorted((k, q) for k, q in self.holdings.items() if k[0] == aid and q)
+        events: list[tuple[str, dict[str, Any]]] = []
+        if sweep is not None:
+            if sweep == aid:
+                raise ModelRefused("a sweep into itself")
+            self._need_account(sweep)
+            if self.kinds[sweep] != "government":
+                raise ModelRefused("a sweep to an account that is not a government account")
+            events = [("AllowancesTransferred", {"from_account": aid, "to_account": sweep, "unit": u, "vintage": v,
+                                                 "quantity": q}) for (_, u, v), q in mine]
+        elif mine:
+            raise ModelRefused("closing an account that holds units")
+        return [*events, ("AccountClosed", {"account_id": aid, "swept_to": sweep})]
+
+    # ---- reversals (docs/events.md EntryReversed; README "Operating a registry") ------------------------
+    @staticmethod
+    def entry_year(etype: str, d: dict[str, Any]) -> int:
+        if etype in ("AllowancesSurrendered", "EmissionsVerified"):
+            return d["year"]
+        return d.get("year") or d.get("_year") or d["vintage"]
+
+    @staticmethod
+    def verification_key(d: dict[str, Any]) -> tuple[str, int]:
+        fac = d.get("facility_id")
+        return (d["firm_id"] if fac is None else f"{d['firm_id']}/{fac}", d["year"])
+
+    def is_final(self, year: int) -> bool:
+        """A compliance year enforced (or closed without a time limit to correct): nothing of it is reversed."""
+        p = self.period_of(year)
+        return p is not None and p["closed"] and (p.get("correct_by") is None or bool(p.get("enforced")))
+
+    def _take_back(self, account: str, e: dict[str, Any]) -> None:
+        self._need_sender(account)  # open and not frozen
+        if self.held(account, e["unit"], e["vintage"]) < e["quantity"]:
+            raise ModelRefused("the units are no longer there")
+
+    def _reverse(self, a: dict[str, Any]) -> list:
+        pos = a["position"]
+        if pos not in self.entries:
+            raise ModelRefused("not reversible")
+        t, e, by = self.entries[pos]
+        if by is not None:
+            raise ModelRefused("reversed already")
+        data: dict[str, Any] = {"reversed_position": pos, "reversed_type": t, "reason": a["reason"]}
+        if t == "AllowancesIssued":
+            self._take_back(e["account_id"], e)
+            data.update(account_id=e["account_id"], unit=e["unit"], vintage=e["vintage"], quantity=e["quantity"],
+                        basis=e["basis"])
+        elif t == "AllowancesTransferred":
+            self._need_account(e["from_account"])
+            self._take_back(e["to_account"], e)
+            data.update(from_account=e["to_account"], to_account=e["from_account"], unit=e["unit"],
+                        vintage=e["vintage"], quantity=e["quantity"])
+        elif t == "AllowancesSurrendered":
+            self._need_account(e["firm_id"])
+            self._need_open_period(e["year"])
+            data.update(firm_id=e["firm_id"], account_id=e["firm_id"], year=e["year"], unit=e["unit"],
+                        vintage=e["vintage"], quantity=e["quantity"])
+        else:
+            if self.verified_at.get(self.verification_key(e)) != pos:
+                raise ModelRefused("a later verification replaced it")
+            data.update(firm_id=e["firm_id"], year=e["year"])
+            if e.get("facility_id") is not None:
+                data["facility_id"] = e["facility_id"]
+            prev = e["_previous"]
+            if prev is not None and prev in self.entries:
+                p = self.entries[prev][1]
+                data.update(tonnes=p["tonnes"], restores_position=prev)
+                if p.get("output") is not None:
+                    data.update(output=p["output"], output_unit=p["output_unit"])
+        return [("EntryReversed", data)]
+
+    def _undo(self, d: dict[str, Any]) -> None:
+        t, e, _ = entry = self.entries[d["reversed_position"]]
+        entry[2] = self.position
+        if t == "AllowancesIssued":
+            self._move(e["account_id"], e["unit"], e["vintage"], -e["quantity"])
+            year = self.entry_year(t, e)
+            if e["basis"] in EXEMPTIONS:
+                self.exempted[(e["account_id"], year, e["basis"])] -= e["quantity"]
+            elif e["basis"] in ("pre-allocation", "true-up") and e["account_id"] in self.firms:
+                self.allocated[(e["account_id"], year)] -= e["quantity"]
+                if e["basis"] == "pre-allocation":
+                    self.pre_allocated.discard((e["account_id"], year))
+        elif t == "AllowancesTransferred":
+            self._move(e["to_account"], e["unit"], e["vintage"], -e["quantity"])
+            self._move(e["from_account"], e["unit"], e["vintage"], e["quantity"])
+        elif t == "AllowancesSurrendered":
+            self._move(e["firm_id"], e["unit"], e["vintage"], e["quantity"])
+            self.surrendered[(e["firm_id"], self.year_period[e["year"]], e["unit"])] -= e["quantity"]
+        else:
+            key, prev = self.verification_key(e), d.get("restores_position")
+            fid, year = e["firm_id"], e["year"]
+            if prev is None:
+                self.verified_at.pop(key, None)
+            else:
+                self.verified_at[key] = prev
+            if e.get("facility_id") is not None:
+                if prev is None:
+                    self.facility_verified.pop((e["facility_id"], year), None)
+                else:
+                    self.facility_verified[(e["facility_id"], year)] = dict(self.entries[prev][1])
+                held = [self.facility_verified[(f, year)]["tonnes"] for f in self.firm_facilities(fid)
+                        if (f, year) in self.facility_verified]
+                if held:
+                    self.verified[(fid, year)] = (sum(held), None, None)
+                else:
+                    self.verified.pop((fid, year), None)
+            elif prev is None:
+                self.verified.pop((fid, year), None)
+            else:
+                p = self.entries[prev][1]
+                self.verified[(fid, year)] = (p["tonnes"], p.get("output"), p.get("output_unit"))
+
+    def _keep_entry(self, etype: str, d: dict[str, Any]) -> None:
+        """A reversible event is kept while its compliance year is not final (`self.position` is its own)."""
+        if etype not in REVERSIBLE or self.is_final(self.entry_year(etype, d)):
+            return
+        d = dict(d)
+        if etype == "EmissionsVerified":
+            key = self.verification_key(d)
+            d["_previous"] = self.verified_at.get(key)
+            self.verified_at[key] = self.position
+        self.entries[self.position] = [etype, d, None]
+
+    def _drop_entries(self, p: dict[str, Any]) -> None:
+        years = set(range(p["first"], p["last"] + 1))
+        for pos in [q for q, (t, e, _) in self.entries.items() if self.entry_year(t, e) in years]:
+            del self.entries[pos]
 
     def _benchmark(self, unit_type: str | None, output_unit: str | None, year: int) -> Fraction:
         table = reference_data.benchmarks_for(year)  # reference data (tCO2 per MWh / per GJ)
@@ -783,6 +962,8 @@ class Model:
                                                     "quantity": delta, "basis": basis}))
                 held += delta
             elif delta < 0:
+                if self.is_frozen(fid):
+                    raise ModelRefused("a clawback from a frozen account")
                 take = min(held, -delta)
                 if take == 0:
                     raise ModelRefused("nothing to claw back")
@@ -898,6 +1079,7 @@ class Model:
         self._need_open_period(year)
         if sector not in COVERED_FROM or year < COVERED_FROM[sector]:
             raise ModelRefused("sector not covered")
+        self._need_account(fid)  # its compliance account, unless closed
         new_sector = sector in NEW_SECTORS
         events: list[tuple[str, dict[str, Any]]]
         if self.firm_facilities(fid):
@@ -951,6 +1133,8 @@ class Model:
                     events = [("AllowancesIssued", {"account_id": fid, "unit": "CEA", "vintage": year,
                                                     "quantity": delta, "basis": "true-up"})]
                 elif delta < 0:
+                    if self.is_frozen(fid):
+                        raise ModelRefused("a clawback from a frozen account")
                     take = min(self.held(fid, "CEA", year), -delta)
                     if take == 0:
                         raise ModelRefused("nothing to claw back")
@@ -1004,11 +1188,24 @@ class Model:
     # ---- the model's own fold ------------------------------------------------------------
     def apply(self, etype: str, d: dict[str, Any]) -> None:
         self.position += 1
-        if etype == "FirmRegistered":
+        self._apply(etype, d)
+        self._keep_entry(etype, d)
+
+    def _apply(self, etype: str, d: dict[str, Any]) -> None:
+        if etype == "EntryReversed":
+            self._undo(d)
+        elif etype == "FirmRegistered":
             self.firms[d["firm_id"]] = (d["sector"], d["unit_type"])
             self.registered_after[d["firm_id"]] = {first for first, p in self.periods.items() if p["closed"]}
         elif etype == "AccountOpened":
             self.accounts.add(d["account_id"])
+            self.kinds[d["account_id"]] = d["kind"]
+        elif etype == "AccountFrozen":
+            self.frozen[d["account_id"]] = d["until"]
+        elif etype == "AccountUnfrozen":
+            del self.frozen[d["account_id"]]
+        elif etype == "AccountClosed":
+            self.closed.add(d["account_id"])
         elif etype == "ComplianceYearOpened":
             first, last = d["year"], d.get("last_year") or d["year"]
             self.periods[first] = {
@@ -1023,6 +1220,8 @@ class Model:
             p = self.periods[d["year"]]
             p["closed"] = True
             p["correct_by"] = d["correct_by"]
+            if self.is_final(p["first"]):
+                self._drop_entries(p)
             for fid in self.firms:
                 self.status_at_close[(fid, p["first"])] = self.status(fid, p)
         elif etype == "PlanPublished":
@@ -1103,6 +1302,7 @@ class Model:
             self.deductions[fid] = (owed + d["deduction"], max(after, p["last"]))
         elif etype == "ComplianceYearEnforced":
             self.periods[d["year"]]["enforced"] = True
+            self._drop_entries(self.periods[d["year"]])
         else:  # pragma: no cover
             raise AssertionError(etype)
 

@@ -80,6 +80,10 @@ METHODS = {
     "emissions verify": "verify_emissions",
     "surrender": "surrender",
     "cancel": "cancel",
+    "account freeze": "freeze_account",
+    "account unfreeze": "unfreeze_account",
+    "account close": "close_account",
+    "reverse": "reverse",
 }
 
 # Field corruptions that make a command bad input (exit 2), by argument name.
@@ -520,7 +524,32 @@ class LedgerMachine(RuleBasedStateMachine):
             self.new_id(),
         )
 
+    def gen_freeze(self, data: st.DataObject) -> Cmd:
+        aid = self.pick(data, sorted(self.model.accounts), ACCOUNT_IDS)
+        until = data.draw(st.sampled_from((None, None, "2025-01-01", "2025-01-02", "2026-06-30")), label="until")
+        reason = data.draw(st.sampled_from(("judicial", "investigation", "default")))
+        return Cmd("account freeze", {"account_id": aid, "reason": reason, "until": until}, self.new_id())
+
+    def gen_unfreeze(self, data: st.DataObject) -> Cmd:
+        aid = self.pick(data, sorted(self.model.frozen) or sorted(self.model.accounts), ACCOUNT_IDS)
+        return Cmd("account unfreeze", {"account_id": aid}, self.new_id())
+
+    def gen_close(self, data: st.DataObject) -> Cmd:
+        aid = self.pick(data, sorted(self.model.accounts), ACCOUNT_IDS)
+        sweep = data.draw(st.sampled_from((None, None, "T1", "T2", "F1")), label="sweep_to")
+        return Cmd("account close", {"account_id": aid, "sweep_to": sweep}, self.new_id())
+
+    def gen_reverse(self, data: st.DataObject) -> Cmd:
+        """Mostly a position the model still keeps as reversible (reversed or not); sometimes any position."""
+        m = self.model
+        pos = self.pick(data, sorted(m.entries), tuple(range(1, m.position + 2)))
+        return Cmd("reverse", {"position": pos, "reason": "a registry error"}, self.new_id())
+
     GENERATORS = (
+        "gen_reverse",
+        "gen_freeze",
+        "gen_unfreeze",
+        "gen_close",
         "gen_register",
         "gen_open_account",
         "gen_open_year",
@@ -589,6 +618,16 @@ class LedgerMachine(RuleBasedStateMachine):
                         self.new_id(),
                     )
                 )
+
+    @rule(data=st.data())
+    def reverse(self, data: st.DataObject) -> None:
+        """A linked reversal undoes one issuance, transfer, surrender or verification of a year not enforced."""
+        self.run(self.gen_reverse(data))
+
+    @rule(data=st.data())
+    def freeze_or_close(self, data: st.DataObject) -> None:
+        """Account states: a frozen account sends nothing; a closed one does nothing (the model says which)."""
+        self.run(getattr(self, data.draw(st.sampled_from(("gen_freeze", "gen_unfreeze", "gen_close"))))(data))
 
     @rule(data=st.data())
     def register_firm(self, data: st.DataObject) -> None:
@@ -891,6 +930,17 @@ class LedgerMachine(RuleBasedStateMachine):
             elif t in ("AllowancesSurrendered", "AllowancesCancelled", "AllowancesWithdrawn"):
                 moves = [(d.get("account_id") or d["firm_id"], -d["quantity"])]
                 retired[(d["unit"], d["vintage"])] += d["quantity"]
+            elif t == "EntryReversed" and d["reversed_type"] != "EmissionsVerified":
+                # the original stays in the log; the reversal moves its units back (docs/events.md)
+                rt, q = d["reversed_type"], d["quantity"]
+                if rt == "AllowancesIssued":
+                    moves = [(d["account_id"], -q)]
+                    issued[(d["unit"], d["vintage"])] -= q
+                elif rt == "AllowancesTransferred":
+                    moves = [(d["from_account"], -q), (d["to_account"], q)]
+                else:
+                    moves = [(d["account_id"], q)]
+                    retired[(d["unit"], d["vintage"])] -= q
             for account, delta in moves:
                 key = (account, d["unit"], d["vintage"])
                 held[key] += delta
