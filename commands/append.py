@@ -54,7 +54,7 @@ def _report(out: Any, as_json: bool) -> None:
         return
     extra = "".join(f" {k}={r[k]}" for k in ("trade_id", "transfer_id", "expires_at", "reversed_position", "issued",
                                              "swept", "penalties", "fines", "correct_by", "deductions", "deducted",
-                                             "cut", "withdrawn", "late") if r.get(k) is not None)
+                                             "cut", "withdrawn", "late", "remaining") if r.get(k) is not None)
     span = str(r["position"]) if r["first_position"] == r["position"] else f"{r['first_position']}-{r['position']}"
     click.echo(f"recorded {', '.join(r['events'])} at position {span}{extra}")
 
@@ -299,13 +299,57 @@ def _unit_options(f):
 @click.argument("account_id")
 @_unit_options
 @click.option("--basis", required=True, help=_one_of(units.ISSUE_BASES))
+@click.option("--project-registered", help="CCER: the offset project's registration date, YYYY-MM-DD (from compliance"
+              f" year {rules.CCER_NEW_FROM_YEAR} only projects registered from {rules.CCER_NEW_REGISTERED_FROM} count).")
 @command_id_option
 @pass_ctx
-def issue(c: Ctx, account_id: str, unit: str, vintage: str, quantity: str, basis: str, command_id: str | None,
-          as_json: bool) -> None:
+def issue(c: Ctx, account_id: str, unit: str, vintage: str, quantity: str, basis: str, project_registered: str | None,
+          command_id: str | None, as_json: bool) -> None:
     """Issue units into an account (a regulator)."""
     _append(c, "issue", {"account_id": account_id, "unit": unit, "vintage": vintage, "quantity": quantity,
-                         "basis": basis}, command_id, as_json)
+                         "basis": basis, "project_registered": project_registered}, command_id, as_json)
+
+
+@click.group("carry-over")
+def carry_over() -> None:
+    """Carry-over of the 2019-2024 vintages into 2025 allowances, by application (P23 annex 5)."""
+
+
+@carry_over.command("show")
+@click.argument("firm_id")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@pass_ctx
+def carry_over_show(c: Ctx, firm_id: str, as_json: bool) -> None:
+    """Whether a firm may apply, its net sales, its limit, what it carried over and what remains."""
+    from commands.output import emit_json
+    from ledger.decisions.carryover import standing
+    from ledger.registry import timestamp
+
+    c.existing_recorder()  # reads never create a store
+    reg = c.registry
+    st = reg.state
+    if firm_id not in st.firms:
+        raise BadInput(f"firm {firm_id} does not exist (at position {st.position})")
+    out = standing(st, firm_id, timestamp(reg.clock()))
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"{firm_id}: " + ("eligible" if out["eligible"] else f"not eligible: {out['reason']}"))
+    click.echo(f"net sales {out['net_sales']:,} t, limit {out['limit']:,} t, carried over {out['converted']:,} t,"
+               f" remaining {out['remaining']:,} t")
+
+
+@carry_over.command("apply")
+@click.argument("firm_id")
+@click.option("--vintage", required=True, help="2019 to 2024.")
+@click.option("--quantity", required=True, help="Whole tonnes.")
+@command_id_option
+@pass_ctx
+def carry_over_apply(c: Ctx, firm_id: str, vintage: str, quantity: str, command_id: str | None,
+                     as_json: bool) -> None:
+    """Convert CEA of a 2019-2024 vintage into 2025 allowances, within the firm's limit (the firm, or a regulator)."""
+    _append(c, "carry-over apply", {"firm_id": firm_id, "vintage": vintage, "quantity": quantity}, command_id,
+            as_json)
 
 
 @click.command()
@@ -335,7 +379,6 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
         return
     from commands.output import emit_json
     from ledger.errors import Refused
-
     from ledger.units import parse_year
 
     y = parse_year(year)
@@ -525,4 +568,4 @@ def import_(c: Ctx, file: Any, on_refusal: str, batch_size: int, as_json: bool, 
 
 
 COMMANDS = [init, actor, firm, facility, account, year, penalty, issue, allocate, transfer, trade, emissions, surrender,
-            cancel, reverse, import_]
+            cancel, reverse, carry_over, import_]

@@ -111,6 +111,8 @@ EXAMPLES = {
     "penalty record": "carbon-ledger penalty record F0001 --article 21 --fine 50000 --year 2024 --reason 'late report'",
     "penalty cut": "carbon-ledger penalty cut F0001 --year 2025 --share 0.5",
     "issue": "carbon-ledger issue F0001 --unit CEA --vintage 2024 --quantity 1000 --basis pre-allocation",
+    "carry-over show": "carbon-ledger carry-over show F0001 --json",
+    "carry-over apply": "carbon-ledger --as F0001-desk carry-over apply F0001 --vintage 2024 --quantity 5000",
     "allocate": "carbon-ledger allocate --all --year 2024 --step pre",
     "transfer": "carbon-ledger transfer F0001 T0001 --unit CEA --vintage 2024 --quantity 100",
     "trade": ("carbon-ledger trade --buyer F0002 --seller F0001 --unit CEA --vintage 2024 --quantity 100"

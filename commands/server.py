@@ -222,7 +222,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         return state["reader"].recorder.claim_nonce(nonce, until, now)
 
     if read_only:
-        claim_nonce = MemoryNonces().claim  # noqa: F811 - the store may be on read-only media
+        claim_nonce = MemoryNonces().claim  # the store may be on read-only media
 
     def reading(fn: Any, *a: Any) -> Any:
         def locked() -> Any:

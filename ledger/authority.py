@@ -43,6 +43,7 @@ RIGHTS: dict[str, tuple[str, ...]] = {
     "transfer approve": ("firm",),  # the decision checks: another actor of the sending account's firm
     "transfer cancel": ("firm", "regulator"),
     "reverse": ("regulator",),
+    "carry-over apply": ("firm", "regulator"),  # a firm for its own compliance account (checked below)
 }
 # The commands that move units out of one account, and the argument naming it.
 OWN_ACCOUNT_ONLY = {"transfer": "from_account", "surrender": "firm_id", "cancel": "account_id"}
@@ -72,6 +73,9 @@ def authorize(st: LedgerState, name: str, args: dict[str, Any], actor_id: str | 
             raise Refused(f"actor {actor_id} (regulator) surrenders only by forced compliance, with --from an"
                           " account on the firm's behalf", code="not_permitted")
         return actor_id  # forced compliance: the decision checks the account it surrenders from
+    if name == "carry-over apply" and actor.role == "firm" and args["firm_id"] != actor.firm_id:
+        raise Refused(f"actor {actor_id} (firm {actor.firm_id}) lacks the right to {name} for firm {args['firm_id']}",
+                      code="not_own_account")
     if name in OWN_ACCOUNT_ONLY:
         account_id = args.get("from_account") or args[OWN_ACCOUNT_ONLY[name]]
         acc = st.accounts.get(account_id)

@@ -122,6 +122,7 @@ class AllowancesIssued(EventData):
     verified_emissions: int | None = None
     firm_id: Id | None = None  # an allocation issued to the province's account for this firm (--to-authority)
     facilities: list[dict[str, Any]] | None = None
+    project_registered: str | None = None  # CCER: the project's registration date (YYYY-MM-DD), when known
 
 
 class AllowancesTransferred(EventData):
@@ -176,6 +177,22 @@ class AllowancesSurrendered(EventData):
     vintage: int
     quantity: Tonnes
     from_account: Id | None = None
+    eligible: Annotated[int, Field(gt=0)] | None = None  # CCER: how many are of projects registered from 22 Jan 2024
+
+
+class AllowancesCarriedOver(EventData):
+    """`carry-over apply` (P23 annex 5): `quantity` CEA of `from_vintage` (2019-2024) in the firm's compliance
+    account become vintage `to_vintage` (2025), checked against the firm's limit T = 10,000 + 1.5 x `net_sales`
+    (at most its holding of those vintages), `limit`, of which `converted` were carried over before."""
+
+    firm_id: Id
+    unit: Literal["CEA"]
+    from_vintage: int
+    to_vintage: int
+    quantity: Tonnes
+    limit: Annotated[int, Field(ge=0)]
+    net_sales: Annotated[int, Field(ge=0)]
+    converted: Annotated[int, Field(ge=0)]
 
 
 class AllowancesCancelled(EventData):
@@ -367,6 +384,7 @@ class EntryReversed(EventData):
     output_unit: str | None = None
     restores_position: int | None = None
     facility_id: Id | None = None  # a facility's verification: the one it replaced is restored, or none
+    eligible: Annotated[int, Field(ge=0)] | None = None  # a CCER surrender's eligible units, given back as such
 
 
 class PlanPublished(EventData):
@@ -412,6 +430,7 @@ CATALOGUE: dict[str, type[EventData]] = {
         ComplianceYearEnforced,
         PenaltyRecorded,
         AllocationCutOrdered,
+        AllowancesCarriedOver,
     )
 }
 

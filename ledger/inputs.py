@@ -298,12 +298,26 @@ class PenaltyCut(CommandInput):
     share: CutShare
 
 
+ProjectRegistered = Annotated[str, _rule(_iso_date, "--project-registered")]
+
+
 class Issue(CommandInput):
     account_id: AccountId
     unit: Unit
     vintage: Vintage
     quantity: Quantity
     basis: IssueBasis
+    # CCER: the project's registration date (CCER 2023); the decision refuses it for CEA (basis_unit), so that
+    # this model keeps the fast path of bulk imports (no model validator)
+    project_registered: ProjectRegistered | None = None
+
+
+class CarryOverApply(CommandInput):
+    """P23 annex 5: convert CEA of a 2019-2024 vintage into 2025 allowances, within the firm's limit."""
+
+    firm_id: FirmId
+    vintage: Vintage
+    quantity: Quantity
 
 
 class Allocate(CommandInput):
@@ -575,6 +589,7 @@ INPUTS: dict[str, type[CommandInput]] = {
     "transfer approve": PendingTransfer,
     "transfer cancel": PendingTransfer,
     "reverse": Reverse,
+    "carry-over apply": CarryOverApply,
 }
 
 

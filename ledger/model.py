@@ -21,7 +21,7 @@ from ledger.units import money, period_label
 
 HoldingKey = tuple[str, str, int]  # (account_id, unit, vintage)
 Product = tuple[str, int]  # (unit, vintage): each vintage of a unit is its own exchange product
-SNAPSHOT_VERSION = 9  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
+SNAPSHOT_VERSION = 10  # bump when the snapshot's shape changes: an older snapshot is ignored, the log refolded
 # 3: the chain hash at the snapshot's position, the store id and the count of recorded commands
 # 4: markets per product (unit, vintage), closes from listed trades only; the last trade date per unit
 # 5: account states (frozen, until, approvals) and pending transfers
@@ -30,6 +30,7 @@ SNAPSHOT_VERSION = 9  # bump when the snapshot's shape changes: an older snapsho
 EXEMPTION_BASES, ALLOCATION_BASES = formulas.EXEMPTION_BASES, formulas.ALLOCATION_BASES
 # 8: a period's time limit to correct (correct_by) and whether it was enforced
 # 9: reversals and the verifications of open years instead of every reversible entry (memory flat in the log)
+# 10: CCER of projects registered from 22 January 2024 per holding; carry-over: converted and net sales per firm
 
 
 @dataclass
@@ -191,6 +192,12 @@ class LedgerState:
     # Reads one recorded event (its envelope) by position: set by whoever holds the log (the registry, the audit).
     event_source: Any = field(default=None, repr=False, compare=False)
     verified_at: dict[tuple[str, int], int] = field(default_factory=dict)  # the position of the verification in force
+    # CCER eligibility per lot (docs/domain.md): of each (account, CCER vintage) holding, how many units are of
+    # projects registered from 22 January 2024 (the only ones that count from compliance year 2024). Units leave
+    # a holding ineligible first, except a surrender for 2024 or later, which takes eligible ones.
+    ccer_eligible: dict[tuple[str, int], int] = field(default_factory=dict)
+    carried: dict[str, int] = field(default_factory=dict)  # firm -> CEA carried over into 2025 (P23 annex 5)
+    carry_sales: dict[str, int] = field(default_factory=dict)  # firm -> sales minus purchases of 2019-2024 CEA, 2024-25
 
     # --- queries --------------------------------------------------------------
     def holding(self, account_id: str, unit: str, vintage: int) -> int:
@@ -411,6 +418,9 @@ class LedgerState:
             "reversed": [[k, v] for k, v in self.reversed.items()],
             "verifications": [[k, d, prev] for k, (d, prev) in self.verifications.items()],
             "verified_at": [[*k, v] for k, v in self.verified_at.items()],
+            "ccer_eligible": [[*k, v] for k, v in self.ccer_eligible.items()],
+            "carried": [[k, v] for k, v in self.carried.items()],
+            "carry_sales": [[k, v] for k, v in self.carry_sales.items()],
         }
 
     @classmethod
@@ -449,6 +459,9 @@ class LedgerState:
         st.reversed = {k: v for k, v in s["reversed"]}
         st.verifications = {k: (d, prev) for k, d, prev in s["verifications"]}
         st.verified_at = {(f, y): p for f, y, p in s["verified_at"]}
+        st.ccer_eligible = {(a, v): n for a, v, n in s["ccer_eligible"]}
+        st.carried = dict(s["carried"])
+        st.carry_sales = dict(s["carry_sales"])
         return st
 
 
@@ -495,6 +508,10 @@ def _year_opened(st: LedgerState, d: dict[str, Any]) -> None:
 
 def _issued(st: LedgerState, d: dict[str, Any]) -> None:
     st._add((d["account_id"], d["unit"], d["vintage"]), d["quantity"])
+    if d["unit"] == "CCER" and ccer_counts_from_2024(d.get("project_registered")):
+        key2 = (d["account_id"], d["vintage"])
+        n = max(0, st.ccer_eligible.get(key2, 0) + d["quantity"])  # a reversal (negative) takes them back
+        _set_eligible(st, key2, n)
     firm = d.get("firm_id") or d["account_id"]  # firm_id: allocated to the province's account for the firm
     if d["basis"] in EXEMPTION_BASES:
         key3 = (firm, d.get("year") or d["vintage"], d["basis"])
@@ -506,16 +523,54 @@ def _issued(st: LedgerState, d: dict[str, Any]) -> None:
             st.pre_allocated[key] = st.pre_allocated.get(key, 0) + d["quantity"]
 
 
+def ccer_counts_from_2024(project_registered: str | None) -> bool:
+    """A CCER of a project registered from 22 January 2024 (CCER 2023); without a known date, it does not."""
+    return project_registered is not None and project_registered >= rules.CCER_NEW_REGISTERED_FROM
+
+
+def _set_eligible(st: LedgerState, key: tuple[str, int], n: int) -> None:
+    if n:
+        st.ccer_eligible[key] = n
+    else:
+        st.ccer_eligible.pop(key, None)
+
+
+def ccer_taken(st: LedgerState, account_id: str, vintage: int, q: int) -> int:
+    """How many of `q` CCER leaving a holding are eligible from 2024: ineligible units leave first."""
+    e = st.ccer_eligible.get((account_id, vintage), 0)
+    return max(0, q - (st.holding(account_id, "CCER", vintage) - e)) if e else 0
+
+
+def _ccer_move(st: LedgerState, src: str | None, dst: str | None, vintage: int, n: int) -> None:
+    """Move `n` eligible-from-2024 CCER of `vintage` from src to dst (None: out of or into circulation)."""
+    if not n:
+        return
+    if src is not None:
+        _set_eligible(st, (src, vintage), st.ccer_eligible.get((src, vintage), 0) - n)
+    if dst is not None:
+        _set_eligible(st, (dst, vintage), st.ccer_eligible.get((dst, vintage), 0) + n)
+
+
 def _transferred(st: LedgerState, d: dict[str, Any]) -> None:
     q = d["quantity"]
+    if d["unit"] == "CCER" and st.ccer_eligible:
+        _ccer_move(st, d["from_account"], d["to_account"], d["vintage"], ccer_taken(st, d["from_account"],
+                                                                                    d["vintage"], q))
     st._add((d["from_account"], d["unit"], d["vintage"]), -q)
     st._add((d["to_account"], d["unit"], d["vintage"]), q)
 
 
 def _traded(st: LedgerState, d: dict[str, Any]) -> None:
     q, unit, vintage, date = d["quantity"], d["unit"], d["vintage"], d["trade_date"]
+    if unit == "CCER" and st.ccer_eligible:
+        _ccer_move(st, d["seller"], d["buyer"], vintage, ccer_taken(st, d["seller"], vintage, q))
     st._add((d["seller"], unit, vintage), -q)
     st._add((d["buyer"], unit, vintage), q)
+    if unit == "CEA" and vintage in rules.CARRY_OVER_VINTAGES and \
+            rules.CARRY_OVER_NET_SALES_DATES[0] <= date <= rules.CARRY_OVER_NET_SALES_DATES[1]:
+        for acc, sign in ((d["seller"], 1), (d["buyer"], -1)):  # a firm's compliance account id is its firm id
+            if acc in st.firms:
+                st.carry_sales[acc] = st.carry_sales.get(acc, 0) + sign * q
     price = Decimal(d["price"])
     m = st.market(unit, vintage)
     if m.last_date is None or date > m.last_date:
@@ -553,17 +608,35 @@ def _verified(st: LedgerState, d: dict[str, Any]) -> None:
 
 
 def _surrendered(st: LedgerState, d: dict[str, Any]) -> None:
-    st._add((d.get("from_account") or d["firm_id"], d["unit"], d["vintage"]), -d["quantity"])
+    src = d.get("from_account") or d["firm_id"]
+    if d.get("eligible"):  # a reversal (negative quantity) gives them back
+        n = d["eligible"] if d["quantity"] > 0 else -d["eligible"]
+        _ccer_move(st, src, None, d["vintage"], n)
+    st._add((src, d["unit"], d["vintage"]), -d["quantity"])
     label = st.year_period[d["year"]]
     key = (d["firm_id"], label, d["unit"])
     st.surrendered[key] = st.surrendered.get(key, 0) + d["quantity"]
 
 
 def _cancelled(st: LedgerState, d: dict[str, Any]) -> None:
+    if d["unit"] == "CCER" and st.ccer_eligible:
+        _ccer_move(st, d["account_id"], None, d["vintage"], ccer_taken(st, d["account_id"], d["vintage"],
+                                                                      d["quantity"]))
     st._add((d["account_id"], d["unit"], d["vintage"]), -d["quantity"])
 
 
+def _carried_over(st: LedgerState, d: dict[str, Any]) -> None:
+    if d["from_vintage"] not in rules.CARRY_OVER_VINTAGES or d["to_vintage"] != rules.CARRY_OVER_TO_VINTAGE:
+        raise ValueError(f"a carry-over from vintage {d['from_vintage']} to {d['to_vintage']}")
+    st._add((d["firm_id"], "CEA", d["from_vintage"]), -d["quantity"])
+    st._add((d["firm_id"], "CEA", d["to_vintage"]), d["quantity"])
+    st.carried[d["firm_id"]] = st.carried.get(d["firm_id"], 0) + d["quantity"]
+
+
 def _withdrawn(st: LedgerState, d: dict[str, Any]) -> None:
+    if d["unit"] == "CCER" and st.ccer_eligible:
+        _ccer_move(st, d["account_id"], None, d["vintage"], ccer_taken(st, d["account_id"], d["vintage"],
+                                                                      d["quantity"]))
     st._add((d["account_id"], d["unit"], d["vintage"]), -d["quantity"])
     firm = d.get("firm_id") or d["account_id"]
     if d["reason"] == "true-up clawback" and d.get("basis") in EXEMPTION_BASES:
@@ -702,7 +775,8 @@ def _reversed(st: LedgerState, d: dict[str, Any]) -> None:
         _transferred(st, d)  # from the original's receiver back to its sender
     elif t == "AllowancesSurrendered":
         _surrendered(st, {"firm_id": d["firm_id"], "from_account": d["account_id"], "year": d["year"],
-                          "unit": d["unit"], "vintage": d["vintage"], "quantity": -d["quantity"]})
+                          "unit": d["unit"], "vintage": d["vintage"], "quantity": -d["quantity"],
+                          "eligible": d.get("eligible")})
     elif d.get("facility_id") is not None:
         fac, year, prev = d["facility_id"], d["year"], d.get("restores_position")
         key = verification_key(d)
@@ -758,6 +832,7 @@ _APPLY = {
     "ComplianceYearEnforced": _enforced,
     "PenaltyRecorded": _no_state,
     "AllocationCutOrdered": _cut_ordered,
+    "AllowancesCarriedOver": _carried_over,
 }
 
 

@@ -280,7 +280,8 @@ METHOD_NAMES = {"init": "init", "actor add": "add_actor", "actor key": "register
                 "emissions verify": "verify_emissions", "account freeze": "freeze_account",
                 "account unfreeze": "unfreeze_account", "account close": "close_account", "account policy": "set_policy",
                 "transfer approve": "approve_transfer", "transfer cancel": "cancel_transfer",
-                "facility register": "register_facility", "rules publish": "publish_plan"}
+                "facility register": "register_facility", "rules publish": "publish_plan",
+                "carry-over apply": "carry_over"}
 _RUN_OPTIONS = ("command_id", "actor", "signature", "expires", "sign_with")
 
 

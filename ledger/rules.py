@@ -28,6 +28,15 @@ PRICE_BAND = {"listed": D("0.10"), "block": D("0.30"), "auction": None}  # vs pr
 
 # --- compliance rules ---------------------------------------------------------
 CCER_LIMIT_SHARE = D("0.05")  # CCER may cover at most 5% of verified emissions
+# CCER eligibility by the project's registration date (CCER 2023: the MEE notice of 25 October 2023; P25d).
+# CCERs of projects registered before 14 March 2017 (the old scheme) count only until 31 December 2024, the
+# surrender deadline of compliance year 2023: read as compliance years up to 2023 (a late surrender for 2023
+# within its time limit to correct included). From compliance year 2024 only CCERs of projects registered from
+# 22 January 2024 count; a CCER issued without a registration date counts as the old scheme's.
+CCER_OLD_REGISTERED_BEFORE = "2017-03-14"
+CCER_OLD_LAST_YEAR = 2023
+CCER_NEW_REGISTERED_FROM = "2024-01-22"
+CCER_NEW_FROM_YEAR = 2024
 GAP_CAP_SHARE = D("0.20")  # power: a firm is topped up to 80% of its verified emissions (gap-cap exemption)
 PRE_ALLOCATION_SHARE = D("0.70")  # P19: pre-allocation = 70% x base-year output x benchmark
 NEW_SECTORS = ("steel", "cement", "aluminium")
@@ -51,6 +60,25 @@ ART21_FINE_RANGE = (D("50000.00"), D("500000.00"))  # failing to report, disclos
 ART22_FINE_RANGE = (D("500000.00"), D("2000000.00"))  # data fraud without illegal gains
 ART22_GAINS_MULTIPLE_RANGE = (D("5"), D("10"))  # data fraud: 5-10 x the illegal gains
 ART22_CUT_SHARE_RANGE = (D("0.50"), D("1.00"))  # refusal to correct: next allocation cut by 50-100%
+
+# --- carry-over of 2019-2024 allowances into 2025 (P23 annex 5) ----------------------------------------------
+# The 2019-2020, 2021, 2022, 2023 and 2024 vintages become 2025 allowances only by application, between the
+# notice (due by 31 January 2026; its date is not in this repository's sources, so the window opens on
+# 1 January 2026, after the holdings date of 31 December 2025) and 10 June 2026. Limit T = B + NS x R, NS the
+# firm's sales minus purchases of those vintages by trade date from 1 January 2024 to 31 December 2025 (0 if
+# negative), at most its holding of those vintages, rounded down. Firms that did not complete 2023 compliance
+# by 31 December 2024 or 2024 compliance by 31 December 2025 may not apply. Vintages not carried over cannot
+# be surrendered for 2025 or later (P25d: only for 2019-2024 obligations).
+CARRY_OVER_VINTAGES = range(2019, 2025)  # 2019-2020 (recorded as vintage 2019 or 2020), 2021, 2022, 2023, 2024
+CARRY_OVER_TO_VINTAGE = 2025
+CARRY_OVER_BASE_T = 10_000  # B
+CARRY_OVER_RATIO = D("1.5")  # R
+CARRY_OVER_NET_SALES_DATES = ("2024-01-01", "2025-12-31")  # trade dates, inclusive
+CARRY_OVER_WINDOW = ("2026-01-01", "2026-06-10")  # the registry's date (UTC), inclusive
+CARRY_OVER_COMPLIANCE_YEARS = (2023, 2024)  # completed by their deadlines, or no carry-over
+CARRY_OVER_SOURCE = ("P23 annex 5 (MEE notice of October 2024): carry-over of the 2019-2024 vintages into 2025 by"
+                     " application, T = 10,000 + 1.5 x net sales; P25d: vintages not carried over only for 2019-2024"
+                     " obligations")
 
 UNIT_TYPES = ("coal-above-300mw", "coal-300mw-or-less", "coal-unconventional", "gas")
 DEFAULT_UNIT_TYPE = {"power": "coal-above-300mw"}
@@ -196,6 +224,15 @@ def describe(year: int, plan: PlanLookup | None = None) -> dict[str, object]:
         "gap_cap_share_of_verified": (power or {}).get("gap_cap_share", str(GAP_CAP_SHARE)),
         "gas_unit_exemption": bool((power or {}).get("gas_unit_exemption")),
         "ccer_limit_share_of_verified": str(CCER_LIMIT_SHARE),
+        "ccer_eligibility": {
+            "old_registered_before": CCER_OLD_REGISTERED_BEFORE, "old_last_compliance_year": CCER_OLD_LAST_YEAR,
+            "new_registered_from": CCER_NEW_REGISTERED_FROM, "new_only_from_compliance_year": CCER_NEW_FROM_YEAR,
+            "source": "MEE notice of 25 October 2023 on the use of CCER for compliance"},
+        "carry_over": {
+            "vintages": [CARRY_OVER_VINTAGES[0], CARRY_OVER_VINTAGES[-1]], "to_vintage": CARRY_OVER_TO_VINTAGE,
+            "base_t": CARRY_OVER_BASE_T, "ratio": str(CARRY_OVER_RATIO),
+            "net_sales_trade_dates": list(CARRY_OVER_NET_SALES_DATES), "window": list(CARRY_OVER_WINDOW),
+            "compliance_years": list(CARRY_OVER_COMPLIANCE_YEARS), "source": CARRY_OVER_SOURCE},
         "price_band": {k: (str(v) if v is not None else None) for k, v in PRICE_BAND.items()},
         "listed_max_quantity_t": LISTED_MAX_QUANTITY_T,
         "block_min_quantity_t": BLOCK_MIN_QUANTITY_T,

@@ -10,8 +10,9 @@ from typing import Any
 
 Key = tuple[str, str, int]
 MOVING = ("AllowancesIssued", "AllowancesTransferred", "TradeExecuted", "AllowancesSurrendered",
-          "AllowancesCancelled", "AllowancesWithdrawn", "EntryReversed")
-TOTAL_FIELDS = ("issued", "held", "surrendered", "cancelled", "withdrawn")
+          "AllowancesCancelled", "AllowancesWithdrawn", "EntryReversed", "AllowancesCarriedOver")
+# per unit and vintage: issued + carried_in = held + surrendered + cancelled + withdrawn + carried_out
+TOTAL_FIELDS = ("issued", "held", "surrendered", "cancelled", "withdrawn", "carried_in", "carried_out")
 PAIRS = {"AllowancesTransferred": ("from_account", "to_account"), "TradeExecuted": ("seller", "buyer")}
 
 
@@ -50,6 +51,9 @@ def movements(event: dict[str, Any]) -> list[tuple[str, str, int, int, str | Non
         return []
     if t == "EntryReversed":
         return _reversal_movements(d)
+    if t == "AllowancesCarriedOver":  # old vintage out, 2025 in, in the firm's compliance account
+        return [(d["firm_id"], d["unit"], d["from_vintage"], -d["quantity"], None),
+                (d["firm_id"], d["unit"], d["to_vintage"], d["quantity"], None)]
     u, v, q = d["unit"], d["vintage"], d["quantity"]
     if t == "AllowancesIssued":
         return [(d["account_id"], u, v, q, None)]
@@ -102,6 +106,14 @@ class Balances:
         for account, unit, vintage, delta, _ in moves:
             _add(holdings, (account, unit, vintage), delta)
         d = event["data"]
+        if t == "AllowancesCarriedOver":
+            for vintage, field, sign in ((d["from_vintage"], "carried_out", -1), (d["to_vintage"], "carried_in", 1)):
+                tot = state["totals"].get((d["unit"], vintage))
+                if tot is None:
+                    tot = state["totals"][(d["unit"], vintage)] = dict.fromkeys(TOTAL_FIELDS, 0)
+                tot[field] += d["quantity"]
+                tot["held"] += sign * d["quantity"]
+            return state
         if t == "EntryReversed":
             t = {"AllowancesIssued": "Unissued", "AllowancesSurrendered": "Unsurrendered"}.get(d["reversed_type"], "")
             if not t:

@@ -11,7 +11,7 @@ from ledger import formulas, rules
 from ledger.formulas import ALLOCATION_BASES, EXEMPTION_BASES
 from ledger.units import fmt_money, period_label
 
-IGNORED = frozenset({"AllowancesTransferred", "TradeExecuted", "AllowancesCancelled"})  # no effect on compliance
+IGNORED = frozenset({"AllowancesTransferred", "TradeExecuted", "AllowancesCancelled", "AllowancesCarriedOver"})  # no effect on compliance
 
 
 class Compliance:

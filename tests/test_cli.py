@@ -473,6 +473,8 @@ def test_executable_appends_and_reads_with_exit_0(store_url: str) -> None:
                 "surrendered": 0,
                 "cancelled": 0,
                 "withdrawn": 0,
+                "carried_in": 0,
+                "carried_out": 0,
             }
         ],
         "accounts": [{"account_id": "F1", "state": "open", "reason": None, "until": None, "approvals": 1,

@@ -304,7 +304,7 @@ def test_ccer_limit_is_5_percent_of_verified_emissions_rounded_down(
 ) -> None:
     registry.register_firm("S1", "Steel", "steel", "Hebei")
     registry.open_year(2024, "2025-12-31")
-    registry.issue("S1", "CCER", 2024, 5_000, "offset")
+    registry.issue("S1", "CCER", 2024, 5_000, "offset", project_registered="2024-03-01")
     registry.issue("S1", "CEA", 2024, 20_000, "auction")
     registry.verify_emissions("S1", 2024, 12_345)  # 5% = 617.25: at most 617 t
     e = refusal(registry.surrender, "S1", 2024, "CCER", 2024, 618)

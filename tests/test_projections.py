@@ -103,6 +103,8 @@ def test_balances_fold_moves_units_and_keeps_totals() -> None:
             "surrendered": 0,
             "cancelled": 0,
             "withdrawn": 0,
+            "carried_in": 0,
+            "carried_out": 0,
         },
         {
             "unit": "CEA",
@@ -112,6 +114,8 @@ def test_balances_fold_moves_units_and_keeps_totals() -> None:
             "surrendered": 200,
             "cancelled": 100,
             "withdrawn": 50,
+            "carried_in": 0,
+            "carried_out": 0,
         },
     ]
 
@@ -480,7 +484,7 @@ def random_market(reg: Registry, seed: int, steps: int, read_every: Any = None) 
     reg.open_year(2024, "2025-12-31")
     for f in FIRMS:
         reg.issue(f, "CEA", 2024, rnd.randrange(1000, 5000), "pre-allocation")
-    reg.issue("F0", "CCER", 2024, 500, "offset")
+    reg.issue("F0", "CCER", 2024, 500, "offset", project_registered="2024-03-01")
     trades = []
     day = 1
     for i in range(steps):

@@ -368,7 +368,7 @@ def test_surrender_beyond_the_obligation_is_refused(reg: Registry) -> None:
 
 
 def test_ccer_surrendered_for_a_year_is_at_most_five_percent_of_verified_emissions(reg: Registry) -> None:
-    reg.issue("F1", "CCER", V, 1000, "offset")
+    reg.issue("F1", "CCER", V, 1000, "offset", project_registered="2024-03-01")
     reg.verify_emissions("F1", V, 900)  # 5% of 900 t = 45 t
     e = refused_whole(reg, reg.surrender, "F1", V, "CCER", V, 46, code="ccer_limit")
     assert "45" in str(e)
@@ -476,7 +476,7 @@ def _every_kind_of_event(reg: Registry) -> None:
     reg.allocate("P1", 2024, "pre")
     reg.verify_emissions("S1", 2024, 50_000, 40_000, "t")
     reg.allocate("S1", 2024, "true-up")
-    reg.issue("S1", "CCER", 2024, 1000, "offset")
+    reg.issue("S1", "CCER", 2024, 1000, "offset", project_registered="2024-03-01")
     reg.transfer("S1", "T1", "CEA", 2024, 100)
     reg.trade("S1", "P1", "CEA", 2024, 1000, "70.00", "listed", "2025-11-10")
     reg.cancel("T1", "CEA", 2024, 10)
@@ -502,6 +502,9 @@ def _every_kind_of_event(reg: Registry) -> None:
     reg.reverse(reg.issue("GOV-HUBEI", "CEA", 2025, 5, "auction").position, "issued by mistake")
     reg.penalty_record("P1", "22", "600000", 2024, reason="falsified coal samples")
     reg.penalty_cut("P1", 2025, "0.5")  # it refused to correct them
+    reg.register_firm("P3", "Coal 300MW", "power", "Hubei")  # after 2024 closed: nothing owed, may carry over
+    reg.issue("P3", "CEA", 2023, 1000, "auction")
+    reg.carry_over("P3", 2023, 400)  # in the window (the clock is 2026-02-01)
 
 
 def test_every_emitted_event_validates_against_the_catalogue(registry: Registry) -> None:

@@ -24,8 +24,13 @@ def issue(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:
     st.check_account_open(a["account_id"])
     if (a["unit"] == "CCER") != (a["basis"] == "offset"):
         raise Refused("CCER are issued with basis offset, and only CCER are", code="basis_unit")
-    return [("AllowancesIssued", {"account_id": a["account_id"], "unit": a["unit"], "vintage": a["vintage"],
-                                  "quantity": a["quantity"], "basis": a["basis"]})], {}
+    if a.get("project_registered") is not None and a["unit"] != "CCER":
+        raise Refused("--project-registered is an offset project's registration date: CCER only", code="basis_unit")
+    data = {"account_id": a["account_id"], "unit": a["unit"], "vintage": a["vintage"], "quantity": a["quantity"],
+            "basis": a["basis"]}
+    if a.get("project_registered") is not None:  # a CCER's project registration date
+        data["project_registered"] = a["project_registered"]
+    return [("AllowancesIssued", data)], {}
 
 
 def allocate(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:

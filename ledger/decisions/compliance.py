@@ -9,7 +9,7 @@ from typing import Any
 from ledger import rules
 from ledger.decisions.base import Decided, floor_t
 from ledger.errors import Refused
-from ledger.model import LedgerState, Period, default_deadline
+from ledger.model import LedgerState, Period, ccer_taken, default_deadline
 from ledger.units import fmt_money, money, parse_period
 
 
@@ -59,6 +59,10 @@ def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
         period = st.check_open_period(a["year"])
     if vintage > period.last:
         raise Refused(f"vintage {vintage} is later than compliance year {period.label}", code="vintage_too_late")
+    if unit == "CEA" and vintage < rules.CARRY_OVER_TO_VINTAGE <= period.first:
+        raise Refused(f"CEA of vintage {vintage} were not carried over into {rules.CARRY_OVER_TO_VINTAGE}: they"
+                      f" count only for 2019-{rules.CARRY_OVER_TO_VINTAGE - 1} obligations, not {period.label}"
+                      " (P23 annex 5)", code="vintage_not_carried_over")
     src = a.get("from_account") or fid
     if a.get("from_account") is not None:  # forced compliance: the regulator surrenders on the firm's behalf
         who = st.actors.get(actor)
@@ -72,6 +76,16 @@ def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
     else:
         st.check_can_send(fid, now)  # a frozen account is surrendered from only by forced compliance
     st.check_holding_covers(src, unit, vintage, q, now)
+    eligible = 0
+    if unit == "CCER":
+        eligible = ccer_taken(st, src, vintage, q)
+        if period.first >= rules.CCER_NEW_FROM_YEAR:  # only CCER of projects registered from 22 January 2024
+            eligible = st.ccer_eligible.get((src, vintage), 0)
+            if eligible < q:
+                raise Refused(f"from compliance year {rules.CCER_NEW_FROM_YEAR} only CCER of projects registered"
+                              f" from {rules.CCER_NEW_REGISTERED_FROM} count; {src} holds {eligible} t of them in"
+                              f" CCER {vintage}, fewer than {q} t", code="ccer_not_eligible")
+            eligible = q
     verified = st.verified_in(fid, period)
     if verified is None:
         raise Refused(f"firm {fid} has no verified emissions for {period.label}; verify before surrender",
@@ -90,6 +104,8 @@ def surrender(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
     data = {"firm_id": fid, "year": period.first, "unit": unit, "vintage": vintage, "quantity": q}
     if a.get("from_account") is not None:
         data["from_account"] = src
+    if eligible:
+        data["eligible"] = eligible
     return [("AllowancesSurrendered", data)], ({"late": True} if late else {})
 
 

@@ -41,7 +41,7 @@ def reverse(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided
         st.check_account_open(back_to)
         st.check_open_period(e["year"])
         data.update(firm_id=e["firm_id"], account_id=back_to, year=e["year"], unit=e["unit"], vintage=e["vintage"],
-                    quantity=e["quantity"])
+                    quantity=e["quantity"], eligible=e.get("eligible"))  # eligible CCER given back as such
     else:
         key = verification_key(e)
         if st.verified_at.get(key) != pos:

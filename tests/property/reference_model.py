@@ -769,8 +769,12 @@ class Model:
             p = self._need_open_period(a["year"])
         if vintage > p["last"]:
             raise ModelRefused("vintage later than the compliance year")
+        if unit == "CEA" and vintage <= 2024 and p["first"] >= 2025:
+            raise ModelRefused("a vintage up to 2024 not carried over into 2025")
         self._need_sender(fid)
         self._need_holding(fid, unit, vintage, q)
+        if unit == "CCER" and p["first"] >= 2024:  # the machine issues CCER without a registration date
+            raise ModelRefused("from 2024 only CCER of projects registered from 22 January 2024 count")
         verified = self.verified_in(fid, p)
         if verified is None:
             raise ModelRefused("not verified")
@@ -940,7 +944,7 @@ class Model:
             del self.entries[pos]
 
     def _benchmark(self, unit_type: str | None, output_unit: str | None, year: int) -> Fraction:
-        table = reference_data.benchmarks_for(year)  # reference data (tCO2 per MWh / per GJ)
+        table = reference_data.benchmarks_for(year, self._plan)  # reference data, with the plans published
         if output_unit == "MWh":
             return Fraction(table.electricity[unit_type or DEFAULT_UNIT_TYPE])
         if output_unit == "GJ":
