@@ -379,7 +379,6 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
         return
     from commands.output import emit_json
     from ledger.errors import Refused
-
     from ledger.units import parse_year
 
     y = parse_year(year)

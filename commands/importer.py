@@ -146,7 +146,7 @@ def run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json: 
 
 
 def _run_import(c: Any, file: TextIO, on_refusal: str, batch_size: int, as_json: bool) -> None:
-    from commands.output import emit_json, progress_bar
+    from commands.output import progress_bar
 
     with _parsed_commands_kept_out_of_gc():
         cmds = parse_lines(file)

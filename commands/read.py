@@ -11,7 +11,6 @@ import click
 from commands.context import Ctx, pass_ctx
 from ledger.errors import BadInput
 
-
 AS_OF_DATE_HELP = ("Answer as the ledger stood at the end of this day (UTC), by the time each event was recorded,"
                    " not by its business date: a trade recorded today with --date 2024-06-03 is not in"
                    " --as-of-date 2024-06-03. Ask by business date with market --by day --from/--to"

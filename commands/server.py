@@ -152,8 +152,10 @@ class GroupCommit:
         self.registry.close()
 
 
-def create_app(store: str, *, read_only: bool = False, group_commit: bool = True) -> Any:
-    """The ASGI application for the store at `store` (refuses writes on an open store unless read_only)."""
+def create_app(store: str, *, read_only: bool = False, group_commit: bool = True,
+               checkpoint: str | None = None) -> Any:
+    """The ASGI application for the store at `store` (refuses writes on an open store unless read_only), with
+    the public pages and open data (commands/pages) and the signed checkpoint file it publishes, if any."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -220,7 +222,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         return state["reader"].recorder.claim_nonce(nonce, until, now)
 
     if read_only:
-        claim_nonce = MemoryNonces().claim  # noqa: F811 - the store may be on read-only media
+        claim_nonce = MemoryNonces().claim  # the store may be on read-only media
 
     def reading(fn: Any, *a: Any) -> Any:
         def locked() -> Any:
@@ -298,6 +300,10 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         st = state["reader"].state
         firm = st.actors[actor].firm_id
         return {a for a, acc in st.accounts.items() if firm is not None and (a == firm or acc.holder == firm)}
+
+    from commands import pages
+
+    app.include_router(pages.router(pages.Source(lambda: state["reader"], read_only, checkpoint), reading))
 
     @app.get("/v1/balances")
     async def balances(request: Request, account: str | None = None, as_of: int | None = None,
@@ -510,7 +516,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
 
 
 def serve(store: str, host: str, port: int, workers: int, read_only: bool, group_commit: bool,
-          certfile: str | None, keyfile: str | None) -> None:
+          certfile: str | None, keyfile: str | None, checkpoint: str | None = None) -> None:
     """Check the store, then run uvicorn (one process, or `workers` processes on the same store)."""
     import os
 
@@ -519,7 +525,7 @@ def serve(store: str, host: str, port: int, workers: int, read_only: bool, group
     create_app(store, read_only=read_only, group_commit=group_commit)  # refuses here, with one line
     if (certfile is None) != (keyfile is None):
         raise BadInput("--certfile and --keyfile go together")
-    os.environ["CARBON_LEDGER_SERVE"] = f"{store}\n{int(read_only)}\n{int(group_commit)}"
+    os.environ["CARBON_LEDGER_SERVE"] = f"{store}\n{int(read_only)}\n{int(group_commit)}\n{checkpoint or ''}"
     uvicorn.run("commands.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 ssl_certfile=certfile, ssl_keyfile=keyfile, log_level="warning")
 
@@ -528,8 +534,8 @@ def app_from_env() -> Any:
     """The application of `serve`, made again in each worker process from what `serve` checked."""
     import os
 
-    store, read_only, group = os.environ["CARBON_LEDGER_SERVE"].split("\n")
-    return create_app(store, read_only=read_only == "1", group_commit=group == "1")
+    store, read_only, group, checkpoint = os.environ["CARBON_LEDGER_SERVE"].split("\n")
+    return create_app(store, read_only=read_only == "1", group_commit=group == "1", checkpoint=checkpoint or None)
 
 
 def _click_command() -> Any:
@@ -546,15 +552,22 @@ def _click_command() -> Any:
     @click.option("--no-group-commit", is_flag=True, help="One transaction per command (for comparison).")
     @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM).")
     @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")
+    @click.option("--checkpoint", type=click.Path(dir_okay=False),
+                  help="A signed checkpoint (`audit checkpoint`) to publish on the pages and /v1/audit/checkpoint;"
+                       " read on each request, so replacing the file publishes a new one.")
     @pass_ctx
     def serve_command(c: Ctx, host: str, port: int, workers: int, read_only: bool, no_group_commit: bool,
-                      certfile: str | None, keyfile: str | None) -> None:
-        """Serve the registry over HTTP: signed commands (POST /v1/commands), the head, health; OpenAPI at
-        /openapi.json. Writes only on a store made with `init --regulator`."""
+                      certfile: str | None, keyfile: str | None, checkpoint: str | None) -> None:
+        """Serve the registry over HTTP: signed commands (POST /v1/commands), the head, health, the public
+        pages (/, /market, /compliance/YEAR, /firms/ID, /coverage/YEAR, /audit) and open data (/data/v1/);
+        OpenAPI at /openapi.json. Writes only on a store made with `init --regulator`."""
+        import os
+
         from ledger.store import parse_store
 
         c.need_local()
-        serve(parse_store(c.store).url, host, port, workers, read_only, not no_group_commit, certfile, keyfile)
+        serve(parse_store(c.store).url, host, port, workers, read_only, not no_group_commit, certfile, keyfile,
+              os.path.abspath(checkpoint) if checkpoint else None)
 
     return serve_command
 

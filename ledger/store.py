@@ -62,7 +62,8 @@ READ_MODEL_TABLES = ("rm_state", "rm_history", "rm_checkpoint")
 # 6: the compliance model keeps facilities' verified emissions.
 # 7: compliance periods carry their time limit to correct and whether it was enforced.
 # 8: the balances totals count units carried over (carried_in, carried_out).
-READ_MODEL_FORMAT = 8
+# 9: the compliance model keeps the exemptions issued per firm and year (published apart from the allocation).
+READ_MODEL_FORMAT = 9
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger import formulas, rules
-from ledger.formulas import ALLOCATION_BASES
+from ledger.formulas import ALLOCATION_BASES, EXEMPTION_BASES
 from ledger.units import fmt_money, period_label
 
 IGNORED = frozenset({"AllowancesTransferred", "TradeExecuted", "AllowancesCancelled", "AllowancesCarriedOver"})  # no effect on compliance
@@ -20,7 +20,7 @@ class Compliance:
     def initial(self) -> dict[str, Any]:
         return {"firms": {}, "periods": {}, "year_period": {}, "verified": {}, "allocated": {}, "surrendered": {},
                 "penalties": {}, "deducted": {}, "at_close": {},
-                "facility_verified": {}}
+                "facility_verified": {}, "exempted": {}}
 
     def apply(self, s: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         t, d = event["type"], event["data"]
@@ -50,11 +50,15 @@ class Compliance:
             if d["basis"] in ALLOCATION_BASES and firm in s["firms"]:
                 k = (firm, d.get("year") or d["vintage"])
                 s["allocated"][k] = s["allocated"].get(k, 0) + d["quantity"]
+                if d["basis"] in EXEMPTION_BASES:  # part of the free allocation, published on its own
+                    s["exempted"][k] = s["exempted"].get(k, 0) + d["quantity"]
         elif t == "AllowancesWithdrawn":
             firm = d.get("firm_id") or d["account_id"]
             k = (firm, d.get("year") or d["vintage"])
             if d["reason"] == "true-up clawback":
                 s["allocated"][k] = s["allocated"].get(k, 0) - d["quantity"]
+                if d.get("basis") in EXEMPTION_BASES:
+                    s["exempted"][k] = s["exempted"].get(k, 0) - d["quantity"]
             elif d["reason"] == "penalty deduction":
                 s["deducted"][k] = s["deducted"].get(k, 0) + d["quantity"]
         elif t == "AllowancesSurrendered":
@@ -88,6 +92,7 @@ class Compliance:
             "deducted": [[*k, v] for k, v in s["deducted"].items()],
             "at_close": [[*k, v] for k, v in s["at_close"].items()],
             "facility_verified": [[*k, v] for k, v in s["facility_verified"].items()],
+            "exempted": [[*k, v] for k, v in s["exempted"].items()],
         }
 
     def load(self, data: Any) -> dict[str, Any]:
@@ -104,6 +109,7 @@ class Compliance:
         s["deducted"] = {(f, y): v for f, y, v in data["deducted"]}
         s["at_close"] = {(f, p): v for f, p, v in data["at_close"]}
         s["facility_verified"] = {(f, y): v for f, y, v in data["facility_verified"]}
+        s["exempted"] = {(f, y): v for f, y, v in data["exempted"]}
         return s
 
 
@@ -114,6 +120,8 @@ def _reversal(s: dict[str, Any], d: dict[str, Any]) -> None:
     if t == "AllowancesIssued" and d.get("basis") in ALLOCATION_BASES and firm in s["firms"]:
         k = (firm, d.get("year") or d["vintage"])
         s["allocated"][k] = s["allocated"].get(k, 0) - d["quantity"]
+        if d.get("basis") in EXEMPTION_BASES:
+            s["exempted"][k] = s["exempted"].get(k, 0) - d["quantity"]
     elif t == "AllowancesSurrendered":
         k = (d["firm_id"], s["year_period"][d["year"]], d["unit"])
         s["surrendered"][k] = s["surrendered"].get(k, 0) - d["quantity"]
@@ -137,11 +145,12 @@ def _reversal(s: dict[str, Any], d: dict[str, Any]) -> None:
 
 def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
     first, last, deadline, closed, correct_by, enforced = s["periods"][label]
-    sector = s["firms"][fid][0]
+    sector, _unit_type, name, region, *_closed = s["firms"][fid]
     years = range(first, last + 1)
     vs = [s["verified"][(fid, y)] for y in years if (fid, y) in s["verified"]]
     verified = sum(vs) if vs else None
     free = sum(s["allocated"].get((fid, y), 0) for y in years)
+    exempted = sum(s["exempted"].get((fid, y), 0) for y in years)
     cea = s["surrendered"].get((fid, label, "CEA"), 0)
     ccer = s["surrendered"].get((fid, label, "CCER"), 0)
     registered_late = label in (s["firms"][fid][4] if len(s["firms"][fid]) > 4 else ())
@@ -150,8 +159,8 @@ def _row(s: dict[str, Any], fid: str, label: str) -> dict[str, Any]:
     obligation = formulas.obligation(verified)
     status = formulas.status(covered, obligation, cea + ccer)
     fine, deduction, _ = s["penalties"].get((fid, label), [None, 0, 0])
-    return {"firm_id": fid, "year": first, "period": label, "sector": sector, "verified": verified,
-            "free_allocation": free, "surrendered_cea": cea, "surrendered_ccer": ccer, "obligation": obligation,
+    return {"firm_id": fid, "year": first, "period": label, "sector": sector, "name": name, "region": region,
+            "verified": verified, "free_allocation": free, "exemptions": exempted, "surrendered_cea": cea, "surrendered_ccer": ccer, "obligation": obligation,
             "shortfall": max(obligation - cea - ccer, 0) if obligation is not None else None, "status": status,
             "fine": fine, "deduction": deduction, "closed": closed, "deadline": deadline, "correct_by": correct_by,
             "enforced": enforced}
@@ -185,7 +194,11 @@ def coverage(s: dict[str, Any], year: int, national_total: int | None = None) ->
             e["verified_firms"] += 1
             e["verified"] += v
     total = sum(e["verified"] for e in sectors.values())
+    for e in sectors.values():  # each sector's share of the verified emissions of the year, percent, 2 places
+        e["share"] = fmt_money(Decimal(e["verified"]) * 100 / Decimal(total)) if total else None
     out: dict[str, Any] = {"year": year, "sectors": sorted(sectors.values(), key=lambda e: e["sector"]),
+                           "total_firms": sum(e["firms"] for e in sectors.values()),
+                           "total_verified_firms": sum(e["verified_firms"] for e in sectors.values()),
                            "total_verified": total}
     if national_total:
         out["national_total"] = national_total

@@ -128,6 +128,8 @@ def test_a_chp_firm_is_allocated_unit_by_unit_with_both_exemptions_in_2023_and_2
                 gap["quantity"]) == ("gap-cap exemption", verified, "0.80", target, after_gas, target - after_gas)
         (row,) = invoke_json(s, "compliance", "--year", str(year), "--firm", "P1")["rows"]
         assert (row["verified"], row["obligation"], row["free_allocation"]) == (verified, verified, target)
+        assert row["exemptions"] == gas["quantity"] + gap["quantity"]  # published apart, part of the allocation
+        assert (row["region"], row["name"]) == ("Shanxi", "CHP plant")
         assert invoke_json(s, "balances", "P1")["balances"][-1]["quantity"] == target
     # the numbers, written out for 2023: U1 floor(2,628,000 x 0.7950 x 1.093443 + 1,000,000 x 0.1038)
     assert by_hand(2023) == {"U1": 2_388_286, "U2": 1_736_275, "G1": 330_500}
@@ -139,7 +141,8 @@ def test_a_second_true_up_settles_each_basis_by_its_difference(store_url: str) -
     s = store_url
     chp_firm(s)
     verify_year(s, 2023)
-    allocation_events(s, 2023, "true-up")
+    _up, gas0, gap0 = allocation_events(s, 2023, "true-up")
+    gas_before, gap_before = gas0["quantity"], gap0["quantity"]
     # the gas unit's emissions are corrected down: its exemption shrinks, the gap-cap top-up grows to match
     ok(s, "emissions", "verify", "P1", "--year", "2023", "--facility", "G1", "--tonnes", "350000",
        "--generated-mwh", str(GEN_G1))
@@ -149,6 +152,7 @@ def test_a_second_true_up_settles_each_basis_by_its_difference(store_url: str) -
     assert gap["basis"] == "gap-cap exemption" and gap["computed"] == target
     (row,) = invoke_json(s, "compliance", "--year", "2023", "--firm", "P1")["rows"]
     assert row["free_allocation"] == target
+    assert row["exemptions"] == (gas_before - 50_000) + gap_before + gap["quantity"]  # the clawback counts too
     one_line_refusal(s, 1, "already equals the computed", "allocate", "P1", "--year", "2023", "--step", "true-up")
     audit_ok(s)
 

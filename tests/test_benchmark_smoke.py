@@ -45,3 +45,14 @@ def test_the_load_benchmark_runs_a_real_server_and_loses_no_command() -> None:
         assert store["answered"] == store["unique_answers"] == store["transfers_in_log"]
     assert r["sqlite_one_per_request"]["writer"]["transactions"] == r["sqlite_one_per_request"]["writer"]["commands"]
     assert r["targets_met"]["no lost or duplicated command"]
+
+
+def test_the_pages_benchmark_serves_every_page_of_a_simulated_store() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pages.py"), "--scale", "0.01", "--requests", "2", "--json"],
+        check=True, capture_output=True, text=True, cwd=ROOT, timeout=300,
+    ).stdout
+    r = json.loads(out)
+    assert r["events"] > 1000 and len(r["pages"]) >= 15
+    for p in r["pages"]:
+        assert p["first_ms"] > 0 and p["median_ms"] > 0 and p["bytes"] > 0, p

@@ -447,14 +447,15 @@ def test_coverage_per_sector_and_covered_share() -> None:
     st = runner.fold(log.events, ["compliance"])["compliance"]
     cov = coverage(st, 2024, national_total=10_000)
     assert cov["sectors"] == [
-        {"sector": "other", "firms": 1, "verified_firms": 0, "verified": 0},
-        {"sector": "power", "firms": 2, "verified_firms": 2, "verified": 1400},
-        {"sector": "steel", "firms": 1, "verified_firms": 1, "verified": 500},
-    ]
-    assert cov["total_verified"] == 1900
+        {"sector": "other", "firms": 1, "verified_firms": 0, "verified": 0, "share": "0.00"},
+        {"sector": "power", "firms": 2, "verified_firms": 2, "verified": 1400, "share": "73.68"},
+        {"sector": "steel", "firms": 1, "verified_firms": 1, "verified": 500, "share": "26.32"},
+    ]  # share: of the year's verified emissions, percent
+    assert (cov["total_firms"], cov["total_verified_firms"], cov["total_verified"]) == (4, 3, 1900)
     assert cov["covered_share"] == "19.00"  # percent
     assert "covered_share" not in coverage(st, 2024)
     assert coverage(st, 2023)["total_verified"] == 0
+    assert {e["share"] for e in coverage(st, 2023)["sectors"]} == {None}
 
 
 def test_fold_is_deterministic_and_incremental() -> None:

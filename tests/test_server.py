@@ -163,6 +163,29 @@ def test_concurrent_commands_are_group_committed_into_one_chain_that_re_executes
     assert "chain verified" in ok(registry_store, "audit", "verify")
 
 
+def test_two_server_processes_on_one_store_keep_one_gapless_chain(
+    server: Server, keys: dict[str, str], registry_store: str
+) -> None:
+    """Several servers (or workers) on one store: each gathers its own batches, and the store's writer lock and
+    position check order them into one chain without a gap, each command recorded once."""
+    other = Server(registry_store)
+    try:
+        servers = (server, other)
+        lines = [(servers[i % 2], signed_line(server, keys["F1"], "F1-desk", "transfer", f"two-{i}", transfer(1)))
+                 for i in range(80)]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(lambda sb: post(sb[0], sb[1]), lines))
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200][:3]
+        positions = sorted(a.json()["position"] for a in answers)
+        assert positions == list(range(positions[0], positions[0] + 80))  # gapless, none twice
+        again = post(other, lines[0][1])  # a repeat at the other server: idempotent there too
+        assert again.json()["replayed"] is True
+        assert json.loads(ok(registry_store, "balances", "F2", "--json"))["balances"][0]["quantity"] == 80
+        assert "chain verified" in ok(registry_store, "audit", "verify")
+    finally:
+        other.stop()
+
+
 def test_without_group_commit_each_command_is_its_own_transaction(registry_store: str, keys: dict[str, str]) -> None:
     srv = Server(registry_store, "--no-group-commit")
     try:

@@ -17,8 +17,17 @@ from typing import Any
 import orjson
 
 from ledger.authority import authorize, check_signature
-from ledger.decisions import (accounts, allocation, carryover, compliance, enforcement, forced, operations,
-                              reversals, trading)
+from ledger.decisions import (
+    accounts,
+    allocation,
+    carryover,
+    compliance,
+    enforcement,
+    forced,
+    operations,
+    reversals,
+    trading,
+)
 from ledger.decisions.base import Decided
 from ledger.errors import Refused
 from ledger.events import canonical_bytes
