@@ -10,7 +10,6 @@ body over the limit, 503 store failure; never a 500.
 """
 
 
-import asyncio
 import queue
 import threading
 import time
@@ -156,6 +155,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
                checkpoint: str | None = None) -> Any:
     """The ASGI application for the store at `store` (refuses writes on an open store unless read_only), with
     the public pages and open data (commands/pages) and the signed checkpoint file it publishes, if any."""
+    import asyncio  # here, not at the top: the CLI defines `serve` without the server's imports
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
