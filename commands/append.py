@@ -387,13 +387,34 @@ def allocate(c: Ctx, firm_id: str | None, year: str, step: str, all_firms: bool,
     else:
         sectors = {fid: f.sector for fid, f in c.registry.state.firms.items()}
     done, skipped = [], []
-    for fid, sector in sorted(sectors.items()):
-        if not rules.is_covered(sector, y):
-            continue
-        cid = f"{command_id}:{fid}" if command_id else None
+    covered = [fid for fid, sector in sorted(sectors.items()) if rules.is_covered(sector, y)]
+
+    def args(fid: str) -> dict[str, Any]:
+        return {"firm_id": fid, "year": year, "step": step, "factors": fs or None,
+                "to_authority": to_authority or None}
+
+    def cid(fid: str) -> str | None:
+        return f"{command_id}:{fid}" if command_id else None
+
+    if c.remote is None and covered:
+        from ledger.errors import LedgerError
+        from ledger.inputs import parse_command
+
+        parse_command("allocate", {k: v for k, v in args(covered[0]).items() if v is not None})  # bad input: none run
+        # one transaction for the year: each firm's allocation is its own command, a refused one skipped
+        results = c.registry.execute_batch([_command(c, "allocate", args(f), cid(f)) for f in covered],
+                                           on_refusal="continue")
+        for fid, out in zip(covered, results, strict=True):
+            if isinstance(out, Refused):
+                skipped.append({"firm_id": fid, "reason": out.message})
+            elif isinstance(out, LedgerError):
+                raise out
+            else:
+                done.append({"firm_id": fid, "issued": out.result.get("issued", 0), "position": out.position})
+        covered = []
+    for fid in covered:  # on a registry server: one request per firm
         try:
-            out = _execute(c, "allocate", {"firm_id": fid, "year": year, "step": step, "factors": fs or None,
-                                           "to_authority": to_authority or None}, cid)
+            out = _execute(c, "allocate", args(fid), cid(fid))
             done.append({"firm_id": fid, "issued": out.result.get("issued", 0), "position": out.position})
         except Refused as e:
             skipped.append({"firm_id": fid, "reason": e.message})

@@ -208,10 +208,26 @@ def test_allocate_all_allocates_every_covered_firm_and_lists_the_skipped(store_u
         reg.register_firm("P3", "No output", "power", "Hubei")
     finally:
         reg.close()
-    out = invoke_json(store_url, "allocate", "--all", "--year", "2024", "--step", "pre")
+    commits = []
+    from ledger import registry as registry_module
+
+    original = registry_module.Registry._commit
+
+    def counted(self, st, blobs, rows):  # noqa: ANN001, ANN202 - the transactions the command commits
+        commits.append(len(rows))
+        return original(self, st, blobs, rows)
+
+    registry_module.Registry._commit = counted
+    try:
+        out = invoke_json(store_url, "allocate", "--all", "--year", "2024", "--step", "pre")
+    finally:
+        registry_module.Registry._commit = original
     assert {a["firm_id"]: a["issued"] for a in out["allocated"]} == {"P1": 595_000, "P2": 280_000}  # 0.7 x 400,001
     assert sorted(s["firm_id"] for s in out["skipped"]) == ["P3", "S1"]  # V1 is not covered at all
+    assert commits == [2]  # the year's allocation is one transaction: each firm its own command, the refused skipped
     assert run_main(store_url, "allocate", "P1", "--all", "--year", "2024", "--step", "pre").code == 2
+    assert run_main(store_url, "allocate", "--all", "--year", "2024", "--step", "pre", "--factor", "load=9").code == 2
+    assert run_main(store_url, "audit", "head").out.split()[0] == str(out["allocated"][-1]["position"])  # nothing more
 
 
 # ---- new sectors ---------------------------------------------------------------------------------------
