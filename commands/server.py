@@ -182,6 +182,10 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         state["reader"] = Registry(cfg)
         state["writer"] = None if read_only else GroupCommit(cfg, group=group_commit)
         try:
+            await asyncio.to_thread(pages_source.at, None)  # the head's states read now, not by the first visitor
+        except LedgerError:
+            pass  # a page asked later reports it
+        try:
             yield
         finally:
             if state["writer"] is not None:
@@ -303,7 +307,8 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
 
     from commands import pages
 
-    app.include_router(pages.router(pages.Source(lambda: state["reader"], read_only, checkpoint), reading))
+    pages_source = pages.Source(lambda: state["reader"], read_only, checkpoint)
+    app.include_router(pages.router(pages_source, reading))
 
     @app.get("/v1/balances")
     async def balances(request: Request, account: str | None = None, as_of: int | None = None,
