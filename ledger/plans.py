@@ -24,6 +24,9 @@ import copy
 from decimal import Decimal
 from typing import Any
 
+from ledger import units
+from ledger.errors import BadInput
+
 D = Decimal
 
 P19 = "MEE 2019-2020 power allocation plan (notice of 29 Dec 2020)"
@@ -152,3 +155,104 @@ def decimal(plan: dict[str, Any], *path: str) -> Decimal | None:
     for p in path:
         v = v.get(p) if isinstance(v, dict) else None
     return None if v is None else D(str(v))
+
+
+# ---- a plan file a regulator publishes (`rules publish PLAN.json`): its keys checked one by one --------------
+def _dec(v: Any, what: str, upper: str | None = None) -> str:
+    out = units.parse_positive_decimal(v, what)
+    if upper is not None and units.Decimal(out) > units.Decimal(upper):
+        raise BadInput(f"{what} must be at most {upper}, not {v!r}")
+    return out
+
+
+def _keys(d: Any, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise BadInput(f"{what} must be an object")
+    extra = sorted(set(d) - set(allowed))
+    if extra:
+        raise BadInput(f"{what} has an unknown key {extra[0]!r}; known: {', '.join(allowed)}")
+    return d
+
+
+def _sources(v: Any, what: str) -> dict[str, str]:
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, str) and x.strip()
+                                          for k, x in v.items()):
+        raise BadInput(f"{what}.sources must map names to texts")
+    return {k: x.strip() for k, x in v.items()}
+
+
+POWER_PLAN_KEYS = ("draft", "output_basis", "category_i_min_mw", "electricity_t_per_mwh", "heat_t_per_gj",
+                   "peak_load_formula", "peak_load_scope", "heat_share_factor", "pre_allocation",
+                   "gas_unit_exemption", "gap_cap_share", "sources")
+NEW_SECTOR_PLAN_KEYS = ("draft", "formula", "slope", "bound_x", "cap", "balance_values", "pre_allocation",
+                        "sources")
+
+
+def _pre(v: Any, what: str) -> dict[str, str] | None:
+    if v is None:
+        return None
+    d = _keys(v, ("basis", "share"), f"{what}.pre_allocation")
+    if d.get("basis") not in ("verified", "output"):
+        raise BadInput(f"{what}.pre_allocation.basis must be verified or output")
+    return {"basis": d["basis"], "share": _dec(d.get("share"), f"{what}.pre_allocation.share", "1")}
+
+
+def parse_power_plan(v: Any) -> dict[str, Any]:
+    d = _keys(v, POWER_PLAN_KEYS, "power")
+    out: dict[str, Any] = {}
+    for k, x in d.items():
+        if k in ("draft", "gas_unit_exemption"):
+            if not isinstance(x, bool):
+                raise BadInput(f"power.{k} must be true or false")
+            out[k] = x
+        elif k == "output_basis":
+            out[k] = units.parse_choice(x, ("supplied", "generated"), "power.output_basis")
+        elif k == "category_i_min_mw":
+            out[k] = _dec(x, "power.category_i_min_mw")
+        elif k == "electricity_t_per_mwh":
+            out[k] = {c: _dec(b, f"power.electricity_t_per_mwh.{c}", "10")
+                      for c, b in _keys(x, ("I", "II", "III", "IV"), "power.electricity_t_per_mwh").items()}
+        elif k in ("heat_t_per_gj", "heat_share_factor"):
+            if x is None and k == "heat_share_factor":
+                out[k] = None
+                continue
+            out[k] = {c: _dec(b, f"power.{k}.{c}", "10") for c, b in _keys(x, ("coal", "gas"), f"power.{k}").items()}
+        elif k == "peak_load_formula":
+            out[k] = None if x is None else units.parse_choice(x, PEAK_LOAD_FORMULAS, "power.peak_load_formula")
+        elif k == "peak_load_scope":
+            out[k] = units.parse_choice(x, ("coal", "coal-condensing"), "power.peak_load_scope")
+        elif k == "pre_allocation":
+            out[k] = _pre(x, "power")
+        elif k == "gap_cap_share":
+            out[k] = None if x is None else _dec(x, "power.gap_cap_share", "1")
+        else:
+            out[k] = _sources(x, "power")
+    return out
+
+
+def parse_new_sector_plan(v: Any) -> dict[str, Any]:
+    d = _keys(v, NEW_SECTOR_PLAN_KEYS, "new_sectors")
+    out: dict[str, Any] = {}
+    for k, x in d.items():
+        if k == "draft":
+            if not isinstance(x, bool):
+                raise BadInput("new_sectors.draft must be true or false")
+            out[k] = x
+        elif k == "formula":
+            out[k] = units.parse_choice(x, ("verified", "balance"), "new_sectors.formula")
+        elif k in ("slope", "bound_x", "cap"):
+            out[k] = _dec(x, f"new_sectors.{k}", "1")
+        elif k == "balance_values":
+            out[k] = {c: None if b is None else _dec(b, f"new_sectors.balance_values.{c}", "1000")
+                      for c, b in _keys(x, ("steel", "clinker", "aluminium"), "new_sectors.balance_values").items()}
+        elif k == "pre_allocation":
+            out[k] = _pre(x, "new_sectors")
+        else:
+            out[k] = _sources(x, "new_sectors")
+    return out
+
+
+def parse_plan_years(value: Any) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise BadInput("years must be a non-empty list of years")
+    return sorted({units.parse_year(y) for y in value})

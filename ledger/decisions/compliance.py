@@ -9,6 +9,7 @@ from typing import Any
 from ledger import rules
 from ledger.decisions.base import Decided, floor_t
 from ledger.errors import Refused
+from ledger.inputs import FACILITY_DATA
 from ledger.model import LedgerState, Period, ccer_taken, default_deadline
 from ledger.units import fmt_money, money, parse_period
 
@@ -25,7 +26,6 @@ def year_open(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decid
     return [("ComplianceYearOpened", data)], {"year": a["year"], "deadline": deadline}
 
 
-FACILITY_DATA = ("generated_mwh", "supplied_mwh", "heat_gj", "load_factor", "intensity")
 
 
 def verify(st: LedgerState, a: dict[str, Any], actor: str, now: str) -> Decided:

@@ -24,7 +24,7 @@ from typing import Any
 from ledger import formulas as reference_formulas
 from ledger import rules as reference_data
 from ledger.errors import BadInput, Refused
-from ledger.inputs import parse_new_sector_plan, parse_power_plan
+from ledger.plans import parse_new_sector_plan, parse_power_plan
 
 # ---- rules from docs/domain.md -------------------------------------------------------------
 LISTED_BELOW_T = 100_000  # listed agreement: under 100,000 t an order
