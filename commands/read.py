@@ -62,6 +62,16 @@ def _remote(c: Ctx, path: str, as_of: int | None, as_of_date: str | None, **para
     return c.remote.get(path, {**params, "as_of": as_of, "as_of_date": as_of_date})
 
 
+def _answer(c: Ctx, path: str, model: str, compute: Any, as_of: int | None, as_of_date: str | None,
+            **params: Any) -> tuple[dict[str, Any], int]:
+    """A read's report and position: the server's (at `path`), or `compute` over the local read model."""
+    remote = _remote(c, path, as_of, as_of_date, **params)
+    if remote is not None:
+        return remote, remote.pop("position")
+    states, pos = _states(c, [model], as_of, as_of_date)
+    return compute(states[model]), pos
+
+
 def _check_account(balances_state: dict[str, Any], account_id: str, pos: int) -> None:
     if account_id not in balances_state["accounts"]:
         raise BadInput(f"account {account_id} does not exist (at position {pos})")
@@ -187,13 +197,8 @@ def show_market(c: Ctx, by: str = "year", unit: str = "CEA", plot: str | None = 
         from commands.plots import check_target
 
         check_target(plot)
-    remote = _remote(c, "/v1/market", as_of, as_of_date, unit=unit, vintage=vintage)
-    if remote is not None:
-        pos = remote.pop("position")
-        rep = remote
-    else:
-        states, pos = _states(c, ["market"], as_of, as_of_date)
-        rep = report(states["market"], unit, vintage)
+    rep, pos = _answer(c, "/v1/market", "market", lambda st: report(st, unit, vintage), as_of, as_of_date,
+                       unit=unit, vintage=vintage)
     if plot:
         from commands.plots import plot_market
 
@@ -266,13 +271,8 @@ def show_coverage(c: Ctx, year: int, national_total: int | None = None, *, as_js
                   as_csv: bool = False, as_of: int | None = None, as_of_date: str | None = None) -> None:
     from projections.compliance import coverage as cov
 
-    remote = _remote(c, "/v1/coverage", as_of, as_of_date, year=year, national_total=national_total)
-    if remote is not None:
-        pos = remote.pop("position")
-        out = remote
-    else:
-        states, pos = _states(c, ["compliance"], as_of, as_of_date)
-        out = cov(states["compliance"], year, national_total)
+    out, pos = _answer(c, "/v1/coverage", "compliance", lambda st: cov(st, year, national_total), as_of, as_of_date,
+                       year=year, national_total=national_total)
     if not as_json and not as_csv and "covered_share" in out:
         click.echo(f"covered share of {national_total:,} t: {out['covered_share']}%")
     _print({"position": pos, **out}, out["sectors"], f"Coverage {year} at position {pos}", as_json, as_csv)
