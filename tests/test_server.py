@@ -199,7 +199,79 @@ def test_without_group_commit_each_command_is_its_own_transaction(registry_store
 
 def test_the_openapi_document_is_served(server: Server) -> None:
     doc = httpx.get(server.url + "/openapi.json").json()
-    assert {"/v1/commands", "/v1/head", "/v1/health"} <= set(doc["paths"])
+    assert {"/v1/commands", "/v1/head", "/v1/health", "/v1/audit/checkpoint", "/data/v1/market/{name}"} <= set(
+        doc["paths"])
+    assert "/" not in doc["paths"] and "/market" not in doc["paths"]  # the HTML pages are not API operations
+    answers = doc["paths"]["/v1/commands"]["post"]["responses"]
+    assert {"200", "400", "401", "403", "409", "413", "503"} <= set(answers) and "422" not in answers
+    assert answers["409"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert doc["components"]["schemas"]["Error"]["required"] == ["error"]
+
+
+def test_every_error_of_the_api_has_its_shape_and_status(server: Server) -> None:
+    """Not only the registry's own refusals: an unknown path, a method a path does not take and a parameter of
+    the wrong type or missing answer {"error": {"code", "message"}} too, a bad parameter with 400 (not 422)."""
+    cases = [("GET", "/v1/nothing", 404, "not_found"), ("GET", "/v1/commands", 405, "method_not_allowed"),
+             ("GET", "/v1/market?vintage=abc", 400, "bad_input"), ("GET", "/v1/coverage", 400, "bad_input"),
+             ("GET", "/v1/history/F1?as_of=x", 400, "bad_input")]
+    for method, path, status, code in cases:
+        r = httpx.request(method, server.url + path, timeout=30)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (path, r.text)
+        assert r.json()["error"]["message"]
+    assert "vintage" in httpx.get(server.url + "/v1/market?vintage=abc").json()["error"]["message"]
+
+
+def test_a_command_over_the_size_limit_is_refused_whole_and_appends_nothing(server: Server,
+                                                                             keys: dict[str, str]) -> None:
+    from commands.server import MAX_BODY_BYTES
+
+    before = httpx.get(server.url + "/v1/head").json()
+    line = signed_line(server, keys["F1"], "F1-desk", "transfer", "big-1", transfer())
+    body = json.dumps({**line, "padding": "x" * MAX_BODY_BYTES})
+    r = post(server, body)
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "too_large")
+
+    def chunks() -> Iterator[bytes]:  # sent in pieces, with no length announced: the limit still holds
+        for i in range(0, len(body), 8192):
+            yield body[i:i + 8192].encode()
+
+    r = httpx.post(server.url + "/v1/commands", content=chunks(), timeout=30)
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "too_large")
+    r = httpx.post(server.url + "/v1/commands", content=b"\xff\xfe{}", timeout=30)
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_input")
+    assert httpx.get(server.url + "/v1/head").json() == before
+    assert post(server, line).status_code == 200  # the same command at its size is taken
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_the_command_lane_and_the_documented_route_answer_alike(registry_store: str, keys: dict[str, str]) -> None:
+    """`serve` takes POST /v1/commands past FastAPI's routing (CommandLane); the FastAPI route it documents
+    calls the same handler. Both give the same status and answer, for a refusal and for a command."""
+    from fastapi.testclient import TestClient
+
+    from commands.server import CommandLane, create_app
+    from ledger.inputs import parse_command
+
+    app = create_app(registry_store)
+    assert isinstance(app, CommandLane)
+    with TestClient(app) as lane, TestClient(app.api) as route:
+        sid = lane.get("/v1/head").json()["store_id"]
+        expires = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def line(cid: str, key: str) -> str:
+            sig = signing.sign_command(signing.load_private(keys[key]), sid, "transfer", cid,
+                                       parse_command("transfer", transfer()), expires)
+            return json.dumps({"command": "transfer", "command_id": cid, **transfer(), "actor": "F1-desk",
+                               "signature": sig, "signature_expires": expires})
+
+        for body in ("not json", line("lane-1", "SEEE"), "x" * 70_000):
+            a, b = lane.post("/v1/commands", content=body), route.post("/v1/commands", content=body)
+            assert (a.status_code, a.json()) == (b.status_code, b.json())
+            assert a.status_code in (400, 401, 413)
+        good = lane.post("/v1/commands", content=line("lane-2", "F1"))
+        again = route.post("/v1/commands", content=line("lane-2", "F1"))
+        assert good.status_code == again.status_code == 200
+        assert again.json() == {**good.json(), "replayed": True}
 
 
 def test_an_open_store_is_not_served_for_writes(store_url: str) -> None:

@@ -203,7 +203,7 @@ def router(source: Source, reading: Callable[..., Any]) -> Any:
     env = Environment(loader=PackageLoader("commands.pages", "templates"), autoescape=select_autoescape(),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["shown"] = shown
-    api = APIRouter(include_in_schema=False)
+    api = APIRouter()  # the pages are left out of the OpenAPI document; the checkpoint and open data are in it
 
     def page(request: Request, template: str, title: str, lang: str, at: tuple[Any, int, str] | None,
              status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -283,7 +283,7 @@ def router(source: Source, reading: Callable[..., Any]) -> Any:
         return out
 
     # ---- pages ---------------------------------------------------------------------------------------
-    @api.get("/", response_class=HTMLResponse)
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home(request: Request) -> Any:
         cp = await reading(source.checkpoint)
 
@@ -296,7 +296,7 @@ def router(source: Source, reading: Callable[..., Any]) -> Any:
 
         return await html(request, build)
 
-    @api.get("/market", response_class=HTMLResponse)
+    @api.get("/market", response_class=HTMLResponse, include_in_schema=False)
     async def market(request: Request) -> Any:
         def build(lang: str, at: tuple[Any, int, str]) -> HTMLResponse:
             unit = unit_of(request.query_params)
@@ -307,7 +307,7 @@ def router(source: Source, reading: Callable[..., Any]) -> Any:
 
         return await html(request, build)
 
-    @api.get("/compliance", response_class=HTMLResponse)
+    @api.get("/compliance", response_class=HTMLResponse, include_in_schema=False)
     async def compliance_latest(request: Request) -> Any:
         def build(lang: str, at: tuple[Any, int, str]) -> HTMLResponse:
             ys = years(at[0]["compliance"])
@@ -346,11 +346,11 @@ def router(source: Source, reading: Callable[..., Any]) -> Any:
                     total=len(chosen), number=number, pages=pages, per_page=per_page, sort=sort, order=order,
                     filters=filters, choices=choices, state=state, all_years=years(st))
 
-    @api.get("/compliance/{year}", response_class=HTMLResponse)
+    @api.get("/compliance/{year}", response_class=HTMLResponse, include_in_schema=False)
     async def compliance(request: Request, year: str) -> Any:
         return await html(request, lambda lang, at: compliance_page(request, lang, at, _year(year)))
 
-    @api.get("/firms/{firm_id}", response_class=HTMLResponse)
+    @api.get("/firms/{firm_id}", response_class=HTMLResponse, include_in_schema=False)
     async def firm(request: Request, firm_id: str) -> Any:
         def build(lang: str, at: tuple[Any, int, str]) -> HTMLResponse:
             st = at[0]["compliance"]
@@ -364,7 +364,7 @@ def router(source: Source, reading: Callable[..., Any]) -> Any:
 
         return await html(request, build)
 
-    @api.get("/coverage/{year}", response_class=HTMLResponse)
+    @api.get("/coverage/{year}", response_class=HTMLResponse, include_in_schema=False)
     async def coverage(request: Request, year: str) -> Any:
         def build(lang: str, at: tuple[Any, int, str]) -> HTMLResponse:
             y = _year(year)
@@ -378,7 +378,7 @@ def router(source: Source, reading: Callable[..., Any]) -> Any:
 
         return await html(request, build)
 
-    @api.get("/audit", response_class=HTMLResponse)
+    @api.get("/audit", response_class=HTMLResponse, include_in_schema=False)
     async def audit(request: Request) -> Any:
         cp = await reading(source.checkpoint)
 
