@@ -13,7 +13,6 @@ body over the limit, 503 store failure; never a 500.
 import queue
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,6 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024  # a batch of JSON lines
 MAX_BATCH_LINES = 10_000  # commands in one batch
 MAX_BAD_LINES_REPORTED = 20
 GROUP_MAX_COMMANDS = 500  # commands gathered into one transaction at most
-GROUP_MAX_WAIT_S = 0.002  # how long the first command of a group waits for others to join it
 UNAUTHENTICATED = {"unsigned", "bad_signature", "signature_expired", "no_public_key", "replayed", "unknown_actor",
                    "no_actor"}
 SEES_EVERY_ACCOUNT = {"regulator", "exchange"}  # a firm (and a verifier) sees only its own accounts
@@ -61,38 +59,58 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 @dataclass
 class _Job:
     commands: list[Any]
-    future: Future
+    future: Any  # an asyncio.Future of the request's event loop, settled from the writer thread through `loop`
+    loop: Any
     on_refusal: str | None = None  # None: one command that may share a transaction; else a batch, alone
 
 
+def _settle(outcomes: list[tuple[Any, Any]]) -> None:
+    """In the event loop: each request's future gets its outcome (a LedgerError is raised in the request)."""
+    for fut, r in outcomes:
+        if fut.done():  # the client went away and its request was cancelled
+            continue
+        if isinstance(r, BaseException):
+            fut.set_exception(r)
+        else:
+            fut.set_result(r)
+
+
 class GroupCommit:
-    """One writer thread with its own Registry: it takes the commands waiting in its queue (up to
-    GROUP_MAX_COMMANDS, waiting at most GROUP_MAX_WAIT_S for more after the first) and runs them as one
-    batch, in arrival order, each with its own outcome (a refusal records nothing and stops nothing).
-    With group=False each command is its own transaction (the benchmark's baseline)."""
+    """One writer thread with its own Registry. It runs the commands waiting in its queue as one batch (up to
+    GROUP_MAX_COMMANDS, in arrival order), each with its own outcome (a refusal records nothing and stops
+    nothing), then takes what queued meanwhile: under load a group is every command that arrived while the
+    last one was deciding and committing, and a lone command waits for nobody. The outcomes of a group go
+    back to the event loop in one call. With group=False each command is its own transaction (the
+    benchmark's baseline)."""
 
     def __init__(self, store: Any, group: bool = True) -> None:
         from ledger.registry import Registry
 
         self.registry = Registry(store)
         self.group = group
-        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.batches = 0  # transactions committed
         self.commands = 0  # commands they held
         self.thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self.thread.start()
 
-    def submit(self, command: Any) -> Future:
-        """One command; the future's result is its Outcome (or its LedgerError)."""
-        fut: Future = Future()
-        self.jobs.put(_Job([command], fut))
+    def submit(self, command: Any) -> Any:
+        """One command, from a coroutine; await the result: its Outcome (or its LedgerError raised)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.jobs.put(_Job([command], fut, loop))
         return fut
 
-    def submit_batch(self, commands: list[Any], on_refusal: str) -> Future:
+    def submit_batch(self, commands: list[Any], on_refusal: str) -> Any:
         """Commands with import's semantics, in a transaction of their own; the result is the list of outcomes
         (a refusal stops the rest with on_refusal="stop")."""
-        fut: Future = Future()
-        self.jobs.put(_Job(commands, fut, on_refusal))
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.jobs.put(_Job(commands, fut, loop, on_refusal))
         return fut
 
     def _run(self) -> None:
@@ -111,32 +129,40 @@ class GroupCommit:
                 self._commit_batch(job)
                 continue
             group = [job]
-            if self.group:
-                deadline = time.monotonic() + GROUP_MAX_WAIT_S
-                while len(group) < GROUP_MAX_COMMANDS:
-                    try:
-                        more = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stopping = True
-                        break
-                    if more.on_refusal is not None:
-                        held = more
-                        break
-                    group.append(more)
+            while self.group and len(group) < GROUP_MAX_COMMANDS:
+                try:
+                    more = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                if more.on_refusal is not None:
+                    held = more
+                    break
+                group.append(more)
             self._commit(group)
+
+    @staticmethod
+    def _answer(outcomes: list[tuple[_Job, Any]]) -> None:
+        by_loop: dict[Any, list[tuple[Any, Any]]] = {}
+        for job, r in outcomes:
+            by_loop.setdefault(job.loop, []).append((job.future, r))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, pairs)
+            except RuntimeError:  # the loop is closed: the server is stopping and nobody waits
+                pass
 
     def _execute(self, jobs: list[_Job], commands: list[Any], on_refusal: str) -> list[Any] | None:
         try:
             results = self.registry.execute_batch(commands, on_refusal=on_refusal)
         except LedgerError as e:
-            for j in jobs:
-                j.future.set_exception(e)
+            self._answer([(j, e) for j in jobs])
             return None
         except Exception as e:  # noqa: BLE001 - a store that failed under us: each request answers 503, never 500
-            for j in jobs:
-                j.future.set_exception(StoreError(f"store failure: {type(e).__name__}: {e}"))
+            failure = StoreError(f"store failure: {type(e).__name__}: {e}")
+            self._answer([(j, failure) for j in jobs])
             return None
         self.batches += 1
         self.commands += len(commands)
@@ -144,16 +170,13 @@ class GroupCommit:
 
     def _commit(self, group: list[_Job]) -> None:
         results = self._execute(group, [j.commands[0] for j in group], "continue")
-        for j, r in zip(group, results or (), strict=False):
-            if isinstance(r, LedgerError):
-                j.future.set_exception(r)
-            else:
-                j.future.set_result(r)
+        if results is not None:
+            self._answer(list(zip(group, results, strict=True)))
 
     def _commit_batch(self, job: _Job) -> None:
         results = self._execute([job], job.commands, job.on_refusal or "stop")
         if results is not None:
-            job.future.set_result(results)
+            self._answer([(job, results)])
 
     def close(self) -> None:
         self.jobs.put(None)
@@ -533,7 +556,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             body_["error"]["lines"] = bad[:MAX_BAD_LINES_REPORTED]
             return JSONResponse(body_, status_code=400)
         try:
-            results = await asyncio.wrap_future(state["writer"].submit_batch([c for _n, c in cmds], on_refusal))
+            results = await state["writer"].submit_batch([c for _n, c in cmds], on_refusal)
             head_pos, head_hash = await reading(state["reader"].head)
         except LedgerError as e:
             return fail(e)
@@ -561,7 +584,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
                               " signature_expires)", code="unsigned")
             if not cmd.actor:
                 raise Refused("name the actor that signed the command (actor)", code="no_actor")
-            outcome = await asyncio.wrap_future(state["writer"].submit(cmd))
+            outcome = await state["writer"].submit(cmd)
         except LedgerError as e:
             return http_status(e), error_body(e.code, e.message)
         return 200, {**outcome.result, "replayed": outcome.replayed}
