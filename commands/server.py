@@ -24,16 +24,22 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024  # a batch of JSON lines
 MAX_BATCH_LINES = 10_000  # commands in one batch
 MAX_BAD_LINES_REPORTED = 20
 GROUP_MAX_COMMANDS = 500  # commands gathered into one transaction at most
+MAX_CONNECTIONS = 1000  # connections and requests in progress at once; beyond, uvicorn answers 503
+BACKLOG = 2048  # connections waiting to be accepted
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
+BODY_READ_S = 10  # a request's body arrives within this from its first read, or 408 (a trickling client)
+COMMAND_WAIT_S = 30  # a command waits this long for the writer, then 503 store_busy (send it again, same id)
+SHUTDOWN_S = 10  # on SIGTERM, requests in progress get this long to finish
 UNAUTHENTICATED = {"unsigned", "bad_signature", "signature_expired", "no_public_key", "replayed", "unknown_actor",
                    "no_actor"}
 SEES_EVERY_ACCOUNT = {"regulator", "exchange"}  # a firm (and a verifier) sees only its own accounts
 ERROR_MEANINGS = {400: "Bad input", 401: "No or bad signature", 403: "Not permitted for the actor's role",
                   404: "No such thing (a firm, a year, a file, the checkpoint)",
-                  409: "Refused by a ledger rule (its stable code)", 413: "Body over the limit",
-                  503: "Store failure"}
+                  408: "The body did not arrive in time", 409: "Refused by a ledger rule (its stable code)",
+                  413: "Body over the limit", 503: "Store failure, or the writer busy past the wait"}
 _SIGNED_READ = (400, 401, 403, 503)
-API_ERRORS = {("POST", "/v1/commands"): (400, 401, 403, 409, 413, 503),
-              ("POST", "/v1/commands/batch"): (400, 401, 403, 409, 413, 503),
+API_ERRORS = {("POST", "/v1/commands"): (400, 401, 403, 408, 409, 413, 503),
+              ("POST", "/v1/commands/batch"): (400, 401, 403, 408, 409, 413, 503),
               ("GET", "/v1/balances"): _SIGNED_READ, ("GET", "/v1/history/{account}"): _SIGNED_READ,
               ("GET", "/v1/whoami"): _SIGNED_READ, ("GET", "/v1/audit/checkpoint"): (404, 503)}
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -264,6 +270,12 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         problems = [f"{'.'.join(str(x) for x in err.get('loc', ())[1:]) or 'request'}: {err.get('msg', 'invalid')}"
                     for err in exc.errors()[:5]]
         return JSONResponse(error_body("bad_input", "; ".join(problems) or "bad request"), status_code=400)
+
+    @app.exception_handler(TimeoutError)
+    async def slow_body(_request: Request, _exc: TimeoutError) -> JSONResponse:
+        """A body that did not arrive within BODY_READ_S (CommandLane times every body's reading)."""
+        return JSONResponse(error_body("request_timeout", f"the body did not arrive within {BODY_READ_S} s"),
+                            status_code=408)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -556,8 +568,13 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             body_["error"]["lines"] = bad[:MAX_BAD_LINES_REPORTED]
             return JSONResponse(body_, status_code=400)
         try:
-            results = await state["writer"].submit_batch([c for _n, c in cmds], on_refusal)
+            results = await asyncio.wait_for(state["writer"].submit_batch([c for _n, c in cmds], on_refusal),
+                                             COMMAND_WAIT_S)
             head_pos, head_hash = await reading(state["reader"].head)
+        except TimeoutError:
+            return JSONResponse(error_body("store_busy", f"the writer did not reach the batch within"
+                                           f" {COMMAND_WAIT_S} s; it may yet be recorded: send it again"),
+                                status_code=503)
         except LedgerError as e:
             return fail(e)
         refused = [{"line": n, "command_id": c.command_id, "error": {"code": r.code, "message": r.message}}
@@ -584,7 +601,10 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
                               " signature_expires)", code="unsigned")
             if not cmd.actor:
                 raise Refused("name the actor that signed the command (actor)", code="no_actor")
-            outcome = await state["writer"].submit(cmd)
+            outcome = await asyncio.wait_for(state["writer"].submit(cmd), COMMAND_WAIT_S)
+        except TimeoutError:
+            return 503, error_body("store_busy", f"the writer did not reach the command within {COMMAND_WAIT_S} s;"
+                                   " it may yet be recorded: send it again with the same command_id")
         except LedgerError as e:
             return http_status(e), error_body(e.code, e.message)
         return 200, {**outcome.result, "replayed": outcome.replayed}
@@ -599,6 +619,29 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
     return CommandLane(app, run_command)
 
 
+def _timed_body(receive: Any) -> Any:
+    """`receive`, with the body's reading bounded: BODY_READ_S from the first read to its last part (TimeoutError
+    after that). Once the body is whole, receive waits untimed (a streamed answer listens for a disconnect)."""
+    import asyncio
+
+    deadline: float | None = None
+    whole = False
+
+    async def timed() -> dict[str, Any]:
+        nonlocal deadline, whole
+        if whole:
+            return await receive()
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + BODY_READ_S
+        message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            whole = True
+        return message
+
+    return timed
+
+
 class CommandLane:
     """The ASGI application `serve` runs: FastAPI's, except that POST /v1/commands, the request a registry
     takes thousands of a second, goes straight to the handler its FastAPI route calls (`run_command`), past
@@ -610,20 +653,28 @@ class CommandLane:
         self.run_command = run_command
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/v1/commands" or scope["method"] != "POST":
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        receive = _timed_body(receive)
+        if scope["path"] != "/v1/commands" or scope["method"] != "POST":
             await self.api(scope, receive, send)
             return
         import orjson
 
         body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > MAX_BODY_BYTES or not message.get("more_body", False):
-                break  # run_command refuses a body over the limit without reading the rest
-        status, answer = await self.run_command(body)
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body += message.get("body", b"")
+                if len(body) > MAX_BODY_BYTES or not message.get("more_body", False):
+                    break  # run_command refuses a body over the limit without reading the rest
+        except TimeoutError:
+            status, answer = 408, error_body("request_timeout", f"the body did not arrive within {BODY_READ_S} s")
+        else:
+            status, answer = await self.run_command(body)
         payload = orjson.dumps(answer)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
@@ -644,7 +695,8 @@ def serve(store: str, host: str, port: int, workers: int, read_only: bool, group
         raise BadInput("--certfile and --keyfile go together")
     os.environ["CARBON_LEDGER_SERVE"] = f"{store}\n{int(read_only)}\n{int(group_commit)}\n{checkpoint or ''}"
     uvicorn.run("commands.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                ssl_certfile=certfile, ssl_keyfile=keyfile, log_level="warning")
+                ssl_certfile=certfile, ssl_keyfile=keyfile, log_level="warning", limit_concurrency=MAX_CONNECTIONS,
+                backlog=BACKLOG, timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=SHUTDOWN_S)
 
 
 def app_from_env() -> Any:

@@ -397,3 +397,28 @@ def test_a_batch_of_signed_lines_has_imports_semantics(server: Server, keys: dic
     assert (go_on["applied"], go_on["already_applied"], go_on["stopped"]) == (2, 1, False)
     assert json.loads(ok(registry_store, "balances", "F2", "--json"))["balances"][0]["quantity"] == 6
     assert "chain verified" in ok(registry_store, "audit", "verify")
+
+
+def test_a_body_that_trickles_is_cut_off_with_408_and_appends_nothing(server: Server) -> None:
+    """A client that announces a body and never sends it all holds nothing for long: after BODY_READ_S the
+    server answers 408, on the command lane and on a FastAPI route alike (the batch)."""
+    from commands.server import BODY_READ_S
+
+    before = httpx.get(server.url + "/v1/head").json()
+    for path in ("/v1/commands", "/v1/commands/batch"):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=BODY_READ_S + 20) as s:
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 1000\r\n\r\n{\"command\": ".encode())
+            t0 = time.monotonic()
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            waited = time.monotonic() - t0
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), (path, answer)
+        assert json.loads(body)["error"]["code"] == "request_timeout"
+        assert BODY_READ_S - 1 <= waited < BODY_READ_S + 10
+    assert httpx.get(server.url + "/v1/head").json() == before
