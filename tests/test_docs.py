@@ -111,3 +111,30 @@ def test_no_file_holds_an_unresolved_merge_conflict() -> None:
         if marker.search(text):
             found.append(name)
     assert files and not found, f"merge conflict markers in {found}"
+
+
+def _documented_limits() -> dict[str, tuple[str, str]]:
+    """The limits table of docs/security.md: constant -> (value as written, module path)."""
+    text = (ROOT / "docs" / "security.md").read_text()
+    section = text.split("## Limits on input and load", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \| `([^`]+)` \|", section, re.M)
+    return {name: (value.strip(), module) for name, value, module in rows}
+
+
+def _as_number(written: str) -> float:
+    number, _, unit = written.replace(",", "").partition(" ")
+    scale = {"KiB": 1024, "MiB": 1024 * 1024}.get(unit, 1)
+    return float(number) * scale
+
+
+def test_every_limit_of_the_server_is_documented_with_its_value() -> None:
+    import importlib
+
+    documented = _documented_limits()
+    server = (ROOT / "commands" / "server.py").read_text()
+    block = server.split("# Limits, each named once", 1)[1].split("\nUNAUTHENTICATED", 1)[0]
+    named = set(re.findall(r"^([A-Z_]+) = ", block, re.M)) - {"MAX_BAD_LINES_REPORTED"}
+    assert named and named <= set(documented), f"limits not in docs/security.md: {sorted(named - set(documented))}"
+    for name, (written, path) in documented.items():
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert float(getattr(module, name)) == _as_number(written), f"{name}: docs say {written}"
