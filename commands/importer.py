@@ -4,6 +4,8 @@ then applied in order in atomic batches. Rerunning a file appends only what is m
 from __future__ import annotations
 
 import gc
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -35,15 +37,18 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _has_no_duplicate_keys(line: str, obj: Any) -> None:
-    """orjson keeps the last of two equal keys; a line must not say two things. Every key is followed by a
-    colon, so a line with as many colons as parsed keys has no duplicate (the common case, checked at once);
-    otherwise (a colon inside a string, or a duplicate) the line is parsed again, pair by pair."""
-    if line.count(":") == _keys(obj):
-        return
-    import json
+_KEY_END = re.compile(r'"\s*:')  # a key's closing quote and its colon (or, rarely, a string that starts with ':')
+_PAIRS = json.JSONDecoder(object_pairs_hook=_refuse_duplicate_keys)
 
-    json.loads(line, object_pairs_hook=_refuse_duplicate_keys)
+
+def _has_no_duplicate_keys(line: str, obj: Any) -> None:
+    """orjson keeps the last of two equal keys; a line must not say two things. Every key ends with a quote and a
+    colon, so a line with no more such ends than parsed keys has no duplicate (the common case, checked at
+    once: a timestamp's colons are not counted); otherwise (a string value that starts with a colon, or a
+    duplicate) the line is parsed again, pair by pair."""
+    if len(_KEY_END.findall(line)) == _keys(obj):
+        return
+    _PAIRS.decode(line)
 
 
 def _parse_line(n: int, line: str) -> Any:

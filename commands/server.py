@@ -10,6 +10,8 @@ body over the limit, 503 store failure; never a 500.
 """
 
 
+import collections
+import gc
 import queue
 import threading
 import time
@@ -44,6 +46,7 @@ API_ERRORS = {("POST", "/v1/commands"): (400, 401, 403, 408, 409, 413, 503),
               ("GET", "/v1/whoami"): _SIGNED_READ, ("GET", "/v1/audit/checkpoint"): (404, 503)}
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
 FORBIDDEN = {"not_permitted", "not_own_account", "read_only"}
+GC_THRESHOLDS = (20_000, 50, 100)  # the collector's, once the state is loaded and frozen (CPython's: 700, 10, 10)
 
 
 def http_status(e: LedgerError) -> int:
@@ -81,32 +84,86 @@ def _settle(outcomes: list[tuple[Any, Any]]) -> None:
             fut.set_result(r)
 
 
+class BodyTimeout(TimeoutError):
+    """A request's body did not all arrive within BODY_READ_S: 408."""
+
+
+class WriterTimeout(TimeoutError):
+    """A command waited COMMAND_WAIT_S for the writer: 503 store_busy (it may yet be recorded)."""
+
+
+class _Expiry:
+    """Deadlines of one length for many waits, at the cost of one timer a second rather than one per wait
+    (asyncio.wait_for costs a task wrapper, callbacks and a timer on every request). Each wait is queued
+    with its deadline, so the queue is in deadline order; a sweep each second while any wait is queued drops
+    what has finished and expires what is due (within a second of its deadline). A wait has `done()`."""
+
+    def __init__(self, seconds: float, expire: Any) -> None:
+        self.seconds = seconds
+        self.expire = expire
+        self.waits: collections.deque[tuple[float, Any]] = collections.deque()
+        self.loop: Any = None
+        self.timer: Any = None
+
+    def add(self, loop: Any, wait: Any) -> None:
+        if loop is not self.loop:  # a new event loop (a test's): what waited on the old one is not ours
+            self.loop, self.timer = loop, None
+            self.waits.clear()
+        self.waits.append((loop.time() + self.seconds, wait))
+        if self.timer is None:
+            self.timer = loop.call_later(1.0, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        waits = self.waits
+        while waits:
+            deadline, wait = waits[0]
+            if not wait.done():
+                if deadline > now:
+                    break
+                self.expire(wait)
+            waits.popleft()
+        self.timer = self.loop.call_later(1.0, self._sweep) if waits else None
+
+
+def _writer_timeout(fut: Any) -> None:
+    fut.set_exception(WriterTimeout())
+
+
 class GroupCommit:
     """One writer thread with its own Registry. It runs the commands waiting in its queue as one batch (up to
     GROUP_MAX_COMMANDS, in arrival order), each with its own outcome (a refusal records nothing and stops
     nothing), then takes what queued meanwhile: under load a group is every command that arrived while the
     last one was deciding and committing, and a lone command waits for nobody. The outcomes of a group go
-    back to the event loop in one call. With group=False each command is its own transaction (the
-    benchmark's baseline)."""
+    back to the event loop in one call. Ahead of the writer, a checker thread checks each command's signature
+    (`_check`), so the writer mostly decides and commits. With group=False each command is its own transaction
+    (the benchmark's baseline)."""
 
     def __init__(self, store: Any, group: bool = True) -> None:
         from ledger.registry import Registry
 
         self.registry = Registry(store)
         self.group = group
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.incoming: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # to the signature checker
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # checked, to the writer
+        self.expiry = _Expiry(COMMAND_WAIT_S, _writer_timeout)  # a wait past it raises WriterTimeout
+        self.ready = threading.Event()  # set once the writer has read the state
         self.batches = 0  # transactions committed
         self.commands = 0  # commands they held
+        self.checker = threading.Thread(target=self._check, name="group-commit-signatures", daemon=True)
         self.thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self.checker.start()
         self.thread.start()
 
     def submit(self, command: Any) -> Any:
-        """One command, from a coroutine; await the result: its Outcome (or its LedgerError raised)."""
+        """One command, from a coroutine; await the result: its Outcome (or its LedgerError raised; WriterTimeout
+        after COMMAND_WAIT_S)."""
         import asyncio
 
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.jobs.put(_Job([command], fut, loop))
+        self.incoming.put(_Job([command], fut, loop))
+        self.expiry.add(loop, fut)
         return fut
 
     def submit_batch(self, commands: list[Any], on_refusal: str) -> Any:
@@ -116,10 +173,40 @@ class GroupCommit:
 
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.jobs.put(_Job(commands, fut, loop, on_refusal))
+        self.incoming.put(_Job(commands, fut, loop, on_refusal))
+        self.expiry.add(loop, fut)
         return fut
 
+    def _check(self) -> None:
+        """Check each command's signature ahead of the writer, in arrival order, and pass it on: libsodium runs
+        without the GIL, so the writer decides and commits the last group meanwhile, and finds the signature
+        already checked (signing.preverify). The key is the actor's as the writer last knew it; a key the
+        group changes, or anything odd, only means the writer checks that signature itself."""
+        from ledger import signing
+
+        while True:
+            job = self.incoming.get()
+            for cmd in () if job is None else job.commands:
+                if cmd.signature is None or not cmd.checked or cmd.name == "init":
+                    continue
+                context = self.registry.signing_context(cmd.actor)
+                if context is None:
+                    continue
+                try:
+                    signing.preverify(context[1], cmd.signature, signing.command_payload(
+                        context[0], cmd.name, cmd.command_id, cmd.args, cmd.expires))
+                except Exception:  # noqa: BLE001, S112 - the writer checks it and answers
+                    continue
+            self.jobs.put(job)
+            if job is None:
+                return
+
     def _run(self) -> None:
+        try:
+            self.registry.state  # noqa: B018 - the fold read now, not while the first command waits
+        except Exception:  # noqa: BLE001, S110 - the first command meets it again, and answers it
+            pass
+        self.ready.set()
         held: _Job | None = None  # a batch that arrived while a group was gathered: it runs next, alone
         stopping = False
         while True:
@@ -185,7 +272,8 @@ class GroupCommit:
             self._answer([(job, results)])
 
     def close(self) -> None:
-        self.jobs.put(None)
+        self.incoming.put(None)  # the checker passes it on to the writer
+        self.checker.join(timeout=10)
         self.thread.join(timeout=10)
         self.registry.close()
 
@@ -224,6 +312,14 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             await asyncio.to_thread(pages_source.at, None)  # the head's states read now, not by the first visitor
         except LedgerError:
             pass  # a page asked later reports it
+        if state["writer"] is not None:
+            await asyncio.to_thread(state["writer"].ready.wait, 60)
+        # The states just read live as long as the server: out of the collector's sight (gc.freeze), and the
+        # collector run less often, so that a request's garbage does not make it walk them again and again
+        # (a full collection over the ledger's state is a pause every client waits on: the p99).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield
         finally:
@@ -271,8 +367,8 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
                     for err in exc.errors()[:5]]
         return JSONResponse(error_body("bad_input", "; ".join(problems) or "bad request"), status_code=400)
 
-    @app.exception_handler(TimeoutError)
-    async def slow_body(_request: Request, _exc: TimeoutError) -> JSONResponse:
+    @app.exception_handler(BodyTimeout)
+    async def slow_body(_request: Request, _exc: BodyTimeout) -> JSONResponse:
         """A body that did not arrive within BODY_READ_S (CommandLane times every body's reading)."""
         return JSONResponse(error_body("request_timeout", f"the body did not arrive within {BODY_READ_S} s"),
                             status_code=408)
@@ -568,10 +664,9 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             body_["error"]["lines"] = bad[:MAX_BAD_LINES_REPORTED]
             return JSONResponse(body_, status_code=400)
         try:
-            results = await asyncio.wait_for(state["writer"].submit_batch([c for _n, c in cmds], on_refusal),
-                                             COMMAND_WAIT_S)
+            results = await state["writer"].submit_batch([c for _n, c in cmds], on_refusal)
             head_pos, head_hash = await reading(state["reader"].head)
-        except TimeoutError:
+        except WriterTimeout:
             return JSONResponse(error_body("store_busy", f"the writer did not reach the batch within"
                                            f" {COMMAND_WAIT_S} s; it may yet be recorded: send it again"),
                                 status_code=503)
@@ -601,8 +696,8 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
                               " signature_expires)", code="unsigned")
             if not cmd.actor:
                 raise Refused("name the actor that signed the command (actor)", code="no_actor")
-            outcome = await asyncio.wait_for(state["writer"].submit(cmd), COMMAND_WAIT_S)
-        except TimeoutError:
+            outcome = await state["writer"].submit(cmd)
+        except WriterTimeout:
             return 503, error_body("store_busy", f"the writer did not reach the command within {COMMAND_WAIT_S} s;"
                                    " it may yet be recorded: send it again with the same command_id")
         except LedgerError as e:
@@ -619,24 +714,51 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
     return CommandLane(app, run_command)
 
 
+class _BodyRead:
+    """One request's body being read: the task reading it, whether it still is, and whether it ran out of time."""
+
+    __slots__ = ("task", "reading", "expired")
+
+    def __init__(self, task: Any) -> None:
+        self.task, self.reading, self.expired = task, True, False
+
+    def done(self) -> bool:  # read whole, or the request ended without reading it all (413 stops early)
+        return not self.reading or self.task.done()
+
+
+def _body_timeout(read: _BodyRead) -> None:
+    read.expired = True
+    read.task.cancel()
+
+
+BODY_EXPIRY = _Expiry(BODY_READ_S, _body_timeout)
+
+
 def _timed_body(receive: Any) -> Any:
-    """`receive`, with the body's reading bounded: BODY_READ_S from the first read to its last part (TimeoutError
-    after that). Once the body is whole, receive waits untimed (a streamed answer listens for a disconnect)."""
+    """`receive`, with the body's reading bounded: BODY_READ_S from the first read to its last part (BodyTimeout
+    after that, within a second). Once the body is whole, receive waits untimed (a streamed answer listens for a
+    disconnect). A body that came with its headers costs no timer: the reading is queued in BODY_EXPIRY, whose
+    sweep cancels a read still under way past its deadline."""
     import asyncio
 
-    deadline: float | None = None
-    whole = False
+    read: _BodyRead | None = None
 
     async def timed() -> dict[str, Any]:
-        nonlocal deadline, whole
-        if whole:
+        nonlocal read
+        if read is None:
+            read = _BodyRead(asyncio.current_task())
+            BODY_EXPIRY.add(asyncio.get_running_loop(), read)
+        elif not read.reading:
             return await receive()
-        loop = asyncio.get_running_loop()
-        if deadline is None:
-            deadline = loop.time() + BODY_READ_S
-        message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+        try:
+            message = await receive()
+        except asyncio.CancelledError:
+            if read.expired:
+                read.task.uncancel()
+                raise BodyTimeout() from None
+            raise
         if message["type"] != "http.request" or not message.get("more_body", False):
-            whole = True
+            read.reading = False
         return message
 
     return timed
@@ -671,7 +793,7 @@ class CommandLane:
                 body += message.get("body", b"")
                 if len(body) > MAX_BODY_BYTES or not message.get("more_body", False):
                     break  # run_command refuses a body over the limit without reading the rest
-        except TimeoutError:
+        except BodyTimeout:
             status, answer = 408, error_body("request_timeout", f"the body did not arrive within {BODY_READ_S} s")
         else:
             status, answer = await self.run_command(body)

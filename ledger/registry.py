@@ -114,6 +114,15 @@ class Registry(Application):
         """The store's identity, which signatures are bound to: the chain hash of its first event."""
         return self.state.store_id
 
+    def signing_context(self, actor: str | None) -> tuple[str, str] | None:
+        """(store id, the actor's public key) in the fold as this registry last held it, without reading the store,
+        or None. Another thread may ask (the server's signature checker): what it answers is only ever used to
+        check a signature early (signing.preverify); the command is decided on the registry's own state."""
+        st = self._state
+        found = None if st is None or actor is None else st.actors.get(actor)
+        key = getattr(found, "public_key", None)
+        return None if key is None or not st.store_id else (st.store_id, key)
+
     def _load_state(self) -> LedgerState:
         snap = self.recorder.load_snapshot()
         self._snapshot_position = 0

@@ -8,6 +8,8 @@ small-order and non-canonical keys and points, which an honest key never has).""
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +96,52 @@ def sign(key: Ed25519PrivateKey, payload: bytes) -> str:
     return key.sign(payload).hex()
 
 
-def verify(public_key_hex: str, signature_hex: str, payload: bytes) -> bool:
-    """True if `signature_hex` is the Ed25519 signature of `payload` by the key `public_key_hex` (hex text)."""
+VERIFIED_KEPT = 4096  # signatures checked ahead of their command (preverify), kept until their command asks
+_verified: OrderedDict[tuple[bytes, bytes, bytes], bool] = OrderedDict()
+_verified_lock = threading.Lock()
+
+
+def _decoded(public_key_hex: str, signature_hex: str) -> tuple[bytes, bytes] | None:
     try:
         key, sig = bytes.fromhex(public_key_hex), bytes.fromhex(signature_hex)
     except (ValueError, TypeError):
-        return False
+        return None
     if len(key) != crypto_sign_PUBLICKEYBYTES or len(sig) != crypto_sign_BYTES:
-        return False
+        return None
+    return key, sig
+
+
+def _opens(key: bytes, sig: bytes, payload: bytes) -> bool:
     try:
-        crypto_sign_open(sig + payload, key)
+        crypto_sign_open(sig + payload, key)  # libsodium, without the GIL: other threads run meanwhile
     except BadSignatureError:
         return False
     return True
+
+
+def verify(public_key_hex: str, signature_hex: str, payload: bytes) -> bool:
+    """True if `signature_hex` is the Ed25519 signature of `payload` by the key `public_key_hex` (hex text).
+    A signature that `preverify` found valid for the same key and payload is answered from memory, once."""
+    decoded = _decoded(public_key_hex, signature_hex)
+    if decoded is None:
+        return False
+    key, sig = decoded
+    if _verified:
+        with _verified_lock:
+            if _verified.pop((key, sig, payload), False):
+                return True
+    return _opens(key, sig, payload)
+
+
+def preverify(public_key_hex: str, signature_hex: str, payload: bytes) -> None:
+    """Check a signature ahead of the command that will ask `verify` (the server does it in a thread of its own,
+    in parallel with the writer). Only a valid signature is remembered, under its exact key, signature and
+    payload bytes, so `verify` decides exactly as it would have: the same pure function of the same bytes,
+    computed earlier. At most VERIFIED_KEPT are kept (the oldest go first)."""
+    decoded = _decoded(public_key_hex, signature_hex)
+    if decoded is None or not _opens(*decoded, payload):
+        return
+    with _verified_lock:
+        _verified[(*decoded, payload)] = True
+        while len(_verified) > VERIFIED_KEPT:
+            _verified.popitem(last=False)

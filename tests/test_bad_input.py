@@ -9,7 +9,10 @@ import json
 import os
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ledgerkit import events, run_main
 
 from ledger import signing, units
@@ -102,6 +105,9 @@ def test_an_import_line_whose_command_id_holds_a_newline_is_refused(store: str, 
     ' "quantity" : 10, "basis": "auction", "quantity" : 999999}',
     '{"command": "allocate", "command_id": "a", "firm_id": "F1", "year": 2024, "step": "true-up",'
     ' "factors": {"load": "1.0", "load": "1.1"}}',
+    # a value that starts with a colon, beside a duplicate written with spaces before its colon
+    '{"command": "issue", "command_id": "i1", "account_id": "F1", "unit": "CEA", "vintage": 2024,'
+    ' "quantity" : 10, "basis" : "auction", "quantity" : 999999, "reason": ":"}',
 ])
 def test_a_line_with_a_duplicate_key_is_refused(store: str, tmp_path: Path, line: str) -> None:
     before = head(store)
@@ -223,3 +229,22 @@ def test_an_import_with_two_bad_lines_reports_both(store: str, tmp_path: Path) -
     assert r.code == 2
     assert r.err.splitlines() == ["line 2 (b1): unit 'EUA' must be one of: CEA, CCER", "line 3: not a JSON object",
                                   "error: 2 bad lines; nothing was appended"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]),
+                          st.one_of(st.integers(), st.text(alphabet=':" \\ab', max_size=4))), max_size=6),
+       st.sampled_from(["", " ", "  "]))
+def test_the_duplicate_key_check_agrees_with_a_pair_by_pair_parse(pairs: list, space: str) -> None:
+    """The quick check (key ends counted against parsed keys) refuses exactly the lines that a parse pair by
+    pair finds a duplicate in, whatever colons, quotes and spaces the values hold."""
+    from commands.importer import _has_no_duplicate_keys
+
+    line = "{" + ", ".join(f"{json.dumps(k)}{space}:{space}{json.dumps(v)}" for k, v in pairs) + "}"
+    has_duplicate = len({k for k, _ in pairs}) < len(pairs)
+    try:
+        _has_no_duplicate_keys(line, orjson.loads(line))
+        refused = False
+    except BadInput:
+        refused = True
+    assert refused == has_duplicate, line

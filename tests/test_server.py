@@ -422,3 +422,72 @@ def test_a_body_that_trickles_is_cut_off_with_408_and_appends_nothing(server: Se
         assert json.loads(body)["error"]["code"] == "request_timeout"
         assert BODY_READ_S - 1 <= waited < BODY_READ_S + 10
     assert httpx.get(server.url + "/v1/head").json() == before
+
+
+def test_a_wait_expires_within_a_second_of_its_deadline_and_finished_waits_are_dropped() -> None:
+    import asyncio
+
+    from commands.server import _Expiry
+
+    expired: list[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        expiry = _Expiry(0.3, lambda f: (expired.append(f), f.set_exception(TimeoutError())))
+        late, answered = loop.create_future(), loop.create_future()
+        started = loop.time()
+        expiry.add(loop, late)
+        expiry.add(loop, answered)
+        answered.set_result("in time")
+        with pytest.raises(TimeoutError):
+            await late
+        assert 0.3 <= loop.time() - started < 1.5  # after its deadline, within the sweep's second
+        assert expired == [late] and not expiry.waits  # the answered wait was dropped, not expired
+        await asyncio.sleep(1.2)
+        assert expiry.timer is None  # nothing queued: no timer left running
+
+    asyncio.run(main())
+
+
+def test_a_command_the_writer_does_not_reach_in_time_answers_busy_and_its_retry_is_recorded_once(
+        tmp_path: Path) -> None:
+    """COMMAND_WAIT_S: while the writer is held up, a command's wait ends with WriterTimeout (503 store_busy);
+    the command may still be recorded when the writer gets to it, and sending it again with the same command
+    id appends nothing more."""
+    import asyncio
+    import threading
+
+    from commands.server import GroupCommit, WriterTimeout
+    from ledger.registry import Command
+
+    store = str(tmp_path / "busy.db")
+    run_main(store, "firm", "register", "F0", "--name", "F0", "--sector", "power", "--region", "Hubei")
+    writer = GroupCommit(store)
+    release = threading.Event()
+    execute = writer.registry.execute_batch
+
+    def held_up(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return execute(*args, **kwargs)
+
+    writer.registry.execute_batch = held_up  # type: ignore[method-assign]
+    writer.expiry.seconds = 0.3
+    cmd = Command("firm register", {"firm_id": "F1", "name": "F1", "sector": "power", "region": "Hubei"}, "r-F1")
+
+    async def main() -> Any:
+        with pytest.raises(WriterTimeout):
+            await writer.submit(cmd)
+        release.set()
+        for _ in range(100):  # the writer records it once it is free: nobody waits for that answer any more
+            if writer.commands:
+                break
+            await asyncio.sleep(0.05)
+        return await writer.submit(cmd)
+
+    try:
+        again = asyncio.run(main())
+    finally:
+        release.set()
+        writer.close()
+    assert again.replayed is True
+    assert [e["type"] for e in export_lines(store)].count("FirmRegistered") == 2
