@@ -491,3 +491,68 @@ def test_a_command_the_writer_does_not_reach_in_time_answers_busy_and_its_retry_
         writer.close()
     assert again.replayed is True
     assert [e["type"] for e in export_lines(store)].count("FirmRegistered") == 2
+
+
+def test_a_signature_checked_ahead_under_a_key_rotated_meanwhile_is_refused(tmp_path: Path) -> None:
+    """The checker thread checks a queued command's signature against the key its actor has when it looks; a
+    key rotation queued before the command changes that key by the time the writer decides it. The writer
+    decides on its own state: the command signed with the old key is refused (bad_signature) although it was
+    checked ahead and found valid then, and one signed with the new key is recorded."""
+    import asyncio
+    import threading
+
+    from commands.server import GroupCommit
+    from ledger.errors import Refused
+    from ledger.inputs import parse_command
+    from ledger.registry import Command
+
+    keys = {name: str(tmp_path / f"{name}.key") for name in ("MEE", "old", "new")}
+    for path in keys.values():
+        signing.generate(path)
+    store = str(tmp_path / "rotate.db")
+    mee = ("--as", "MEE", "--key", keys["MEE"])
+    ok(store, "--key", keys["MEE"], "init", "--regulator", "MEE", "--require-signatures")
+    for f in ("F1", "F2"):
+        ok(store, *mee, "firm", "register", f, "--name", f, "--sector", "power", "--region", "Hubei")
+    ok(store, *mee, "actor", "add", "F1-desk", "--role", "firm", "--firm", "F1", "--public-key", pub(keys["old"]))
+    ok(store, *mee, "year", "open", str(V))
+    ok(store, *mee, "issue", "F1", "--unit", "CEA", "--vintage", str(V), "--quantity", "1000", "--basis", "auction")
+    writer = GroupCommit(store)
+    assert writer.ready.wait(30)
+    store_id = writer.registry.state.store_id
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def signed(key: str, actor: str, name: str, command_id: str, args: dict[str, Any]) -> Command:
+        args = parse_command(name, args)
+        sig = signing.sign_command(signing.load_private(keys[key]), store_id, name, command_id, args, expires)
+        return Command(name, args, command_id, actor, sig, checked=True, expires=expires)
+
+    rotate = signed("MEE", "MEE", "actor key", "k-1", {"actor_id": "F1-desk", "public_key": pub(keys["new"])})
+    old = signed("old", "F1-desk", "transfer", "t-old", transfer())
+    new = signed("new", "F1-desk", "transfer", "t-new", transfer())
+    release = threading.Event()
+    execute = writer.registry.execute_batch
+
+    def held_up(*args: Any, **kwargs: Any) -> Any:  # every command is checked ahead before the writer runs
+        release.wait(30)
+        return execute(*args, **kwargs)
+
+    writer.registry.execute_batch = held_up  # type: ignore[method-assign]
+
+    async def main() -> list[Any]:
+        futures = [writer.submit(c) for c in (rotate, old, new)]
+        for _ in range(100):
+            if writer.incoming.empty() and len(signing._verified) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        release.set()
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    try:
+        rotated, with_old, with_new = asyncio.run(main())
+    finally:
+        release.set()
+        writer.close()
+    assert not isinstance(rotated, Exception) and not isinstance(with_new, Exception)
+    assert isinstance(with_old, Refused) and with_old.code == "bad_signature"
+    assert [e["command_id"] for e in export_lines(store)][-2:] == ["k-1", "t-new"]
