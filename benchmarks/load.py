@@ -264,8 +264,8 @@ def run(clients: int, seconds: float, workdir: Path, postgres: str | None) -> di
 
 
 def report(r: dict[str, Any]) -> str:
-    lines = [f"carbon-ledger serve, under load (wrk): {r['clients']} clients, {r['seconds']:.0f} s per measure,"
-             f" loopback; SQLite synchronous={r['sqlite_synchronous']}, fsync {r['fsync_ms']} ms", "",
+    lines = [(f"carbon-ledger serve, under load (wrk): {r['clients']} clients, {r['seconds']:.0f} s per measure,"
+              f" loopback; SQLite synchronous={r['sqlite_synchronous']}, fsync {r['fsync_ms']} ms"), "",
              f"{'measure':<40}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  transactions/commands"]
     for name in ("sqlite", "sqlite_one_per_request", "postgres"):
         if name not in r:

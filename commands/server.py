@@ -717,7 +717,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
 class _BodyRead:
     """One request's body being read: the task reading it, whether it still is, and whether it ran out of time."""
 
-    __slots__ = ("task", "reading", "expired")
+    __slots__ = ("expired", "reading", "task")
 
     def __init__(self, task: Any) -> None:
         self.task, self.reading, self.expired = task, True, False

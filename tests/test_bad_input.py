@@ -99,15 +99,15 @@ def test_an_import_line_whose_command_id_holds_a_newline_is_refused(store: str, 
 
 # ---- 5: duplicate JSON keys -------------------------------------------------------------------------------
 @pytest.mark.parametrize("line", [
-    '{"command": "issue", "command_id": "i1", "account_id": "F1", "unit": "CEA", "vintage": 2024,'
-    ' "quantity": 10, "basis": "auction", "quantity": 999999}',
-    '{"command": "issue", "command_id": "i1", "account_id": "F1", "unit": "CEA", "vintage": 2024,'
-    ' "quantity" : 10, "basis": "auction", "quantity" : 999999}',
-    '{"command": "allocate", "command_id": "a", "firm_id": "F1", "year": 2024, "step": "true-up",'
-    ' "factors": {"load": "1.0", "load": "1.1"}}',
+    ('{"command": "issue", "command_id": "i1", "account_id": "F1", "unit": "CEA", "vintage": 2024,'
+     ' "quantity": 10, "basis": "auction", "quantity": 999999}'),
+    ('{"command": "issue", "command_id": "i1", "account_id": "F1", "unit": "CEA", "vintage": 2024,'
+     ' "quantity" : 10, "basis": "auction", "quantity" : 999999}'),
+    ('{"command": "allocate", "command_id": "a", "firm_id": "F1", "year": 2024, "step": "true-up",'
+     ' "factors": {"load": "1.0", "load": "1.1"}}'),
     # a value that starts with a colon, beside a duplicate written with spaces before its colon
-    '{"command": "issue", "command_id": "i1", "account_id": "F1", "unit": "CEA", "vintage": 2024,'
-    ' "quantity" : 10, "basis" : "auction", "quantity" : 999999, "reason": ":"}',
+    ('{"command": "issue", "command_id": "i1", "account_id": "F1", "unit": "CEA", "vintage": 2024,'
+     ' "quantity" : 10, "basis" : "auction", "quantity" : 999999, "reason": ":"}'),
 ])
 def test_a_line_with_a_duplicate_key_is_refused(store: str, tmp_path: Path, line: str) -> None:
     before = head(store)

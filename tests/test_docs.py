@@ -117,7 +117,7 @@ def _documented_limits() -> dict[str, tuple[str, str]]:
     """The limits table of docs/security.md: constant -> (value as written, module path)."""
     text = (ROOT / "docs" / "security.md").read_text()
     section = text.split("## Limits on input and load", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \| `([^`]+)` \|", section, re.M)
+    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \| `([^`]+)` \|", section, re.MULTILINE)
     return {name: (value.strip(), module) for name, value, module in rows}
 
 
@@ -133,7 +133,7 @@ def test_every_limit_of_the_server_is_documented_with_its_value() -> None:
     documented = _documented_limits()
     server = (ROOT / "commands" / "server.py").read_text()
     block = server.split("# Limits, each named once", 1)[1].split("\nUNAUTHENTICATED", 1)[0]
-    named = set(re.findall(r"^([A-Z_]+) = ", block, re.M)) - {"MAX_BAD_LINES_REPORTED"}
+    named = set(re.findall(r"^([A-Z_]+) = ", block, re.MULTILINE)) - {"MAX_BAD_LINES_REPORTED"}
     assert named and named <= set(documented), f"limits not in docs/security.md: {sorted(named - set(documented))}"
     for name, (written, path) in documented.items():
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))

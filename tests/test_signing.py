@@ -7,7 +7,7 @@ from pathlib import Path
 from ledger import signing
 
 
-def new_key(path: Path):  # noqa: ANN201 - an Ed25519PrivateKey
+def new_key(path: Path):
     signing.generate(path)
     return signing.load_private(path)
 
@@ -39,7 +39,7 @@ def test_malformed_keys_and_signatures_are_refused_not_raised(tmp_path: Path) ->
 
 
 def test_a_signature_checked_ahead_answers_once_and_only_for_its_exact_key_signature_and_bytes(
-        tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+        tmp_path: Path, monkeypatch) -> None:
     """preverify (the server's signature checker, ahead of the writer) only memoizes verify: the same answer
     for the same key, signature and payload bytes, and nothing for anything else."""
     monkeypatch.setattr(signing, "_verified", type(signing._verified)())
@@ -60,7 +60,7 @@ def test_a_signature_checked_ahead_answers_once_and_only_for_its_exact_key_signa
     assert not signing._verified and not signing.verify(pub, forged, payload)
 
 
-def test_signatures_checked_ahead_are_kept_within_their_bound(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_signatures_checked_ahead_are_kept_within_their_bound(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(signing, "_verified", type(signing._verified)())
     monkeypatch.setattr(signing, "VERIFIED_KEPT", 3)
     key = new_key(tmp_path / "a.key")
