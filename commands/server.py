@@ -26,7 +26,8 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024  # a batch of JSON lines
 MAX_BATCH_LINES = 10_000  # commands in one batch
 MAX_BAD_LINES_REPORTED = 20
 GROUP_MAX_COMMANDS = 500  # commands gathered into one transaction at most
-MAX_CONNECTIONS = 1000  # connections and requests in progress at once; beyond, uvicorn answers 503
+MAX_REQUESTS_IN_FLIGHT = 500  # requests being answered at once; beyond, 503 server_busy (with Retry-After)
+MAX_CONNECTIONS = 1000  # open connections (uvicorn's limit_concurrency); beyond, uvicorn's own plain-text 503
 BACKLOG = 2048  # connections waiting to be accepted
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
 BODY_READ_S = 10  # a request's body arrives within this from its first read, or 408 (a trickling client)
@@ -38,7 +39,7 @@ SEES_EVERY_ACCOUNT = {"regulator", "exchange"}  # a firm (and a verifier) sees o
 ERROR_MEANINGS = {400: "Bad input", 401: "No or bad signature", 403: "Not permitted for the actor's role",
                   404: "No such thing (a firm, a year, a file, the checkpoint)",
                   408: "The body did not arrive in time", 409: "Refused by a ledger rule (its stable code)",
-                  413: "Body over the limit", 503: "Store failure, or the writer busy past the wait"}
+                  413: "Body over the limit", 503: "Store failure, the writer busy past the wait, or too many requests at once"}
 _SIGNED_READ = (400, 401, 403, 503)
 API_ERRORS = {("POST", "/v1/commands"): (400, 401, 403, 408, 409, 413, 503),
               ("POST", "/v1/commands/batch"): (400, 401, 403, 408, 409, 413, 503),
@@ -773,17 +774,26 @@ class CommandLane:
     def __init__(self, api: Any, run_command: Any) -> None:
         self.api = api
         self.run_command = run_command
+        self.in_flight = 0  # http requests being answered
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
-        receive = _timed_body(receive)
+        if self.in_flight >= MAX_REQUESTS_IN_FLIGHT:
+            await _answer(send, 503, error_body("server_busy", f"{MAX_REQUESTS_IN_FLIGHT} requests are being"
+                                                " answered; send it again shortly"), ((b"retry-after", b"1"),))
+            return
+        self.in_flight += 1
+        try:
+            await self._http(scope, _timed_body(receive), send)
+        finally:
+            self.in_flight -= 1
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["path"] != "/v1/commands" or scope["method"] != "POST":
             await self.api(scope, receive, send)
             return
-        import orjson
-
         body = b""
         try:
             while True:
@@ -797,12 +807,18 @@ class CommandLane:
             status, answer = 408, error_body("request_timeout", f"the body did not arrive within {BODY_READ_S} s")
         else:
             status, answer = await self.run_command(body)
-        payload = orjson.dumps(answer)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
+        await _answer(send, status, answer)
 
+
+async def _answer(send: Any, status: int, answer: dict[str, Any], headers: tuple = ()) -> None:
+    """A JSON answer, sent straight (ASGI)."""
+    import orjson
+
+    payload = orjson.dumps(answer)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def serve(store: str, host: str, port: int, workers: int, read_only: bool, group_commit: bool,

@@ -556,3 +556,32 @@ def test_a_signature_checked_ahead_under_a_key_rotated_meanwhile_is_refused(tmp_
     assert not isinstance(rotated, Exception) and not isinstance(with_new, Exception)
     assert isinstance(with_old, Refused) and with_old.code == "bad_signature"
     assert [e["command_id"] for e in export_lines(store)][-2:] == ["k-1", "t-new"]
+
+
+def test_requests_beyond_the_in_flight_limit_get_503_in_the_apis_shape(server: Server) -> None:
+    """MAX_REQUESTS_IN_FLIGHT requests whose bodies are still arriving hold every place; the next request is
+    refused at once with 503 server_busy and Retry-After, in the API's error shape; once they go, it is served."""
+    from commands.server import MAX_REQUESTS_IN_FLIGHT
+
+    held = []
+    try:
+        for _ in range(MAX_REQUESTS_IN_FLIGHT):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(b"POST /v1/commands HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n{")
+            held.append(s)
+        deadline = time.monotonic() + 10
+        while True:  # the server takes the held requests in as it gets to them
+            r = httpx.get(server.url + "/v1/head", timeout=10)
+            if r.status_code == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "server_busy" and r.headers["retry-after"] == "1"
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 10
+    while httpx.get(server.url + "/v1/head", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the server did not free its places"
+        time.sleep(0.1)
