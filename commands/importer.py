@@ -198,9 +198,9 @@ def _import_remote(client: Any, cmds: list[tuple[int, Any]], on_refusal: str, ba
     """The same import against a registry server: every line is checked here first (as locally), signed for
     the server's store with --key when it is not signed already, then sent in batches (each one transaction,
     POST /v1/commands/batch). A refusal stops the rest with --on-refusal stop, as locally."""
+    from commands.limits import MAX_BATCH_BYTES, MAX_BATCH_LINES
     from commands.output import progress_bar
     from commands.remote import error_for_code
-    from commands.server import MAX_BATCH_BYTES, MAX_BATCH_LINES
 
     lines = []
     for n, cmd in cmds:

@@ -10,36 +10,34 @@ body over the limit, 503 store failure; never a 500.
 """
 
 
-import collections
 import gc
-import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from commands.groupcommit import GroupCommit, WriterTimeout
+from commands.lane import BodyTimeout, CommandLane, body_timeout_answer, error_body
+from commands.limits import (
+    BACKLOG,
+    COMMAND_WAIT_S,
+    KEEP_ALIVE_S,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_LINES,
+    MAX_BODY_BYTES,
+    MAX_CONNECTIONS,
+    SHUTDOWN_S,
+)
 from ledger.errors import BadInput, LedgerError, Refused, StoreError
 
-# Limits, each named once (docs/security.md lists them with the rest of the threat model).
-MAX_BODY_BYTES = 64 * 1024  # one command: the import's line limit
-MAX_BATCH_BYTES = 16 * 1024 * 1024  # a batch of JSON lines
-MAX_BATCH_LINES = 10_000  # commands in one batch
 MAX_BAD_LINES_REPORTED = 20
-GROUP_MAX_COMMANDS = 500  # commands gathered into one transaction at most
-MAX_REQUESTS_IN_FLIGHT = 500  # requests being answered at once; beyond, 503 server_busy (with Retry-After)
-MAX_CONNECTIONS = 1000  # open connections (uvicorn's limit_concurrency); beyond, uvicorn's own plain-text 503
-BACKLOG = 2048  # connections waiting to be accepted
-KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
-BODY_READ_S = 10  # a request's body arrives within this from its first read, or 408 (a trickling client)
-COMMAND_WAIT_S = 30  # a command waits this long for the writer, then 503 store_busy (send it again, same id)
-SHUTDOWN_S = 10  # on SIGTERM, requests in progress get this long to finish
 UNAUTHENTICATED = {"unsigned", "bad_signature", "signature_expired", "no_public_key", "replayed", "unknown_actor",
                    "no_actor"}
 SEES_EVERY_ACCOUNT = {"regulator", "exchange"}  # a firm (and a verifier) sees only its own accounts
 ERROR_MEANINGS = {400: "Bad input", 401: "No or bad signature", 403: "Not permitted for the actor's role",
                   404: "No such thing (a firm, a year, a file, the checkpoint)",
                   408: "The body did not arrive in time", 409: "Refused by a ledger rule (its stable code)",
-                  413: "Body over the limit", 503: "Store failure, the writer busy past the wait, or too many requests at once"}
+                  413: "Body over the limit",
+                  503: "Store failure, the writer busy past the wait, or too many requests at once"}
 _SIGNED_READ = (400, 401, 403, 503)
 API_ERRORS = {("POST", "/v1/commands"): (400, 401, 403, 408, 409, 413, 503),
               ("POST", "/v1/commands/batch"): (400, 401, 403, 408, 409, 413, 503),
@@ -62,221 +60,10 @@ def http_status(e: LedgerError) -> int:
     return 503
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
-@dataclass
-class _Job:
-    commands: list[Any]
-    future: Any  # an asyncio.Future of the request's event loop, settled from the writer thread through `loop`
-    loop: Any
-    on_refusal: str | None = None  # None: one command that may share a transaction; else a batch, alone
-
-
-def _settle(outcomes: list[tuple[Any, Any]]) -> None:
-    """In the event loop: each request's future gets its outcome (a LedgerError is raised in the request)."""
-    for fut, r in outcomes:
-        if fut.done():  # the client went away and its request was cancelled
-            continue
-        if isinstance(r, BaseException):
-            fut.set_exception(r)
-        else:
-            fut.set_result(r)
-
-
-class BodyTimeout(TimeoutError):
-    """A request's body did not all arrive within BODY_READ_S: 408."""
-
-
-class WriterTimeout(TimeoutError):
-    """A command waited COMMAND_WAIT_S for the writer: 503 store_busy (it may yet be recorded)."""
-
-
-class _Expiry:
-    """Deadlines of one length for many waits, at the cost of one timer a second rather than one per wait
-    (asyncio.wait_for costs a task wrapper, callbacks and a timer on every request). Each wait is queued
-    with its deadline, so the queue is in deadline order; a sweep each second while any wait is queued drops
-    what has finished and expires what is due (within a second of its deadline). A wait has `done()`."""
-
-    def __init__(self, seconds: float, expire: Any) -> None:
-        self.seconds = seconds
-        self.expire = expire
-        self.waits: collections.deque[tuple[float, Any]] = collections.deque()
-        self.loop: Any = None
-        self.timer: Any = None
-
-    def add(self, loop: Any, wait: Any) -> None:
-        if loop is not self.loop:  # a new event loop (a test's): what waited on the old one is not ours
-            self.loop, self.timer = loop, None
-            self.waits.clear()
-        self.waits.append((loop.time() + self.seconds, wait))
-        if self.timer is None:
-            self.timer = loop.call_later(1.0, self._sweep)
-
-    def _sweep(self) -> None:
-        now = self.loop.time()
-        waits = self.waits
-        while waits:
-            deadline, wait = waits[0]
-            if not wait.done():
-                if deadline > now:
-                    break
-                self.expire(wait)
-            waits.popleft()
-        self.timer = self.loop.call_later(1.0, self._sweep) if waits else None
-
-
-def _writer_timeout(fut: Any) -> None:
-    fut.set_exception(WriterTimeout())
-
-
-class GroupCommit:
-    """One writer thread with its own Registry. It runs the commands waiting in its queue as one batch (up to
-    GROUP_MAX_COMMANDS, in arrival order), each with its own outcome (a refusal records nothing and stops
-    nothing), then takes what queued meanwhile: under load a group is every command that arrived while the
-    last one was deciding and committing, and a lone command waits for nobody. The outcomes of a group go
-    back to the event loop in one call. Ahead of the writer, a checker thread checks each command's signature
-    (`_check`), so the writer mostly decides and commits. With group=False each command is its own transaction
-    (the benchmark's baseline)."""
-
-    def __init__(self, store: Any, group: bool = True) -> None:
-        from ledger.registry import Registry
-
-        self.registry = Registry(store)
-        self.group = group
-        self.incoming: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # to the signature checker
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # checked, to the writer
-        self.expiry = _Expiry(COMMAND_WAIT_S, _writer_timeout)  # a wait past it raises WriterTimeout
-        self.ready = threading.Event()  # set once the writer has read the state
-        self.batches = 0  # transactions committed
-        self.commands = 0  # commands they held
-        self.checker = threading.Thread(target=self._check, name="group-commit-signatures", daemon=True)
-        self.thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-        self.checker.start()
-        self.thread.start()
-
-    def submit(self, command: Any) -> Any:
-        """One command, from a coroutine; await the result: its Outcome (or its LedgerError raised; WriterTimeout
-        after COMMAND_WAIT_S)."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.incoming.put(_Job([command], fut, loop))
-        self.expiry.add(loop, fut)
-        return fut
-
-    def submit_batch(self, commands: list[Any], on_refusal: str) -> Any:
-        """Commands with import's semantics, in a transaction of their own; the result is the list of outcomes
-        (a refusal stops the rest with on_refusal="stop")."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.incoming.put(_Job(commands, fut, loop, on_refusal))
-        self.expiry.add(loop, fut)
-        return fut
-
-    def _check(self) -> None:
-        """Check each command's signature ahead of the writer, in arrival order, and pass it on: libsodium runs
-        without the GIL, so the writer decides and commits the last group meanwhile, and finds the signature
-        already checked (signing.preverify). The key is the actor's as the writer last knew it; a key the
-        group changes, or anything odd, only means the writer checks that signature itself."""
-        from ledger import signing
-
-        while True:
-            job = self.incoming.get()
-            for cmd in () if job is None else job.commands:
-                if cmd.signature is None or not cmd.checked or cmd.name == "init":
-                    continue
-                context = self.registry.signing_context(cmd.actor)
-                if context is None:
-                    continue
-                try:
-                    signing.preverify(context[1], cmd.signature, signing.command_payload(
-                        context[0], cmd.name, cmd.command_id, cmd.args, cmd.expires))
-                except Exception:  # noqa: BLE001, S112 - the writer checks it and answers
-                    continue
-            self.jobs.put(job)
-            if job is None:
-                return
-
-    def _run(self) -> None:
-        try:
-            self.registry.state  # noqa: B018 - the fold read now, not while the first command waits
-        except Exception:  # noqa: BLE001, S110 - the first command meets it again, and answers it
-            pass
-        self.ready.set()
-        held: _Job | None = None  # a batch that arrived while a group was gathered: it runs next, alone
-        stopping = False
-        while True:
-            if held is not None:
-                job, held = held, None
-            elif stopping:
-                return
-            else:
-                job = self.jobs.get()
-            if job is None:
-                return
-            if job.on_refusal is not None:
-                self._commit_batch(job)
-                continue
-            group = [job]
-            while self.group and len(group) < GROUP_MAX_COMMANDS:
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                if more.on_refusal is not None:
-                    held = more
-                    break
-                group.append(more)
-            self._commit(group)
-
-    @staticmethod
-    def _answer(outcomes: list[tuple[_Job, Any]]) -> None:
-        by_loop: dict[Any, list[tuple[Any, Any]]] = {}
-        for job, r in outcomes:
-            by_loop.setdefault(job.loop, []).append((job.future, r))
-        for loop, pairs in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle, pairs)
-            except RuntimeError:  # the loop is closed: the server is stopping and nobody waits
-                pass
-
-    def _execute(self, jobs: list[_Job], commands: list[Any], on_refusal: str) -> list[Any] | None:
-        try:
-            results = self.registry.execute_batch(commands, on_refusal=on_refusal)
-        except LedgerError as e:
-            self._answer([(j, e) for j in jobs])
-            return None
-        except Exception as e:  # noqa: BLE001 - a store that failed under us: each request answers 503, never 500
-            failure = StoreError(f"store failure: {type(e).__name__}: {e}")
-            self._answer([(j, failure) for j in jobs])
-            return None
-        self.batches += 1
-        self.commands += len(commands)
-        return results
-
-    def _commit(self, group: list[_Job]) -> None:
-        results = self._execute(group, [j.commands[0] for j in group], "continue")
-        if results is not None:
-            self._answer(list(zip(group, results, strict=True)))
-
-    def _commit_batch(self, job: _Job) -> None:
-        results = self._execute([job], job.commands, job.on_refusal or "stop")
-        if results is not None:
-            self._answer([(job, results)])
-
-    def close(self) -> None:
-        self.incoming.put(None)  # the checker passes it on to the writer
-        self.checker.join(timeout=10)
-        self.thread.join(timeout=10)
-        self.registry.close()
+def store_busy(what: str) -> dict[str, Any]:
+    """The answer to a request whose commands waited COMMAND_WAIT_S for the writer (WriterTimeout)."""
+    return error_body("store_busy", f"the writer did not reach the {what} within {COMMAND_WAIT_S} s; it may yet"
+                      " be recorded: send it again with the same command ids")
 
 
 def create_app(store: str, *, read_only: bool = False, group_commit: bool = True,
@@ -371,7 +158,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
     @app.exception_handler(BodyTimeout)
     async def slow_body(_request: Request, _exc: BodyTimeout) -> JSONResponse:
         """A body that did not arrive within BODY_READ_S (CommandLane times every body's reading)."""
-        return JSONResponse(error_body("request_timeout", f"the body did not arrive within {BODY_READ_S} s"),
+        return JSONResponse(body_timeout_answer(),
                             status_code=408)
 
     @app.exception_handler(HTTPException)
@@ -668,9 +455,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
             results = await state["writer"].submit_batch([c for _n, c in cmds], on_refusal)
             head_pos, head_hash = await reading(state["reader"].head)
         except WriterTimeout:
-            return JSONResponse(error_body("store_busy", f"the writer did not reach the batch within"
-                                           f" {COMMAND_WAIT_S} s; it may yet be recorded: send it again"),
-                                status_code=503)
+            return JSONResponse(store_busy("batch"), status_code=503)
         except LedgerError as e:
             return fail(e)
         refused = [{"line": n, "command_id": c.command_id, "error": {"code": r.code, "message": r.message}}
@@ -699,8 +484,7 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
                 raise Refused("name the actor that signed the command (actor)", code="no_actor")
             outcome = await state["writer"].submit(cmd)
         except WriterTimeout:
-            return 503, error_body("store_busy", f"the writer did not reach the command within {COMMAND_WAIT_S} s;"
-                                   " it may yet be recorded: send it again with the same command_id")
+            return 503, store_busy("command")
         except LedgerError as e:
             return http_status(e), error_body(e.code, e.message)
         return 200, {**outcome.result, "replayed": outcome.replayed}
@@ -713,112 +497,6 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         return JSONResponse(answer, status_code=status)
 
     return CommandLane(app, run_command)
-
-
-class _BodyRead:
-    """One request's body being read: the task reading it, whether it still is, and whether it ran out of time."""
-
-    __slots__ = ("expired", "reading", "task")
-
-    def __init__(self, task: Any) -> None:
-        self.task, self.reading, self.expired = task, True, False
-
-    def done(self) -> bool:  # read whole, or the request ended without reading it all (413 stops early)
-        return not self.reading or self.task.done()
-
-
-def _body_timeout(read: _BodyRead) -> None:
-    read.expired = True
-    read.task.cancel()
-
-
-BODY_EXPIRY = _Expiry(BODY_READ_S, _body_timeout)
-
-
-def _timed_body(receive: Any) -> Any:
-    """`receive`, with the body's reading bounded: BODY_READ_S from the first read to its last part (BodyTimeout
-    after that, within a second). Once the body is whole, receive waits untimed (a streamed answer listens for a
-    disconnect). A body that came with its headers costs no timer: the reading is queued in BODY_EXPIRY, whose
-    sweep cancels a read still under way past its deadline."""
-    import asyncio
-
-    read: _BodyRead | None = None
-
-    async def timed() -> dict[str, Any]:
-        nonlocal read
-        if read is None:
-            read = _BodyRead(asyncio.current_task())
-            BODY_EXPIRY.add(asyncio.get_running_loop(), read)
-        elif not read.reading:
-            return await receive()
-        try:
-            message = await receive()
-        except asyncio.CancelledError:
-            if read.expired:
-                read.task.uncancel()
-                raise BodyTimeout() from None
-            raise
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            read.reading = False
-        return message
-
-    return timed
-
-
-class CommandLane:
-    """The ASGI application `serve` runs: FastAPI's, except that POST /v1/commands, the request a registry
-    takes thousands of a second, goes straight to the handler its FastAPI route calls (`run_command`), past
-    the routing through every page and the dependency solving (benchmarks/load.py measures the difference).
-    Everything else, the lifespan included, is FastAPI's; `api` is the FastAPI application."""
-
-    def __init__(self, api: Any, run_command: Any) -> None:
-        self.api = api
-        self.run_command = run_command
-        self.in_flight = 0  # http requests being answered
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.api(scope, receive, send)
-            return
-        if self.in_flight >= MAX_REQUESTS_IN_FLIGHT:
-            await _answer(send, 503, error_body("server_busy", f"{MAX_REQUESTS_IN_FLIGHT} requests are being"
-                                                " answered; send it again shortly"), ((b"retry-after", b"1"),))
-            return
-        self.in_flight += 1
-        try:
-            await self._http(scope, _timed_body(receive), send)
-        finally:
-            self.in_flight -= 1
-
-    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["path"] != "/v1/commands" or scope["method"] != "POST":
-            await self.api(scope, receive, send)
-            return
-        body = b""
-        try:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                body += message.get("body", b"")
-                if len(body) > MAX_BODY_BYTES or not message.get("more_body", False):
-                    break  # run_command refuses a body over the limit without reading the rest
-        except BodyTimeout:
-            status, answer = 408, error_body("request_timeout", f"the body did not arrive within {BODY_READ_S} s")
-        else:
-            status, answer = await self.run_command(body)
-        await _answer(send, status, answer)
-
-
-async def _answer(send: Any, status: int, answer: dict[str, Any], headers: tuple = ()) -> None:
-    """A JSON answer, sent straight (ASGI)."""
-    import orjson
-
-    payload = orjson.dumps(answer)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            *headers]})
-    await send({"type": "http.response.body", "body": payload})
 
 
 def serve(store: str, host: str, port: int, workers: int, read_only: bool, group_commit: bool,

@@ -223,7 +223,7 @@ def test_every_error_of_the_api_has_its_shape_and_status(server: Server) -> None
 
 def test_a_command_over_the_size_limit_is_refused_whole_and_appends_nothing(server: Server,
                                                                              keys: dict[str, str]) -> None:
-    from commands.server import MAX_BODY_BYTES
+    from commands.limits import MAX_BODY_BYTES
 
     before = httpx.get(server.url + "/v1/head").json()
     line = signed_line(server, keys["F1"], "F1-desk", "transfer", "big-1", transfer())
@@ -249,7 +249,8 @@ def test_the_command_lane_and_the_documented_route_answer_alike(registry_store: 
     calls the same handler. Both give the same status and answer, for a refusal and for a command."""
     from fastapi.testclient import TestClient
 
-    from commands.server import CommandLane, create_app
+    from commands.lane import CommandLane
+    from commands.server import create_app
     from ledger.inputs import parse_command
 
     app = create_app(registry_store)
@@ -402,7 +403,7 @@ def test_a_batch_of_signed_lines_has_imports_semantics(server: Server, keys: dic
 def test_a_body_that_trickles_is_cut_off_with_408_and_appends_nothing(server: Server) -> None:
     """A client that announces a body and never sends it all holds nothing for long: after BODY_READ_S the
     server answers 408, on the command lane and on a FastAPI route alike (the batch)."""
-    from commands.server import BODY_READ_S
+    from commands.limits import BODY_READ_S
 
     before = httpx.get(server.url + "/v1/head").json()
     for path in ("/v1/commands", "/v1/commands/batch"):
@@ -427,13 +428,13 @@ def test_a_body_that_trickles_is_cut_off_with_408_and_appends_nothing(server: Se
 def test_a_wait_expires_within_a_second_of_its_deadline_and_finished_waits_are_dropped() -> None:
     import asyncio
 
-    from commands.server import _Expiry
+    from commands.groupcommit import Expiry
 
     expired: list[Any] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        expiry = _Expiry(0.3, lambda f: (expired.append(f), f.set_exception(TimeoutError())))
+        expiry = Expiry(0.3, lambda f: (expired.append(f), f.set_exception(TimeoutError())))
         late, answered = loop.create_future(), loop.create_future()
         started = loop.time()
         expiry.add(loop, late)
@@ -457,7 +458,7 @@ def test_a_command_the_writer_does_not_reach_in_time_answers_busy_and_its_retry_
     import asyncio
     import threading
 
-    from commands.server import GroupCommit, WriterTimeout
+    from commands.groupcommit import GroupCommit, WriterTimeout
     from ledger.registry import Command
 
     store = str(tmp_path / "busy.db")
@@ -501,7 +502,7 @@ def test_a_signature_checked_ahead_under_a_key_rotated_meanwhile_is_refused(tmp_
     import asyncio
     import threading
 
-    from commands.server import GroupCommit
+    from commands.groupcommit import GroupCommit
     from ledger.errors import Refused
     from ledger.inputs import parse_command
     from ledger.registry import Command
@@ -561,7 +562,7 @@ def test_a_signature_checked_ahead_under_a_key_rotated_meanwhile_is_refused(tmp_
 def test_requests_beyond_the_in_flight_limit_get_503_in_the_apis_shape(server: Server) -> None:
     """MAX_REQUESTS_IN_FLIGHT requests whose bodies are still arriving hold every place; the next request is
     refused at once with 503 server_busy and Retry-After, in the API's error shape; once they go, it is served."""
-    from commands.server import MAX_REQUESTS_IN_FLIGHT
+    from commands.limits import MAX_REQUESTS_IN_FLIGHT
 
     held = []
     try:

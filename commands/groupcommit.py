@@ -1,0 +1,225 @@
+"""Group commit: the server's one writer, and the thread that checks signatures ahead of it.
+
+Concurrent commands wait in a queue; the writer runs what queued while it committed the last group as one
+transaction, each command keeping its own result or refusal. `Expiry` bounds how long a request waits.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from commands.limits import COMMAND_WAIT_S, GROUP_MAX_COMMANDS
+from ledger.errors import LedgerError, StoreError
+
+
+@dataclass
+class _Job:
+    commands: list[Any]
+    future: Any  # an asyncio.Future of the request's event loop, settled from the writer thread through `loop`
+    loop: Any
+    on_refusal: str | None = None  # None: one command that may share a transaction; else a batch, alone
+
+
+def _settle(outcomes: list[tuple[Any, Any]]) -> None:
+    """In the event loop: each request's future gets its outcome (a LedgerError is raised in the request)."""
+    for fut, r in outcomes:
+        if fut.done():  # the client went away and its request was cancelled
+            continue
+        if isinstance(r, BaseException):
+            fut.set_exception(r)
+        else:
+            fut.set_result(r)
+
+
+class WriterTimeout(TimeoutError):
+    """A command waited COMMAND_WAIT_S for the writer: 503 store_busy (it may yet be recorded)."""
+
+
+class Expiry:
+    """Deadlines of one length for many waits, at the cost of one timer a second rather than one per wait
+    (asyncio.wait_for costs a task wrapper, callbacks and a timer on every request). Each wait is queued
+    with its deadline, so the queue is in deadline order; a sweep each second while any wait is queued drops
+    what has finished and expires what is due (within a second of its deadline). A wait has `done()`."""
+
+    def __init__(self, seconds: float, expire: Any) -> None:
+        self.seconds = seconds
+        self.expire = expire
+        self.waits: collections.deque[tuple[float, Any]] = collections.deque()
+        self.loop: Any = None
+        self.timer: Any = None
+
+    def add(self, loop: Any, wait: Any) -> None:
+        if loop is not self.loop:  # a new event loop (a test's): what waited on the old one is not ours
+            self.loop, self.timer = loop, None
+            self.waits.clear()
+        self.waits.append((loop.time() + self.seconds, wait))
+        if self.timer is None:
+            self.timer = loop.call_later(1.0, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        waits = self.waits
+        while waits:
+            deadline, wait = waits[0]
+            if not wait.done():
+                if deadline > now:
+                    break
+                self.expire(wait)
+            waits.popleft()
+        self.timer = self.loop.call_later(1.0, self._sweep) if waits else None
+
+
+def _writer_timeout(fut: Any) -> None:
+    fut.set_exception(WriterTimeout())
+
+
+class GroupCommit:
+    """One writer thread with its own Registry. It runs the commands waiting in its queue as one batch (up to
+    GROUP_MAX_COMMANDS, in arrival order), each with its own outcome (a refusal records nothing and stops
+    nothing), then takes what queued meanwhile: under load a group is every command that arrived while the
+    last one was deciding and committing, and a lone command waits for nobody. The outcomes of a group go
+    back to the event loop in one call. Ahead of the writer, a checker thread checks each command's signature
+    (`_check`), so the writer mostly decides and commits. With group=False each command is its own transaction
+    (the benchmark's baseline)."""
+
+    def __init__(self, store: Any, group: bool = True) -> None:
+        from ledger.registry import Registry
+
+        self.registry = Registry(store)
+        self.group = group
+        self.incoming: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # to the signature checker
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # checked, to the writer
+        self.expiry = Expiry(COMMAND_WAIT_S, _writer_timeout)  # a wait past it raises WriterTimeout
+        self.ready = threading.Event()  # set once the writer has read the state
+        self.batches = 0  # transactions committed
+        self.commands = 0  # commands they held
+        self.checker = threading.Thread(target=self._check, name="group-commit-signatures", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self.checker.start()
+        self.thread.start()
+
+    def submit(self, command: Any) -> Any:
+        """One command, from a coroutine; await the result: its Outcome (or its LedgerError raised; WriterTimeout
+        after COMMAND_WAIT_S)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.incoming.put(_Job([command], fut, loop))
+        self.expiry.add(loop, fut)
+        return fut
+
+    def submit_batch(self, commands: list[Any], on_refusal: str) -> Any:
+        """Commands with import's semantics, in a transaction of their own; the result is the list of outcomes
+        (a refusal stops the rest with on_refusal="stop")."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.incoming.put(_Job(commands, fut, loop, on_refusal))
+        self.expiry.add(loop, fut)
+        return fut
+
+    def _check(self) -> None:
+        """Check each command's signature ahead of the writer, in arrival order, and pass it on: libsodium runs
+        without the GIL, so the writer decides and commits the last group meanwhile, and finds the signature
+        already checked (signing.preverify). The key is the actor's as the writer last knew it; a key the
+        group changes, or anything odd, only means the writer checks that signature itself."""
+        from ledger import signing
+
+        while True:
+            job = self.incoming.get()
+            for cmd in () if job is None else job.commands:
+                if cmd.signature is None or not cmd.checked or cmd.name == "init":
+                    continue
+                context = self.registry.signing_context(cmd.actor)
+                if context is None:
+                    continue
+                try:
+                    signing.preverify(context[1], cmd.signature, signing.command_payload(
+                        context[0], cmd.name, cmd.command_id, cmd.args, cmd.expires))
+                except Exception:  # noqa: BLE001, S112 - the writer checks it and answers
+                    continue
+            self.jobs.put(job)
+            if job is None:
+                return
+
+    def _run(self) -> None:
+        try:
+            self.registry.state  # noqa: B018 - the fold read now, not while the first command waits
+        except Exception:  # noqa: BLE001, S110 - the first command meets it again, and answers it
+            pass
+        self.ready.set()
+        held: _Job | None = None  # a batch that arrived while a group was gathered: it runs next, alone
+        stopping = False
+        while True:
+            if held is not None:
+                job, held = held, None
+            elif stopping:
+                return
+            else:
+                job = self.jobs.get()
+            if job is None:
+                return
+            if job.on_refusal is not None:
+                self._commit_batch(job)
+                continue
+            group = [job]
+            while self.group and len(group) < GROUP_MAX_COMMANDS:
+                try:
+                    more = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                if more.on_refusal is not None:
+                    held = more
+                    break
+                group.append(more)
+            self._commit(group)
+
+    @staticmethod
+    def _answer(outcomes: list[tuple[_Job, Any]]) -> None:
+        by_loop: dict[Any, list[tuple[Any, Any]]] = {}
+        for job, r in outcomes:
+            by_loop.setdefault(job.loop, []).append((job.future, r))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, pairs)
+            except RuntimeError:  # the loop is closed: the server is stopping and nobody waits
+                pass
+
+    def _execute(self, jobs: list[_Job], commands: list[Any], on_refusal: str) -> list[Any] | None:
+        try:
+            results = self.registry.execute_batch(commands, on_refusal=on_refusal)
+        except LedgerError as e:
+            self._answer([(j, e) for j in jobs])
+            return None
+        except Exception as e:  # noqa: BLE001 - a store that failed under us: each request answers 503, never 500
+            failure = StoreError(f"store failure: {type(e).__name__}: {e}")
+            self._answer([(j, failure) for j in jobs])
+            return None
+        self.batches += 1
+        self.commands += len(commands)
+        return results
+
+    def _commit(self, group: list[_Job]) -> None:
+        results = self._execute(group, [j.commands[0] for j in group], "continue")
+        if results is not None:
+            self._answer(list(zip(group, results, strict=True)))
+
+    def _commit_batch(self, job: _Job) -> None:
+        results = self._execute([job], job.commands, job.on_refusal or "stop")
+        if results is not None:
+            self._answer([(job, results)])
+
+    def close(self) -> None:
+        self.incoming.put(None)  # the checker passes it on to the writer
+        self.checker.join(timeout=10)
+        self.thread.join(timeout=10)
+        self.registry.close()
