@@ -294,11 +294,11 @@ def rules_show(c: Ctx, year: int, as_json: bool) -> None:
     from ledger import rules as r
     from ledger.store import parse_store, store_exists
 
-    c.need_local()  # the plans published in a server's store are not served (yet)
-    lookup = None
-    if store_exists(parse_store(c.store)):
-        lookup = c.registry.state.plan
-    data = r.describe(year, lookup)
+    if c.remote is not None:  # the server's store, with the plans published in it
+        data = c.remote.get("/v1/rules", {"year": year})
+    else:
+        lookup = c.registry.state.plan if store_exists(parse_store(c.store)) else None
+        data = r.describe(year, lookup)
     if as_json:
         emit_json(data)
         return

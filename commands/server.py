@@ -391,6 +391,20 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
         except LedgerError as e:
             return fail(e)
 
+    @app.get("/v1/rules")
+    async def rules_in_force(year: int = 2024) -> Any:
+        """The rules in force for a compliance year with their sources, the plans published in the store
+        included (public: what `rules show --json` prints)."""
+        from ledger import rules as r
+
+        def read() -> dict[str, Any]:
+            return r.describe(year, state["reader"].state.plan)
+
+        try:
+            return await reading(read)
+        except LedgerError as e:
+            return fail(e)
+
     @app.get("/v1/audit/export")
     async def export(request: Request, upto: int | None = None) -> Any:
         """The log as JSON lines. Public: each event's position, type, time and hashes (to pin and compare

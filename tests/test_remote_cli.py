@@ -130,7 +130,7 @@ def test_three_actors_run_a_compliance_year_over_the_network_as_on_a_local_store
         ("market",), ("market", "--by", "day", "--from", "2024-06-04", "--json"), ("market", "--by", "mode", "--csv"),
         ("compliance",), ("compliance", "--year", V, "--firm", "F2", "--json"),
         ("coverage", "--year", V, "--national-total", "10000"), ("audit", "head", "--json"),
-        (*mee, "audit", "export", "--as-of", "17"),
+        (*mee, "audit", "export", "--as-of", "17"), ("rules", "show"), ("rules", "show", "--year", "2023", "--json"),
     ]
     for args in reads:
         here, there = cli(remote, *args), cli(store, *args)
@@ -242,12 +242,35 @@ def test_commands_without_a_server_counterpart_need_a_local_store(served: tuple[
     before = head(srv)
     for command, args in [("audit verify", ()), ("audit replay", ()), ("demo", ()),
                           ("simulate", ("china-2021-2024",)), ("init", ("--regulator", "MEE")), ("serve", ()),
-                          ("project", ()), ("rules show", ())]:
+                          ("project", ())]:
         p = cli(srv.url, "--key", keys["MEE"], *command.split(), *args)
         assert p.returncode == 2 and p.stderr.splitlines() == [
             f"error: carbon-ledger {command} needs a local store (a file or postgresql://); {srv.url} is a"
             " registry server"], (command, p.stderr)
     assert head(srv) == before
+
+
+def test_rules_show_against_a_server_shows_the_plans_published_in_its_store(served: tuple[str, Server],
+                                                                           keys: dict[str, str],
+                                                                           tmp_path: Path) -> None:
+    """`rules show` reads the server's store (GET /v1/rules, public): a plan the regulator publishes through the
+    server is in force there, and the remote answer is what a local read of the served store prints."""
+    store, srv = served
+    plan = tmp_path / "p27.json"
+    plan.write_text(json.dumps({"version": "power-2027-test", "years": [2027], "source": "a 2027 plan (a test)",
+                                "power": {"draft": False, "electricity_t_per_mwh": {"IV": "0.3200"},
+                                          "gap_cap_share": "0.10", "sources": {"benchmarks": "annex 2"}}}))
+    before = json.loads(ok(srv.url, "rules", "show", "--year", "2027", "--json"))
+    assert before["rule_version"] != "power-2027-test"
+    ok(srv.url, *as_(keys, "MEE"), "rules", "publish", str(plan))
+    for args in (("--year", "2027", "--json"), ("--year", "2027")):
+        here, there = cli(srv.url, "rules", "show", *args), cli(store, "rules", "show", *args)
+        assert (here.returncode, here.stdout, here.stderr) == (0, there.stdout, ""), args
+    shown = json.loads(ok(srv.url, "rules", "show", "--year", "2027", "--json"))
+    assert (shown["rule_version"], shown["plans"]["power"]["electricity_t_per_mwh"]["IV"]) == ("power-2027-test",
+                                                                                              "0.32")
+    bad = cli(srv.url, "rules", "show", "--year", "x")
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
 
 
 def test_a_server_out_of_reach_exits_3_with_one_line(keys: dict[str, str], tmp_path: Path) -> None:

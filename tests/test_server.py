@@ -336,7 +336,8 @@ def test_a_nonce_is_refused_by_every_worker_once_one_has_seen_it(registry_store:
 
 def test_public_reads_answer_what_the_cli_answers(server: Server, registry_store: str) -> None:
     for path, args in (("/v1/market", ("market",)), ("/v1/compliance", ("compliance",)),
-                       ("/v1/coverage?year=2024", ("coverage", "--year", "2024"))):
+                       ("/v1/coverage?year=2024", ("coverage", "--year", "2024")),
+                       ("/v1/rules?year=2023", ("rules", "show", "--year", "2023"))):
         r = httpx.get(server.url + path, timeout=30)
         assert r.status_code == 200, r.text
         assert r.json() == json.loads(ok(registry_store, *args, "--json")), path
