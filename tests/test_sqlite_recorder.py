@@ -61,3 +61,77 @@ class TestLedgerSQLiteRecorderLibraryCase(es_tests.ApplicationRecorderTestCase[L
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def _events(n: int, first_version: int = 1) -> list:
+    import uuid
+
+    from eventsourcing.persistence import StoredEvent
+
+    oid = uuid.UUID(int=7)
+    return [StoredEvent(originator_id=oid, originator_version=first_version + i, topic="ledger:Event",
+                        state=f'{{"n":{first_version + i}}}'.encode()) for i in range(n)]
+
+
+def _recorder(tmp_path: Path) -> tuple[LedgerSQLiteRecorder, SQLiteDatastore]:
+    ds = SQLiteDatastore(db_name=str(tmp_path / "ledger.db"), pool_size=4, lock_timeout=30)
+    rec = LedgerSQLiteRecorder(ds)
+    rec.create_table()
+    return rec, ds
+
+
+def test_a_batch_of_several_multi_row_inserts_is_stored_whole_and_in_order(tmp_path: Path) -> None:
+    """Events, chain links and command ids go in ROWS_PER_INSERT to a statement: a batch of two and a bit
+    statements' worth is stored row for row as written, with notification ids, positions and the hash chain in
+    order, and every command id found."""
+    from ledger.store import ROWS_PER_INSERT
+
+    rec, ds = _recorder(tmp_path)
+    try:
+        n = 2 * ROWS_PER_INSERT + 5
+        events = _events(n)
+        commands = [(f"c{i:04d}", "d", i + 1, i + 1, b"{}") for i in range(n)]
+        ids = rec.insert_events(events, commands=commands)
+        assert list(ids) == list(range(1, n + 1))
+        rows = list(rec.raw_rows())
+        assert [r[0] for r in rows] == list(range(1, n + 1))
+        assert [(r[1], r[3]) for r in rows] == [(e.originator_version, e.state) for e in events]
+        h = GENESIS_HASH
+        for (pos, nid, link), e in zip(rec.chain_rows(), events, strict=True):
+            h = chain_hash(h, e.state)
+            assert (nid, link) == (pos, h)
+        assert rec.head() == (n, h)
+        found = rec.lookup_commands([c[0] for c in commands])
+        assert sorted(found) == [c[0] for c in commands]
+        assert found["c0130"][1:3] == (131, 131)
+        # A second batch continues the numbering and the chain from where the first ended.
+        more = _events(ROWS_PER_INSERT + 1, first_version=n + 1)
+        assert list(rec.insert_events(more)) == list(range(n + 1, n + ROWS_PER_INSERT + 2))
+        for e in more:
+            h = chain_hash(h, e.state)
+        assert rec.head() == (n + ROWS_PER_INSERT + 1, h)
+    finally:
+        ds.close()
+
+
+def test_a_conflict_in_a_later_insert_of_a_batch_leaves_nothing(tmp_path: Path) -> None:
+    """A row refused in the batch's last statement (a command id used earlier in the same batch) undoes the
+    statements before it: no event, no chain link, no command id."""
+    import pytest
+    from eventsourcing.persistence import IntegrityError
+
+    from ledger.store import ROWS_PER_INSERT
+
+    rec, ds = _recorder(tmp_path)
+    try:
+        n = 2 * ROWS_PER_INSERT + 3
+        commands = [(f"c{i:04d}", "d", i + 1, i + 1, b"{}") for i in range(n)]
+        commands[-1] = ("c0000",) + commands[-1][1:]
+        with pytest.raises(IntegrityError):
+            rec.insert_events(_events(n), commands=commands)
+        assert rec.max_notification_id() in (0, None)
+        assert list(rec.chain_rows()) == []
+        assert rec.head() == (0, GENESIS_HASH)
+        assert rec.lookup_commands(["c0000", "c0001"]) == {}
+    finally:
+        ds.close()
