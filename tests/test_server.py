@@ -208,6 +208,18 @@ def test_the_openapi_document_is_served(server: Server) -> None:
     assert doc["components"]["schemas"]["Error"]["required"] == ["error"]
 
 
+def test_the_server_names_no_software_and_trusts_no_forwarding_header(server: Server) -> None:
+    """No `server: uvicorn` banner (an attacker learns nothing of the stack from an answer); X-Forwarded-For and
+    X-Forwarded-Proto are the client's say-so, not the connection's, so they change nothing: a redirect names
+    the scheme the request came by."""
+    r = httpx.get(server.url + "/v1/health")
+    assert r.status_code == 200 and "server" not in r.headers and r.headers["date"]
+    r = httpx.get(server.url + "/v1/health/", headers={"X-Forwarded-Proto": "https",
+                                                       "X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 307, r.text
+    assert r.headers["location"] == server.url + "/v1/health"
+
+
 def test_every_error_of_the_api_has_its_shape_and_status(server: Server) -> None:
     """Not only the registry's own refusals: an unknown path, a method a path does not take and a parameter of
     the wrong type or missing answer {"error": {"code", "message"}} too, a bad parameter with 400 (not 422)."""
