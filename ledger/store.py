@@ -450,22 +450,6 @@ class LedgerRecorderMixin:
         return (row[0], bytes(row[1])) if row else None
 
 
-ROWS_PER_INSERT = 64  # rows of one multi-row INSERT (at most 64 x 5 bound values: far below SQLite's limits)
-
-
-def _insert_rows(c: Any, head: str, rows: Sequence[tuple]) -> None:
-    """`rows` (tuples of one width) by `head` ("INSERT INTO t VALUES "), ROWS_PER_INSERT to a statement: executemany
-    binds and steps once per row, and lets go of the GIL at every step (a wait for it again while another thread
-    holds it); a multi-row INSERT does one step per chunk. The same rows in the same order (rowids ascending as
-    written), as atomic (the enclosing transaction). benchmarks/run.py: the bulk import 12-14% faster."""
-    if not rows:
-        return
-    one = "(" + ",".join("?" * len(rows[0])) + ")"
-    for i in range(0, len(rows), ROWS_PER_INSERT):
-        chunk = rows[i : i + ROWS_PER_INSERT]
-        c.execute(head + ",".join([one] * len(chunk)), [v for row in chunk for v in row])
-
-
 class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
     """SQLite recorder: events, chain and extras in one BEGIN IMMEDIATE transaction."""
 
@@ -474,10 +458,6 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
     @staticmethod
     def _q(sql: str) -> str:
         return sql
-
-    def _insert_many(self, c: Any, table: str, rows: Sequence[tuple]) -> None:
-        """Rows in multi-row INSERTs of up to ROWS_PER_INSERT: one statement step per chunk, not per row."""
-        _insert_rows(c, f"INSERT INTO {table} VALUES ", rows)
 
     def create_table(self) -> None:
         """The tables, and read models of the present format, under the write lock (BEGIN IMMEDIATE): processes
@@ -542,8 +522,10 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
                 h = hexes[oid] = oid.hex if hasattr(oid, "hex") else oid
             return h
 
-        _insert_rows(c, f"INSERT INTO {self.events_table_name} VALUES ",
-                     [(hex_of(s.originator_id), s.originator_version, s.topic, s.state) for s in stored_events])
+        c.executemany(
+            self.insert_events_statement,
+            [(hex_of(s.originator_id), s.originator_version, s.topic, s.state) for s in stored_events],
+        )
         ids = list(range(start, start + len(stored_events)))
         self._chain_and_extras(c, stored_events, ids, kwargs.get("commands", ()), kwargs.get("snapshot"))
         return ids

@@ -80,15 +80,15 @@ def _recorder(tmp_path: Path) -> tuple[LedgerSQLiteRecorder, SQLiteDatastore]:
     return rec, ds
 
 
-def test_a_batch_of_several_multi_row_inserts_is_stored_whole_and_in_order(tmp_path: Path) -> None:
-    """Events, chain links and command ids go in ROWS_PER_INSERT to a statement: a batch of two and a bit
-    statements' worth is stored row for row as written, with notification ids, positions and the hash chain in
-    order, and every command id found."""
-    from ledger.store import ROWS_PER_INSERT
+ROWS = 64  # a long batch is 2 x ROWS + 5 rows, a second one ROWS + 1
 
+
+def test_a_long_batch_is_stored_whole_and_in_order(tmp_path: Path) -> None:
+    """A batch of events, chain links and command ids is stored row for row as written, with notification ids,
+    positions and the hash chain in order, and every command id found; the next continues from its end."""
     rec, ds = _recorder(tmp_path)
     try:
-        n = 2 * ROWS_PER_INSERT + 5
+        n = 2 * ROWS + 5
         events = _events(n)
         commands = [(f"c{i:04d}", "d", i + 1, i + 1, b"{}") for i in range(n)]
         ids = rec.insert_events(events, commands=commands)
@@ -105,26 +105,24 @@ def test_a_batch_of_several_multi_row_inserts_is_stored_whole_and_in_order(tmp_p
         assert sorted(found) == [c[0] for c in commands]
         assert found["c0130"][1:3] == (131, 131)
         # A second batch continues the numbering and the chain from where the first ended.
-        more = _events(ROWS_PER_INSERT + 1, first_version=n + 1)
-        assert list(rec.insert_events(more)) == list(range(n + 1, n + ROWS_PER_INSERT + 2))
+        more = _events(ROWS + 1, first_version=n + 1)
+        assert list(rec.insert_events(more)) == list(range(n + 1, n + ROWS + 2))
         for e in more:
             h = chain_hash(h, e.state)
-        assert rec.head() == (n + ROWS_PER_INSERT + 1, h)
+        assert rec.head() == (n + ROWS + 1, h)
     finally:
         ds.close()
 
 
-def test_a_conflict_in_a_later_insert_of_a_batch_leaves_nothing(tmp_path: Path) -> None:
-    """A row refused in the batch's last statement (a command id used earlier in the same batch) undoes the
-    statements before it: no event, no chain link, no command id."""
+def test_a_conflict_at_the_end_of_a_batch_leaves_nothing(tmp_path: Path) -> None:
+    """A row refused at the end of a batch (a command id used earlier in the same batch) undoes the rows
+    before it: no event, no chain link, no command id."""
     import pytest
     from eventsourcing.persistence import IntegrityError
 
-    from ledger.store import ROWS_PER_INSERT
-
     rec, ds = _recorder(tmp_path)
     try:
-        n = 2 * ROWS_PER_INSERT + 3
+        n = 2 * ROWS + 3
         commands = [(f"c{i:04d}", "d", i + 1, i + 1, b"{}") for i in range(n)]
         commands[-1] = ("c0000",) + commands[-1][1:]
         with pytest.raises(IntegrityError):
