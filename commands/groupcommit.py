@@ -97,6 +97,7 @@ class GroupCommit:
         self.ready = threading.Event()  # set once the writer has read the state
         self.batches = 0  # transactions committed
         self.commands = 0  # commands they held
+        self.signature_process: Any = None  # the checker's (commands/verifier.py), once it runs
         self.checker = threading.Thread(target=self._check, name="group-commit-signatures", daemon=True)
         self.thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self.checker.start()
@@ -125,28 +126,60 @@ class GroupCommit:
         return fut
 
     def _check(self) -> None:
-        """Check each command's signature ahead of the writer, in arrival order, and pass it on: libsodium runs
-        without the GIL, so the writer decides and commits the last group meanwhile, and finds the signature
-        already checked (signing.preverify). The key is the actor's as the writer last knew it; a key the
-        group changes, or anything odd, only means the writer checks that signature itself."""
+        """Check the signatures of what is queued ahead of the writer (up to BATCH_ITEMS commands at a time, in
+        arrival order) in the signature process (commands/verifier.py), and pass the commands on: the writer
+        decides and commits the last group meanwhile, and finds each signature already checked (remembered as
+        signing.preverify does). The key is the actor's as the writer last knew it; a key the group changes,
+        a signature process that failed, or anything odd only means the writer checks that signature itself."""
+        from commands.verifier import BATCH_ITEMS, SignatureProcess, batches
         from ledger import signing
 
-        while True:
-            job = self.incoming.get()
-            for cmd in () if job is None else job.commands:
-                if cmd.signature is None or not cmd.checked or cmd.name == "init":
-                    continue
-                context = self.registry.signing_context(cmd.actor)
-                if context is None:
-                    continue
-                try:
-                    signing.preverify(context[1], cmd.signature, signing.command_payload(
-                        context[0], cmd.name, cmd.command_id, cmd.args, cmd.expires))
-                except Exception:  # noqa: BLE001, S112 - the writer checks it and answers
-                    continue
-            self.jobs.put(job)
-            if job is None:
-                return
+        checker = SignatureProcess()
+        self.signature_process = checker
+        try:
+            while True:
+                job = self.incoming.get()
+                jobs = [job]
+                while job is not None and sum(len(j.commands) for j in jobs) < BATCH_ITEMS:
+                    try:
+                        job = self.incoming.get_nowait()
+                    except queue.Empty:
+                        break
+                    jobs.append(job)
+                items = [item for j in jobs if j is not None for item in self._signed(j.commands)]
+                for part in batches(items):
+                    verdicts = checker.check(part)
+                    for i, item in enumerate(part):
+                        if verdicts is None:  # no signature process: checked here, as before it
+                            signing.remember_if_valid(*item)
+                        elif verdicts[i]:
+                            signing.remember_valid(*item)
+                for j in jobs:
+                    self.jobs.put(j)
+                    if j is None:
+                        return
+        finally:
+            checker.close()
+
+    def _signed(self, commands: list[Any]) -> list[tuple[bytes, bytes, bytes]]:
+        """(key, signature, payload) of each signed command whose actor's key the writer last knew."""
+        from ledger import signing
+
+        out = []
+        for cmd in commands:
+            if cmd.signature is None or not cmd.checked or cmd.name == "init":
+                continue
+            context = self.registry.signing_context(cmd.actor)
+            if context is None:
+                continue
+            try:
+                found = signing.decoded(context[1], cmd.signature)
+                if found is not None:
+                    out.append((*found, signing.command_payload(context[0], cmd.name, cmd.command_id, cmd.args,
+                                                                cmd.expires)))
+            except Exception:  # noqa: BLE001, S112 - the writer checks it and answers
+                continue
+        return out
 
     def _run(self) -> None:
         try:

@@ -122,10 +122,10 @@ def _opens(key: bytes, sig: bytes, payload: bytes) -> bool:
 def verify(public_key_hex: str, signature_hex: str, payload: bytes) -> bool:
     """True if `signature_hex` is the Ed25519 signature of `payload` by the key `public_key_hex` (hex text).
     A signature that `preverify` found valid for the same key and payload is answered from memory, once."""
-    decoded = _decoded(public_key_hex, signature_hex)
-    if decoded is None:
+    found = _decoded(public_key_hex, signature_hex)
+    if found is None:
         return False
-    key, sig = decoded
+    key, sig = found
     if _verified:
         with _verified_lock:
             if _verified.pop((key, sig, payload), False):
@@ -138,10 +138,26 @@ def preverify(public_key_hex: str, signature_hex: str, payload: bytes) -> None:
     in parallel with the writer). Only a valid signature is remembered, under its exact key, signature and
     payload bytes, so `verify` decides exactly as it would have: the same pure function of the same bytes,
     computed earlier. At most VERIFIED_KEPT are kept (the oldest go first)."""
-    decoded = _decoded(public_key_hex, signature_hex)
-    if decoded is None or not _opens(*decoded, payload):
-        return
+    found = _decoded(public_key_hex, signature_hex)
+    if found is not None:
+        remember_if_valid(*found, payload)
+
+
+def remember_if_valid(key: bytes, sig: bytes, payload: bytes) -> None:
+    """preverify's check, on the key and signature as bytes (`decoded`)."""
+    if _opens(key, sig, payload):
+        remember_valid(key, sig, payload)
+
+
+def decoded(public_key_hex: str, signature_hex: str) -> tuple[bytes, bytes] | None:
+    """The key and signature as bytes, or None if either is not hex of the right length (never valid)."""
+    return _decoded(public_key_hex, signature_hex)
+
+
+def remember_valid(key: bytes, sig: bytes, payload: bytes) -> None:
+    """Remember a signature found valid for exactly these bytes (by preverify, or by the server's signature
+    process, commands/verifier.py), until `verify` asks for it; at most VERIFIED_KEPT, the oldest go first."""
     with _verified_lock:
-        _verified[(*decoded, payload)] = True
+        _verified[(key, sig, payload)] = True
         while len(_verified) > VERIFIED_KEPT:
             _verified.popitem(last=False)

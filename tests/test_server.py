@@ -599,3 +599,50 @@ def test_requests_beyond_the_in_flight_limit_get_503_in_the_apis_shape(server: S
     while httpx.get(server.url + "/v1/head", timeout=10).status_code != 200:
         assert time.monotonic() < deadline, "the server did not free its places"
         time.sleep(0.1)
+
+
+def _signature_children(pid: int) -> list[int]:
+    """The server's signature processes (commands/verifier.py): its children running the verifier."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"commands.verifier" in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def test_with_its_signature_process_killed_the_server_still_checks_every_signature(
+        server: Server, keys: dict[str, str]) -> None:
+    """The signatures are checked ahead in a child process; kill it (an operator's mistake, the OOM killer):
+    a forged command is refused as before and a good one recorded, the writer checking them itself until
+    a new child runs; and the server leaves no child behind when it stops."""
+    import os
+    import signal
+
+    assert post(server, signed_line(server, keys["F1"], "F1-desk", "transfer", "k-0", transfer(1))).status_code == 200
+    (child,) = _signature_children(server.proc.pid)
+    os.kill(child, signal.SIGKILL)
+    before = httpx.get(server.url + "/v1/head").json()
+    forged = {**signed_line(server, keys["F1"], "F1-desk", "transfer", "k-1", transfer(1)), "quantity": 90_000}
+    r = post(server, forged)
+    assert (r.status_code, r.json()["error"]["code"]) == (401, "bad_signature"), r.text
+    wrong_key = signed_line(server, keys["SEEE"], "F1-desk", "transfer", "k-2", transfer(1))
+    assert post(server, wrong_key).json()["error"]["code"] == "bad_signature"
+    assert httpx.get(server.url + "/v1/head").json() == before
+    assert post(server, signed_line(server, keys["F1"], "F1-desk", "transfer", "k-3", transfer(2))).status_code == 200
+    time.sleep(1.2)  # commands/verifier.py RESTART_AFTER_S
+    assert post(server, signed_line(server, keys["F1"], "F1-desk", "transfer", "k-4", transfer(3))).status_code == 200
+    children = _signature_children(server.proc.pid)
+    assert len(children) == 1 and children[0] != child
+    r = post(server, {**signed_line(server, keys["F1"], "F1-desk", "transfer", "k-5", transfer(1)), "quantity": 7})
+    assert r.json()["error"]["code"] == "bad_signature"  # and the new child's verdicts are right
+    server.stop()
+    assert not _signature_children(server.proc.pid)
+    assert not Path(f"/proc/{children[0]}").exists() or b"commands.verifier" not in Path(
+        f"/proc/{children[0]}/cmdline").read_bytes()
