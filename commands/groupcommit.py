@@ -97,7 +97,6 @@ class GroupCommit:
         self.ready = threading.Event()  # set once the writer has read the state
         self.batches = 0  # transactions committed
         self.commands = 0  # commands they held
-        self.signature_process: Any = None  # the checker's (commands/verifier.py), once it runs
         self.checker = threading.Thread(target=self._check, name="group-commit-signatures", daemon=True)
         self.thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self.checker.start()
@@ -135,12 +134,11 @@ class GroupCommit:
         from ledger import signing
 
         checker = SignatureProcess()
-        self.signature_process = checker
         try:
             while True:
                 job = self.incoming.get()
-                jobs = [job]
-                while job is not None and sum(len(j.commands) for j in jobs) < BATCH_ITEMS:
+                jobs, queued = [job], 0
+                while job is not None and (queued := queued + len(job.commands)) < BATCH_ITEMS:
                     try:
                         job = self.incoming.get_nowait()
                     except queue.Empty:
@@ -150,9 +148,8 @@ class GroupCommit:
                 for part in batches(items):
                     verdicts = checker.check(part)
                     for i, item in enumerate(part):
-                        if verdicts is None:  # no signature process: checked here, as before it
-                            signing.remember_if_valid(*item)
-                        elif verdicts[i]:
+                        # No signature process: checked here, as before it.
+                        if verdicts[i] if verdicts is not None else signing.opens(*item):
                             signing.remember_valid(*item)
                 for j in jobs:
                     self.jobs.put(j)

@@ -6,11 +6,12 @@ again, behind the event loop and the writer: under load the checker fell about 2
 writer's groups were smaller for it. Here a child checks the signatures of what is queued (up to BATCH_ITEMS
 at a time) while the server's checker thread waits on a socket, without the GIL, once per batch.
 
-What the child answers is used only as `signing.preverify`'s is: a signature it found valid is remembered
-under its exact key, signature and payload bytes, and the writer, finding it there, decides as it would have
-by checking it itself. Anything else (the child gone, slow past ANSWER_WAIT_S, an answer that is not exactly
-one verdict per signature of the batch it names) only means that the writer checks those signatures itself;
-the child is started again after RESTART_AFTER_S.
+The child checks with `signing.opens`, as the server would. What it answers is used only as
+`signing.preverify`'s is: a signature it found valid is remembered under its exact key, signature and payload
+bytes, and the writer, finding it there, decides as it would have by checking it itself. Anything else (the
+child gone, slow past ANSWER_WAIT_S, an answer that is not exactly one verdict per signature of the batch it
+names) only means that the writer checks those signatures itself; the child is started again after
+RESTART_AFTER_S.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ RESTART_AFTER_S = 1.0  # a child that failed is started again this long after, n
 
 _HEAD = struct.Struct("<QI")  # a request's batch number and item count; an answer's the same
 _LEN = struct.Struct("<I")
-_KEY, _SIG = 32, 64
+_KEY, _SIG = 32, 64  # libsodium's crypto_sign_PUBLICKEYBYTES and crypto_sign_BYTES (ledger.signing.decoded)
 _ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -46,8 +47,7 @@ def encode(batch: int, items: list[tuple[bytes, bytes, bytes]]) -> bytes:
 def answer(request: bytes) -> bytes:
     """The child's side: one verdict byte (1 valid, 0 not) per item, after the request's batch number and count.
     A malformed request answers no verdicts at all (the parent then treats the whole batch as unchecked)."""
-    from nacl.bindings import crypto_sign_open
-    from nacl.exceptions import BadSignatureError
+    from ledger.signing import opens
 
     if len(request) < _HEAD.size:
         return _HEAD.pack(0, 0)
@@ -63,11 +63,7 @@ def answer(request: bytes) -> bytes:
             if len(key) != _KEY or len(sig) != _SIG or len(payload) != n:
                 raise ValueError("short item")
             i = start + n
-            try:
-                crypto_sign_open(sig + payload, key)
-                verdicts.append(1)
-            except (BadSignatureError, ValueError, TypeError):
-                verdicts.append(0)
+            verdicts.append(opens(key, sig, payload))
         if i != len(request):
             raise ValueError("trailing bytes")
     except (ValueError, struct.error):

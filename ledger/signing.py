@@ -101,7 +101,8 @@ _verified: OrderedDict[tuple[bytes, bytes, bytes], bool] = OrderedDict()
 _verified_lock = threading.Lock()
 
 
-def _decoded(public_key_hex: str, signature_hex: str) -> tuple[bytes, bytes] | None:
+def decoded(public_key_hex: str, signature_hex: str) -> tuple[bytes, bytes] | None:
+    """The key and signature as bytes, or None if either is not hex of the right length (never valid)."""
     try:
         key, sig = bytes.fromhex(public_key_hex), bytes.fromhex(signature_hex)
     except (ValueError, TypeError):
@@ -111,7 +112,8 @@ def _decoded(public_key_hex: str, signature_hex: str) -> tuple[bytes, bytes] | N
     return key, sig
 
 
-def _opens(key: bytes, sig: bytes, payload: bytes) -> bool:
+def opens(key: bytes, sig: bytes, payload: bytes) -> bool:
+    """Whether `sig` is the Ed25519 signature of `payload` by `key` (bytes; libsodium, strict RFC 8032)."""
     try:
         crypto_sign_open(sig + payload, key)  # libsodium, without the GIL: other threads run meanwhile
     except BadSignatureError:
@@ -122,7 +124,7 @@ def _opens(key: bytes, sig: bytes, payload: bytes) -> bool:
 def verify(public_key_hex: str, signature_hex: str, payload: bytes) -> bool:
     """True if `signature_hex` is the Ed25519 signature of `payload` by the key `public_key_hex` (hex text).
     A signature that `preverify` found valid for the same key and payload is answered from memory, once."""
-    found = _decoded(public_key_hex, signature_hex)
+    found = decoded(public_key_hex, signature_hex)
     if found is None:
         return False
     key, sig = found
@@ -130,7 +132,7 @@ def verify(public_key_hex: str, signature_hex: str, payload: bytes) -> bool:
         with _verified_lock:
             if _verified.pop((key, sig, payload), False):
                 return True
-    return _opens(key, sig, payload)
+    return opens(key, sig, payload)
 
 
 def preverify(public_key_hex: str, signature_hex: str, payload: bytes) -> None:
@@ -138,20 +140,9 @@ def preverify(public_key_hex: str, signature_hex: str, payload: bytes) -> None:
     in parallel with the writer). Only a valid signature is remembered, under its exact key, signature and
     payload bytes, so `verify` decides exactly as it would have: the same pure function of the same bytes,
     computed earlier. At most VERIFIED_KEPT are kept (the oldest go first)."""
-    found = _decoded(public_key_hex, signature_hex)
-    if found is not None:
-        remember_if_valid(*found, payload)
-
-
-def remember_if_valid(key: bytes, sig: bytes, payload: bytes) -> None:
-    """preverify's check, on the key and signature as bytes (`decoded`)."""
-    if _opens(key, sig, payload):
-        remember_valid(key, sig, payload)
-
-
-def decoded(public_key_hex: str, signature_hex: str) -> tuple[bytes, bytes] | None:
-    """The key and signature as bytes, or None if either is not hex of the right length (never valid)."""
-    return _decoded(public_key_hex, signature_hex)
+    found = decoded(public_key_hex, signature_hex)
+    if found is not None and opens(*found, payload):
+        remember_valid(*found, payload)
 
 
 def remember_valid(key: bytes, sig: bytes, payload: bytes) -> None:
