@@ -128,7 +128,7 @@ class GroupCommit:
         """Check the signatures of what is queued ahead of the writer (up to BATCH_ITEMS commands at a time, in
         arrival order) in the signature process (commands/verifier.py), and pass the commands on: the writer
         decides and commits the last group meanwhile, and finds each signature already checked (remembered as
-        signing.preverify does). The key is the actor's as the writer last knew it; a key the group changes,
+        signing.remember_valid). The key is the actor's as the writer last knew it; a key the group changes,
         a signature process that failed, or anything odd only means the writer checks that signature itself."""
         from commands.verifier import BATCH_ITEMS, SignatureProcess, batches
         from ledger import signing

@@ -6,8 +6,8 @@ again, behind the event loop and the writer: under load the checker fell about 2
 writer's groups were smaller for it. Here a child checks the signatures of what is queued (up to BATCH_ITEMS
 at a time) while the server's checker thread waits on a socket, without the GIL, once per batch.
 
-The child checks with `signing.opens`, as the server would. What it answers is used only as
-`signing.preverify`'s is: a signature it found valid is remembered under its exact key, signature and payload
+The child checks with `signing.opens`, as the server would. What it answers is used only through
+`signing.remember_valid`: a signature it found valid is remembered under its exact key, signature and payload
 bytes, and the writer, finding it there, decides as it would have by checking it itself. Anything else (the
 child gone, slow past ANSWER_WAIT_S, an answer that is not exactly one verdict per signature of the batch it
 names) only means that the writer checks those signatures itself; the child is started again after

@@ -117,7 +117,7 @@ class Registry(Application):
     def signing_context(self, actor: str | None) -> tuple[str, str] | None:
         """(store id, the actor's public key) in the fold as this registry last held it, without reading the store,
         or None. Another thread may ask (the server's signature checker): what it answers is only ever used to
-        check a signature early (signing.preverify); the command is decided on the registry's own state."""
+        check a signature early (signing.remember_valid); the command is decided on the registry's own state."""
         st = self._state
         found = None if st is None or actor is None else st.actors.get(actor)
         key = getattr(found, "public_key", None)

@@ -96,7 +96,7 @@ def sign(key: Ed25519PrivateKey, payload: bytes) -> str:
     return key.sign(payload).hex()
 
 
-VERIFIED_KEPT = 4096  # signatures checked ahead of their command (preverify), kept until their command asks
+VERIFIED_KEPT = 4096  # signatures checked ahead of their command (remember_valid), kept until it asks
 _verified: OrderedDict[tuple[bytes, bytes, bytes], bool] = OrderedDict()
 _verified_lock = threading.Lock()
 
@@ -123,7 +123,7 @@ def opens(key: bytes, sig: bytes, payload: bytes) -> bool:
 
 def verify(public_key_hex: str, signature_hex: str, payload: bytes) -> bool:
     """True if `signature_hex` is the Ed25519 signature of `payload` by the key `public_key_hex` (hex text).
-    A signature that `preverify` found valid for the same key and payload is answered from memory, once."""
+    A signature found valid ahead for the same key and payload (`remember_valid`) is answered from memory, once."""
     found = decoded(public_key_hex, signature_hex)
     if found is None:
         return False
@@ -135,19 +135,11 @@ def verify(public_key_hex: str, signature_hex: str, payload: bytes) -> bool:
     return opens(key, sig, payload)
 
 
-def preverify(public_key_hex: str, signature_hex: str, payload: bytes) -> None:
-    """Check a signature ahead of the command that will ask `verify` (the server does it in a thread of its own,
-    in parallel with the writer). Only a valid signature is remembered, under its exact key, signature and
-    payload bytes, so `verify` decides exactly as it would have: the same pure function of the same bytes,
-    computed earlier. At most VERIFIED_KEPT are kept (the oldest go first)."""
-    found = decoded(public_key_hex, signature_hex)
-    if found is not None and opens(*found, payload):
-        remember_valid(*found, payload)
-
-
 def remember_valid(key: bytes, sig: bytes, payload: bytes) -> None:
-    """Remember a signature found valid for exactly these bytes (by preverify, or by the server's signature
-    process, commands/verifier.py), until `verify` asks for it; at most VERIFIED_KEPT, the oldest go first."""
+    """Remember a signature found valid for exactly these bytes (by the server's signature process,
+    commands/verifier.py, or its checker thread), until `verify` asks for it; `verify` then decides exactly as
+    it would have: the same pure function of the same bytes, computed earlier. At most VERIFIED_KEPT are kept
+    (the oldest go first)."""
     with _verified_lock:
         _verified[(key, sig, payload)] = True
         while len(_verified) > VERIFIED_KEPT:

@@ -40,24 +40,21 @@ def test_malformed_keys_and_signatures_are_refused_not_raised(tmp_path: Path) ->
 
 def test_a_signature_checked_ahead_answers_once_and_only_for_its_exact_key_signature_and_bytes(
         tmp_path: Path, monkeypatch) -> None:
-    """preverify (the server's signature checker, ahead of the writer) only memoizes verify: the same answer
-    for the same key, signature and payload bytes, and nothing for anything else."""
+    """remember_valid (the server's signature checker, ahead of the writer) only memoizes verify: the same
+    answer for the same key, signature and payload bytes, and nothing for anything else."""
     monkeypatch.setattr(signing, "_verified", type(signing._verified)())
     key, other = new_key(tmp_path / "a.key"), new_key(tmp_path / "b.key")
     pub, payload = signing.public_hex(key), signing.command_payload("s", "transfer", "c-1", {"quantity": 1}, "Z")
     sig = signing.sign(key, payload)
-    signing.preverify(pub, sig, payload)
+    signing.remember_valid(*signing.decoded(pub, sig), payload)
     assert len(signing._verified) == 1
     assert not signing.verify(signing.public_hex(other), sig, payload)  # a rotated key: not the one checked
     assert not signing.verify(pub, sig, payload + b" ")  # other bytes
     assert len(signing._verified) == 1  # neither used it
     assert signing.verify(pub, sig, payload) and not signing._verified  # answered from memory, once
     assert signing.verify(pub, sig, payload)  # and then by libsodium again
-
-    forged = signing.sign(other, payload)  # a signature that does not verify is never remembered
-    signing.preverify(pub, forged, payload)
-    signing.preverify(pub, "zz" * 64, payload)
-    assert not signing._verified and not signing.verify(pub, forged, payload)
+    forged = signing.sign(other, payload)
+    assert not signing.verify(pub, forged, payload) and not signing._verified
 
 
 def test_signatures_checked_ahead_are_kept_within_their_bound(tmp_path: Path, monkeypatch) -> None:
@@ -67,5 +64,5 @@ def test_signatures_checked_ahead_are_kept_within_their_bound(tmp_path: Path, mo
     pub = signing.public_hex(key)
     payloads = [f"p{i}".encode() for i in range(5)]
     for p in payloads:
-        signing.preverify(pub, signing.sign(key, p), p)
+        signing.remember_valid(*signing.decoded(pub, signing.sign(key, p)), p)
     assert [k[2] for k in signing._verified] == payloads[2:]  # the oldest went first
