@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ def _settle(outcomes: list[tuple[Any, Any]]) -> None:
             fut.set_exception(r)
         else:
             fut.set_result(r)
+
+
+SLOW_MS = 50  # a transaction longer than this is counted (the load benchmark's p99 target: one such stalls all)
 
 
 class WriterTimeout(TimeoutError):
@@ -97,6 +101,8 @@ class GroupCommit:
         self.ready = threading.Event()  # set once the writer has read the state
         self.batches = 0  # transactions committed
         self.commands = 0  # commands they held
+        self.slowest_ms = 0.0  # the longest transaction (deciding and committing a group), failed ones too
+        self.slow = 0  # transactions longer than SLOW_MS: where a p99 goes when the disk stalls a commit
         self.checker = threading.Thread(target=self._check, name="group-commit-signatures", daemon=True)
         self.thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self.checker.start()
@@ -225,8 +231,9 @@ class GroupCommit:
                 pass
 
     def _execute(self, jobs: list[_Job], commands: list[Any], on_refusal: str) -> list[Any] | None:
+        started = time.perf_counter()
         try:
-            results = self.registry.execute_batch(commands, on_refusal=on_refusal)
+            results = self._timed(commands, on_refusal, started)
         except LedgerError as e:
             self._answer([(j, e) for j in jobs])
             return None
@@ -237,6 +244,14 @@ class GroupCommit:
         self.batches += 1
         self.commands += len(commands)
         return results
+
+    def _timed(self, commands: list[Any], on_refusal: str, started: float) -> list[Any]:
+        try:
+            return self.registry.execute_batch(commands, on_refusal=on_refusal)
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            self.slowest_ms = max(self.slowest_ms, ms)
+            self.slow += ms > SLOW_MS
 
     def _commit(self, group: list[_Job]) -> None:
         results = self._execute(group, [j.commands[0] for j in group], "continue")

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from commands.groupcommit import GroupCommit, WriterTimeout
+from commands.groupcommit import SLOW_MS, GroupCommit, WriterTimeout
 from commands.lane import BodyTimeout, CommandLane, body_timeout_answer, error_body
 from commands.limits import (
     BACKLOG,
@@ -174,9 +174,13 @@ def create_app(store: str, *, read_only: bool = False, group_commit: bool = True
     @app.get("/v1/health")
     async def health() -> dict[str, Any]:
         """The server answers (no store access): the HTTP layer's own limit under load. `writer` counts the
-        transactions committed and the commands they held (group commit: fewer transactions than commands)."""
+        transactions committed and the commands they held (group commit: fewer transactions than commands),
+        the longest transaction in ms, and how many took over SLOW_MS (50): a commit the disk stalls holds up
+        every command waiting behind it."""
         w = state["writer"]
-        return {"ok": True, "writer": None if w is None else {"transactions": w.batches, "commands": w.commands}}
+        return {"ok": True, "writer": None if w is None else {
+            "transactions": w.batches, "commands": w.commands, "slowest_ms": round(w.slowest_ms, 1),
+            f"over_{SLOW_MS}_ms": w.slow}}
 
     @app.get("/v1/head")
     async def head() -> Any:

@@ -51,6 +51,9 @@ def test_the_load_benchmark_runs_a_real_server_and_loses_no_command() -> None:
         assert store["answered_not_in_log"] == store["twice_in_log"] == 0
         assert store["transfers_in_log"] - store["answered"] == store["in_log_unanswered"] <= 4  # wrk's last ones
     assert r["sqlite_one_per_request"]["writer"]["transactions"] == r["sqlite_one_per_request"]["writer"]["commands"]
+    for name in ("sqlite", "sqlite_one_per_request"):
+        w = r[name]["writer"]
+        assert 0 < w["slowest_ms"] and 0 <= w["over_50_ms"] <= w["transactions"]
     assert r["targets_met"]["no lost or duplicated command"]
 
 

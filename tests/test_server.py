@@ -192,7 +192,9 @@ def test_without_group_commit_each_command_is_its_own_transaction(registry_store
         lines = [signed_line(srv, keys["F1"], "F1-desk", "transfer", f"n-{i}", transfer(1)) for i in range(20)]
         with ThreadPoolExecutor(max_workers=8) as pool:
             assert all(a.status_code == 200 for a in pool.map(lambda b: post(srv, b), lines))
-        assert httpx.get(srv.url + "/v1/health").json()["writer"] == {"transactions": 20, "commands": 20}
+        writer = httpx.get(srv.url + "/v1/health").json()["writer"]
+        assert (writer["transactions"], writer["commands"]) == (20, 20)
+        assert 0 < writer["slowest_ms"] < 30_000 and 0 <= writer["over_50_ms"] <= 20
     finally:
         srv.stop()
 
@@ -505,6 +507,59 @@ def test_a_command_the_writer_does_not_reach_in_time_answers_busy_and_its_retry_
         writer.close()
     assert again.replayed is True
     assert [e["type"] for e in export_lines(store)].count("FirmRegistered") == 2
+
+
+def test_the_writer_reports_its_slowest_transaction_and_counts_those_over_50_ms(tmp_path: Path) -> None:
+    """What a p99 under load is made of: a transaction the disk (here a sleep) holds up past SLOW_MS is counted,
+    a quick one is not, and one that fails counts too."""
+    import asyncio
+    import time as clock
+
+    from commands.groupcommit import SLOW_MS, GroupCommit
+    from ledger.errors import StoreError
+    from ledger.registry import Command
+
+    store = str(tmp_path / "slow.db")
+    run_main(store, "firm", "register", "F0", "--name", "F0", "--sector", "power", "--region", "Hubei")
+    writer = GroupCommit(store)
+    execute = writer.registry.execute_batch
+    delays: list[Any] = ["quick", SLOW_MS / 1000 + 0.03, "fail"]
+
+    def stalled(*args: Any, **kwargs: Any) -> Any:
+        d = delays.pop(0)
+        if d == "quick":  # no disk at all: nothing can stall it
+            return ["decided"]
+        if d == "fail":
+            clock.sleep(SLOW_MS / 1000 + 0.01)
+            raise RuntimeError("disk gone")
+        clock.sleep(d)
+        return execute(*args, **kwargs)
+
+    writer.registry.execute_batch = stalled  # type: ignore[method-assign]
+
+    def firm(i: int) -> Command:
+        return Command("firm register", {"firm_id": f"F{i}", "name": "x", "sector": "power", "region": "Hubei"},
+                       f"r-F{i}")
+
+    async def main() -> list[tuple[int, float]]:
+        seen = []
+        assert await writer.submit(firm(1)) == "decided"
+        seen.append((writer.slow, writer.slowest_ms))
+        await writer.submit(firm(2))
+        seen.append((writer.slow, writer.slowest_ms))
+        with pytest.raises(StoreError):
+            await writer.submit(firm(3))
+        seen.append((writer.slow, writer.slowest_ms))
+        return seen
+
+    try:
+        (n1, ms1), (n2, ms2), (n3, ms3) = asyncio.run(main())
+    finally:
+        writer.close()
+    assert n1 == 0 and ms1 < SLOW_MS
+    assert n2 == 1 and ms2 >= SLOW_MS + 30
+    assert n3 == 2 and ms3 == ms2  # the failure was slow, not the slowest
+    assert writer.batches == 2  # the failed one committed nothing
 
 
 def test_a_signature_checked_ahead_under_a_key_rotated_meanwhile_is_refused(tmp_path: Path) -> None:
