@@ -7,13 +7,14 @@ transaction, each command keeping its own result or refusal. `Expiry` bounds how
 from __future__ import annotations
 
 import collections
+import contextlib
 import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from commands.limits import COMMAND_WAIT_S, GROUP_MAX_COMMANDS
+from commands.limits import COMMAND_WAIT_S, GROUP_MAX_COMMANDS, WRITER_LEASE_S
 from ledger.errors import LedgerError, StoreError
 
 
@@ -36,6 +37,7 @@ def _settle(outcomes: list[tuple[Any, Any]]) -> None:
             fut.set_result(r)
 
 
+STOP = object()  # the queue's end, seen while gathering
 SLOW_MS = 50  # a transaction longer than this is counted (the load benchmark's p99 target: one such stalls all)
 
 
@@ -204,20 +206,67 @@ class GroupCommit:
             if job.on_refusal is not None:
                 self._commit_batch(job)
                 continue
-            group = [job]
-            while self.group and len(group) < GROUP_MAX_COMMANDS:
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                if more.on_refusal is not None:
-                    held = more
-                    break
-                group.append(more)
-            self._commit(group)
+            # The store's writer lock (PostgreSQL's session lock: two round trips) is held over the groups that
+            # follow one another without a pause, for up to WRITER_LEASE_S; another server process on the
+            # store then gets its turn.
+            with self._lease():
+                lease_ends = time.monotonic() + WRITER_LEASE_S
+                while job is not None:
+                    group, more = self._gather(job)
+                    self._commit(group)
+                    job = None
+                    if more is None or more is STOP:
+                        stopping = more is STOP
+                        break
+                    if more.on_refusal is not None:
+                        held = more
+                        break
+                    job = more
+                    if time.monotonic() >= lease_ends:
+                        held = job  # it starts the next lease
+                        break
+
+    @contextlib.contextmanager
+    def _lease(self) -> Any:
+        """The store's writer lock over the groups of one lease. Taking or giving it back may fail (the store
+        gone): the groups run all the same, each then taking the lock itself and meeting the failure, which
+        its requests are answered (503), as without the lease."""
+        lock = self.registry.recorder.writer_lock()
+        try:
+            lock.__enter__()
+        except Exception:  # noqa: BLE001
+            yield
+            return
+        try:
+            yield
+        finally:
+            try:
+                lock.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001, S110 - a lost connection takes its session lock with it
+                pass
+
+    def _gather(self, job: _Job) -> tuple[list[_Job], Any]:
+        """A group from `job` and what queued behind it (up to GROUP_MAX_COMMANDS), and the job that ended it
+        when the queue had more at once: a batch (which runs alone), STOP (the queue's end), or the first of the
+        next group (a full group); None when the queue ran empty."""
+        group = [job]
+        while self.group and len(group) < GROUP_MAX_COMMANDS:
+            try:
+                more = self.jobs.get_nowait()
+            except queue.Empty:
+                return group, None
+            if more is None:
+                return group, STOP
+            if more.on_refusal is not None:
+                return group, more
+            group.append(more)
+        if not self.group:
+            return group, None
+        try:
+            more = self.jobs.get_nowait()
+        except queue.Empty:
+            return group, None
+        return group, STOP if more is None else more
 
     @staticmethod
     def _answer(outcomes: list[tuple[_Job, Any]]) -> None:

@@ -4,6 +4,7 @@ MAX_BODY_BYTES = 64 * 1024  # one command: the import's line limit
 MAX_BATCH_BYTES = 16 * 1024 * 1024  # a batch of JSON lines
 MAX_BATCH_LINES = 10_000  # commands in one batch
 GROUP_MAX_COMMANDS = 500  # commands gathered into one transaction at most
+WRITER_LEASE_S = 0.05  # the writer holds the store's writer lock over consecutive groups this long at most
 MAX_REQUESTS_IN_FLIGHT = 500  # requests being answered at once; beyond, 503 server_busy (with Retry-After)
 MAX_CONNECTIONS = 1000  # open connections (uvicorn's limit_concurrency); beyond, uvicorn's own plain-text 503
 BACKLOG = 2048  # connections waiting to be accepted

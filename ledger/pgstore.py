@@ -16,6 +16,7 @@ the notification id sequence (`ledger_chain` maps position -> notification_id).
 from __future__ import annotations
 
 import re
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -79,6 +80,7 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
         self.schema = self.datastore.schema
         self._set_search_path = SQL("SET search_path TO {}").format(Identifier(self.schema))
         self._configured: weakref.WeakSet[Connection[Any]] = weakref.WeakSet()
+        self._writer_held = threading.local()  # writer_lock's depth in this thread
         # The extra tables, created by create_table() in the same schema as the events.
         for ddl in self._extra_tables():
             name = _table_name(ddl)
@@ -172,11 +174,21 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
         its decision stale every time under sustained load (it starves); with it, the
         registry's writers take turns in the order they asked.
         """
-        with self.datastore.get_connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", ("carbon-ledger:writer:" + self.schema,))
+        held = getattr(self._writer_held, "depth", 0)
+        if held:  # this thread holds it already (GroupCommit's lease over several groups): no round trips
+            self._writer_held.depth = held + 1
             try:
                 yield
             finally:
+                self._writer_held.depth = held
+            return
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", ("carbon-ledger:writer:" + self.schema,))
+            self._writer_held.depth = 1
+            try:
+                yield
+            finally:
+                self._writer_held.depth = 0
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", ("carbon-ledger:writer:" + self.schema,))
 
     def _upsert(self, c: Any, table: str, cols: tuple[str, ...], values: tuple) -> None:

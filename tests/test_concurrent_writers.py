@@ -224,3 +224,37 @@ def test_a_write_that_loses_the_race_is_retried_and_refused(store_url: str) -> N
         loser.close()
     holdings, _ = verify_store(store_url)
     assert holdings[("T0", "CEA", 2024)] == 100 and holdings[("T1", "CEA", 2024)] == 0
+
+
+def test_the_postgres_writer_lock_is_reentrant_in_its_thread_and_excludes_other_threads(pg_schema_url: str) -> None:
+    """Group commit holds the writer lock over several groups and each group takes it again: in the holding
+    thread that costs nothing and cannot wait on itself; another thread (another writer) waits until the
+    outermost hold ends."""
+    import threading
+    import time
+
+    reg = Registry(pg_schema_url)
+    try:
+        reg.state  # noqa: B018 - the schema made
+        rec = reg.recorder
+        entered = threading.Event()
+        order: list[str] = []
+
+        def other() -> None:
+            with rec.writer_lock():
+                order.append("other")
+            entered.set()
+
+        with rec.writer_lock():
+            with rec.writer_lock():  # would wait forever on a second session if it were not reentrant
+                order.append("inner")
+            t = threading.Thread(target=other)
+            t.start()
+            time.sleep(0.3)
+            assert not entered.is_set()  # still held: the inner release did not give it back
+            order.append("outer")
+        assert entered.wait(10)
+        t.join(10)
+        assert order == ["inner", "outer", "other"]
+    finally:
+        reg.close()

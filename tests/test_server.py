@@ -562,6 +562,71 @@ def test_the_writer_reports_its_slowest_transaction_and_counts_those_over_50_ms(
     assert writer.batches == 2  # the failed one committed nothing
 
 
+def test_the_writer_holds_the_store_lock_over_consecutive_groups_for_at_most_its_lease(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WRITER_LEASE_S: groups that follow one another without a pause share one hold of the store's writer lock
+    (on PostgreSQL two round trips fewer a group), but a hold ends once the lease is over, so another server
+    process on the store gets its turn; every command still gets its own answer."""
+    import asyncio
+    import contextlib
+    import threading
+
+    from commands import groupcommit
+    from ledger.registry import Command
+
+    def firms(writer: Any, n: int, tag: str) -> tuple[list[Any], int]:
+        holds = {"n": 0, "depth": 0}
+        lock = writer.registry.recorder.writer_lock
+        gate = threading.Event()
+        execute = writer.registry.execute_batch
+
+        @contextlib.contextmanager
+        def counted() -> Any:  # a hold is the outermost take (each group takes it again inside)
+            holds["n"] += holds["depth"] == 0
+            holds["depth"] += 1
+            try:
+                with lock():
+                    yield
+            finally:
+                holds["depth"] -= 1
+
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            gate.wait(10)  # the first group waits until every command is queued: the queue is never empty
+            return execute(*args, **kwargs)
+
+        writer.registry.recorder.writer_lock = counted
+        writer.registry.execute_batch = gated
+
+        async def main() -> list[Any]:
+            futs = [writer.submit(Command("firm register", {"firm_id": f"{tag}{i}", "name": "x", "sector": "power",
+                                                            "region": "Hubei"}, f"r-{tag}{i}")) for i in range(n)]
+            await asyncio.sleep(0.2)
+            gate.set()
+            return list(await asyncio.gather(*futs))
+
+        return asyncio.run(main()), holds["n"]
+
+    store = str(tmp_path / "lease.db")
+    run_main(store, "firm", "register", "F0", "--name", "F0", "--sector", "power", "--region", "Hubei")
+    monkeypatch.setattr(groupcommit, "GROUP_MAX_COMMANDS", 5)
+    monkeypatch.setattr(groupcommit, "WRITER_LEASE_S", 5.0)  # longer than the 8 groups take, whatever the disk
+    writer = groupcommit.GroupCommit(store)
+    try:
+        results, holds = firms(writer, 40, "A")  # 8 groups of 5, one after another
+    finally:
+        writer.close()
+    assert [r.replayed for r in results] == [False] * 40 and writer.batches >= 8
+    assert holds == 1  # held over every group ...
+    monkeypatch.setattr(groupcommit, "WRITER_LEASE_S", 0.0)
+    writer = groupcommit.GroupCommit(store)
+    try:
+        results, holds = firms(writer, 40, "B")
+    finally:
+        writer.close()
+    assert len(results) == 40 and holds == writer.batches  # ... and with no lease left, one group per hold
+    assert [e["type"] for e in export_lines(store)].count("FirmRegistered") == 81
+
+
 def test_a_signature_checked_ahead_under_a_key_rotated_meanwhile_is_refused(tmp_path: Path) -> None:
     """The checker thread checks a queued command's signature against the key its actor has when it looks; a
     key rotation queued before the command changes that key by the time the writer decides it. The writer
