@@ -246,27 +246,20 @@ class GroupCommit:
                 pass
 
     def _gather(self, job: _Job) -> tuple[list[_Job], Any]:
-        """A group from `job` and what queued behind it (up to GROUP_MAX_COMMANDS), and the job that ended it
-        when the queue had more at once: a batch (which runs alone), STOP (the queue's end), or the first of the
-        next group (a full group); None when the queue ran empty."""
+        """A group from `job` and what queued behind it (up to GROUP_MAX_COMMANDS; one command without group
+        commit), and what ended it: None (the queue ran empty), STOP (its end), a batch (which runs alone), or
+        the first of the next group."""
         group = [job]
-        while self.group and len(group) < GROUP_MAX_COMMANDS:
+        while True:
             try:
                 more = self.jobs.get_nowait()
             except queue.Empty:
                 return group, None
             if more is None:
                 return group, STOP
-            if more.on_refusal is not None:
+            if more.on_refusal is not None or not self.group or len(group) >= GROUP_MAX_COMMANDS:
                 return group, more
             group.append(more)
-        if not self.group:
-            return group, None
-        try:
-            more = self.jobs.get_nowait()
-        except queue.Empty:
-            return group, None
-        return group, STOP if more is None else more
 
     @staticmethod
     def _answer(outcomes: list[tuple[_Job, Any]]) -> None:
@@ -282,7 +275,7 @@ class GroupCommit:
     def _execute(self, jobs: list[_Job], commands: list[Any], on_refusal: str) -> list[Any] | None:
         started = time.perf_counter()
         try:
-            results = self._timed(commands, on_refusal, started)
+            results = self.registry.execute_batch(commands, on_refusal=on_refusal)
         except LedgerError as e:
             self._answer([(j, e) for j in jobs])
             return None
@@ -290,17 +283,13 @@ class GroupCommit:
             failure = StoreError(f"store failure: {type(e).__name__}: {e}")
             self._answer([(j, failure) for j in jobs])
             return None
-        self.batches += 1
-        self.commands += len(commands)
-        return results
-
-    def _timed(self, commands: list[Any], on_refusal: str, started: float) -> list[Any]:
-        try:
-            return self.registry.execute_batch(commands, on_refusal=on_refusal)
         finally:
             ms = (time.perf_counter() - started) * 1000
             self.slowest_ms = max(self.slowest_ms, ms)
             self.slow += ms > SLOW_MS
+        self.batches += 1
+        self.commands += len(commands)
+        return results
 
     def _commit(self, group: list[_Job]) -> None:
         results = self._execute(group, [j.commands[0] for j in group], "continue")

@@ -224,10 +224,12 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
         writer's time per transfer on PostgreSQL, benchmarks/load.py)."""
         self._lock_table(curs)
         self._notify_channel(curs)
-        uuids = self.datastore.originator_id_type == "uuid"
+        def as_uuid(oid: Any) -> UUID:
+            return oid if isinstance(oid, UUID) else UUID(str(oid))
+
+        originator = as_uuid if self.datastore.originator_id_type == "uuid" else str
         curs.execute(self._insert_columns, [
-            [UUID(str(e.originator_id)) if uuids and not isinstance(e.originator_id, UUID) else
-             e.originator_id if uuids else str(e.originator_id) for e in stored_events],
+            [originator(e.originator_id) for e in stored_events],
             [e.originator_version for e in stored_events],
             [e.topic for e in stored_events],
             [bytes(e.state) for e in stored_events]])
