@@ -12,8 +12,9 @@ answer. Reported per measure: requests per second, p50 and p99 latency, errors; 
 every unit is still conserved, that every answered command is in the log once and nothing is there twice,
 and `audit verify`. The store's fsync time is measured too: it is what group commit saves. The server reports
 its writer's slowest transaction and how many took over 50 ms (/v1/health): one commit the disk stalls holds
-every client behind it, which is where a p99 goes on a virtual disk. Only ever talks
-to 127.0.0.1.
+every client behind it, which is where a p99 goes on a virtual disk. Last, the writer alone, without the server
+(`writer_alone`): its ceiling on this machine, in groups of the server's mean size and one per transaction.
+Only ever talks to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -223,6 +224,48 @@ def sound(m: dict[str, Any], clients: int) -> bool:
             and s["audit_verify_ok"])
 
 
+def writer_alone(store: str, clients: int, key_path: str, workdir: Path, group: int,
+                 seconds: float) -> dict[str, Any]:
+    """The server's writer without the server: the same signed transfers, parsed as the server parses a body,
+    their signatures found valid just before (untimed, as the server's checker does ahead of its writer),
+    then decided and committed by `Registry.execute_batch` in groups of `group`, then one per transaction.
+    This is the writer's own ceiling on this machine; in the server it shares Python's lock with the event loop."""
+    from commands.importer import parse_line
+    from ledger import signing
+    from ledger.registry import Registry
+
+    build_store(store, clients, key_path)
+    reg = Registry(store)
+    try:
+        store_id = reg.state.store_id
+        prefix = str(workdir / f"alone-{uuid.uuid4().hex[:8]}-")
+        out: dict[str, Any] = {"group": group}
+        for name, size in (("grouped", group), ("one_per_transaction", 1)):
+            count = max(size, int((2_000 if size == 1 else 20_000) * min(seconds, 3) / 3))
+            presign(key_path, store_id, clients, count, 1, prefix + name, seconds)
+            with open(f"{prefix}{name}0.jsonl", encoding="utf-8") as f:
+                cmds = [parse_line(1, line) for line in f]
+            elapsed = 0.0
+            for i in range(0, len(cmds), size):
+                part = cmds[i:i + size]
+                actors = reg.state.actors
+                for c in part:  # just before, as the checker does: at most signing.VERIFIED_KEPT are kept
+                    found = signing.decoded(actors[c.actor].public_key, c.signature)
+                    if found is not None:
+                        signing.remember_valid(*found, signing.command_payload(store_id, c.name, c.command_id,
+                                                                               c.args, c.expires))
+                t0 = time.perf_counter()
+                results = reg.execute_batch(part, on_refusal="continue")
+                elapsed += time.perf_counter() - t0
+                if any(not hasattr(r, "result") for r in results):
+                    raise SystemExit(f"the writer refused a transfer: {results}")
+            out[name] = round(len(cmds) / elapsed, 1)
+        out["ratio"] = round(out["grouped"] / out["one_per_transaction"], 2)
+        return out
+    finally:
+        reg.close()
+
+
 def run(clients: int, seconds: float, workdir: Path, postgres: str | None) -> dict[str, Any]:
     from ledger import signing
 
@@ -251,6 +294,8 @@ def run(clients: int, seconds: float, workdir: Path, postgres: str | None) -> di
             with psycopg.connect(postgres.split("?")[0], autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     g, one = out["sqlite"], out["sqlite_one_per_request"]
+    mean_group = max(1, round(g["writer"]["commands"] / max(g["writer"]["transactions"], 1)))
+    out["writer_alone"] = writer_alone(str(workdir / "alone.db"), clients, key, workdir, mean_group, seconds)
     out["ratios"] = {
         "transfers_vs_health": round(g["transfers"]["per_s"] / max(g["health"]["per_s"], 0.1), 3),
         "group_vs_one_per_request": round(g["transfers"]["per_s"] / max(one["transfers"]["per_s"], 0.1), 2),
@@ -286,6 +331,10 @@ def report(r: dict[str, Any]) -> str:
                      f" not in the log {s['answered_not_in_log']}), transfers in the log {s['transfers_in_log']}"
                      f" (twice {s['twice_in_log']}, unanswered {s['in_log_unanswered']}),"
                      f" audit verify {s['audit_verify_ok']}")
+    a = r["writer_alone"]
+    lines.append(f"sqlite writer alone (no HTTP; its ceiling): {a['grouped']:,.1f} commands/s in groups of"
+                 f" {a['group']} (the server's mean), {a['one_per_transaction']:,.1f} one per transaction"
+                 f" ({a['ratio']}x)")
     lines += ["", f"ratios: {r['ratios']}", "targets: " + ", ".join(f"{k}: {'ok' if v else 'MISSED'}"
                                                                     for k, v in r["targets_met"].items())]
     return "\n".join(lines)

@@ -55,6 +55,11 @@ def test_the_load_benchmark_runs_a_real_server_and_loses_no_command() -> None:
         w = r[name]["writer"]
         assert 0 < w["slowest_ms"] and 0 <= w["over_50_ms"] <= w["transactions"]
     assert r["targets_met"]["no lost or duplicated command"]
+    alone = r["writer_alone"]  # the writer's ceiling, in groups of the server's mean size and one per transaction
+    w = r["sqlite"]["writer"]
+    assert alone["group"] == max(1, round(w["commands"] / w["transactions"]))
+    assert alone["grouped"] > 0 and alone["one_per_transaction"] > 0
+    assert alone["ratio"] == round(alone["grouped"] / alone["one_per_transaction"], 2)
 
 
 def test_the_pages_benchmark_serves_every_page_of_a_simulated_store() -> None:
