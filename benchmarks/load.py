@@ -230,6 +230,7 @@ def writer_alone(store: str, clients: int, key_path: str, workdir: Path, group: 
     their signatures found valid just before (untimed, as the server's checker does ahead of its writer),
     then decided and committed by `Registry.execute_batch` in groups of `group`, then one per transaction.
     This is the writer's own ceiling on this machine; in the server it shares Python's lock with the event loop."""
+    from commands.groupcommit import signed_items
     from commands.importer import parse_line
     from ledger import signing
     from ledger.registry import Registry
@@ -248,12 +249,9 @@ def writer_alone(store: str, clients: int, key_path: str, workdir: Path, group: 
             elapsed = 0.0
             for i in range(0, len(cmds), size):
                 part = cmds[i:i + size]
-                actors = reg.state.actors
-                for c in part:  # just before, as the checker does: at most signing.VERIFIED_KEPT are kept
-                    found = signing.decoded(actors[c.actor].public_key, c.signature)
-                    if found is not None:
-                        signing.remember_valid(*found, signing.command_payload(store_id, c.name, c.command_id,
-                                                                               c.args, c.expires))
+                for item in signed_items(reg, part):  # just before, as the checker: VERIFIED_KEPT are kept
+                    if signing.opens(*item):
+                        signing.remember_valid(*item)
                 t0 = time.perf_counter()
                 results = reg.execute_batch(part, on_refusal="continue")
                 elapsed += time.perf_counter() - t0
@@ -311,10 +309,12 @@ def run(clients: int, seconds: float, workdir: Path, postgres: str | None) -> di
 
 
 def report(r: dict[str, Any]) -> str:
+    from commands.groupcommit import SLOW_MS  # the server names its count of slow transactions by it
+
     lines = [(f"carbon-ledger serve, under load (wrk): {r['clients']} clients, {r['seconds']:.0f} s per measure,"
               f" loopback; SQLite synchronous={r['sqlite_synchronous']}, fsync {r['fsync_ms']} ms"), "",
              (f"{'measure':<40}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  transactions/commands,"
-              " the writer's slowest transaction and those over 50 ms (a commit the disk stalls)")]
+              f" the writer's slowest transaction and those over {SLOW_MS} ms (a commit the disk stalls)")]
     for name in ("sqlite", "sqlite_one_per_request", "postgres"):
         if name not in r:
             continue
@@ -323,7 +323,7 @@ def report(r: dict[str, Any]) -> str:
             x = m[what]
             wr = m["writer"]
             w = (f"  {wr['transactions']}/{wr['commands']}, slowest {wr['slowest_ms']:,.0f} ms,"
-                 f" {wr['over_50_ms']} over 50 ms" if what == "transfers" else "")
+                 f" {wr[f'over_{SLOW_MS}_ms']} over {SLOW_MS} ms" if what == "transfers" else "")
             lines.append(f"{name + ' ' + what:<40}{x['per_s']:>10,.1f}{x['p50_ms']:>9}{x['p99_ms']:>9}"
                          f"{x['errors']:>8}{w}")
         s = m["store"]

@@ -41,6 +41,28 @@ STOP = object()  # the queue's end, seen while gathering
 SLOW_MS = 50  # a transaction longer than this is counted (the load benchmark's p99 target: one such stalls all)
 
 
+def signed_items(registry: Any, commands: list[Any]) -> list[tuple[bytes, bytes, bytes]]:
+    """(key, signature, payload) of each signed command whose actor's key `registry` last knew, without reading
+    the store: what the checker sends to be checked ahead of the writer (benchmarks/load.py's writer alone too)."""
+    from ledger import signing
+
+    out = []
+    for cmd in commands:
+        if cmd.signature is None or not cmd.checked or cmd.name == "init":
+            continue
+        context = registry.signing_context(cmd.actor)
+        if context is None:
+            continue
+        try:
+            found = signing.decoded(context[1], cmd.signature)
+            if found is not None:
+                out.append((*found, signing.command_payload(context[0], cmd.name, cmd.command_id, cmd.args,
+                                                            cmd.expires)))
+        except Exception:  # noqa: BLE001, S112 - the writer checks it and answers
+            continue
+    return out
+
+
 class WriterTimeout(TimeoutError):
     """A command waited COMMAND_WAIT_S for the writer: 503 store_busy (it may yet be recorded)."""
 
@@ -152,7 +174,7 @@ class GroupCommit:
                     except queue.Empty:
                         break
                     jobs.append(job)
-                items = [item for j in jobs if j is not None for item in self._signed(j.commands)]
+                items = [item for j in jobs if j is not None for item in signed_items(self.registry, j.commands)]
                 for part in batches(items):
                     verdicts = checker.check(part)
                     for i, item in enumerate(part):
@@ -165,26 +187,6 @@ class GroupCommit:
                         return
         finally:
             checker.close()
-
-    def _signed(self, commands: list[Any]) -> list[tuple[bytes, bytes, bytes]]:
-        """(key, signature, payload) of each signed command whose actor's key the writer last knew."""
-        from ledger import signing
-
-        out = []
-        for cmd in commands:
-            if cmd.signature is None or not cmd.checked or cmd.name == "init":
-                continue
-            context = self.registry.signing_context(cmd.actor)
-            if context is None:
-                continue
-            try:
-                found = signing.decoded(context[1], cmd.signature)
-                if found is not None:
-                    out.append((*found, signing.command_payload(context[0], cmd.name, cmd.command_id, cmd.args,
-                                                                cmd.expires)))
-            except Exception:  # noqa: BLE001, S112 - the writer checks it and answers
-                continue
-        return out
 
     def _run(self) -> None:
         try:

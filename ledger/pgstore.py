@@ -70,6 +70,10 @@ def _column_types(ddl: str) -> list[str]:
 ARRAY_TYPES = {_table_name(ddl): _column_types(ddl) for ddl in EXTRA_TABLES}
 
 
+def _as_uuid(oid: Any) -> UUID:
+    return oid if isinstance(oid, UUID) else UUID(str(oid))
+
+
 class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
     """PostgreSQL recorder: events, chain and extras in one transaction under the events table lock."""
 
@@ -224,10 +228,7 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
         writer's time per transfer on PostgreSQL, benchmarks/load.py)."""
         self._lock_table(curs)
         self._notify_channel(curs)
-        def as_uuid(oid: Any) -> UUID:
-            return oid if isinstance(oid, UUID) else UUID(str(oid))
-
-        originator = as_uuid if self.datastore.originator_id_type == "uuid" else str
+        originator = _as_uuid if self.datastore.originator_id_type == "uuid" else str
         curs.execute(self._insert_columns, [
             [originator(e.originator_id) for e in stored_events],
             [e.originator_version for e in stored_events],
